@@ -1,0 +1,91 @@
+"""Bayer geometry: bring any 2×2 phase to RGGB, pack into four planes, and back.
+
+Every Bayer phase (RGGB, BGGR, GRBG, GBRG) is first *unified* to RGGB by padding one mirrored
+row on top and/or one column on the left (the CFA is 2-periodic, so a mirrored row has the
+colours the missing row would have had), then padded at the bottom/right to even size (Liu et
+al., "Learning Raw Image Denoising with Bayer Pattern Unification", 2019). The network then
+always sees R at (0, 0); :class:`BayerLayout` remembers the padding so the full-resolution
+result is cropped back to exactly the visible area.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+PLANES = ("R", "G1", "G2", "B")  # canonical packed order: G1 shares rows with R, G2 with B
+
+
+@dataclass(frozen=True)
+class BayerLayout:
+    """How a visible mosaic of ``height × width`` with ``pattern`` maps to packed RGGB planes."""
+
+    pattern: str
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"not a Bayer pattern: {self.pattern!r}")
+        if self.height < 2 or self.width < 2:
+            raise ValueError(f"mosaic too small: {self.height}×{self.width}")
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """Rows, columns padded on top/left so that R lands at (0, 0)."""
+        r = self.pattern.index("R")
+        return r // 2, r % 2
+
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) padding of the visible mosaic."""
+        dy, dx = self.offset
+        return dy, (self.height + dy) % 2, dx, (self.width + dx) % 2
+
+    @property
+    def packed_shape(self) -> tuple[int, int]:
+        top, bottom, left, right = self.padding
+        return (self.height + top + bottom) // 2, (self.width + left + right) // 2
+
+
+def pattern_from_colors(colors: np.ndarray, color_desc: str) -> str:
+    """The phase string (e.g. ``"GRBG"``) of a 2×2 block of LibRaw colour indices."""
+    letters = "".join(color_desc[int(c)] for c in np.asarray(colors)[:2, :2].ravel())
+    return letters
+
+
+def pack_bayer(mosaic: np.ndarray, layout: BayerLayout) -> np.ndarray:
+    """``(H, W)`` visible mosaic of any phase → ``(4, h, w)`` planes R, G1, G2, B."""
+    top, bottom, left, right = layout.padding
+    m = np.pad(mosaic, ((top, bottom), (left, right)), mode="reflect") if any(layout.padding) else mosaic
+    return np.stack([m[0::2, 0::2], m[0::2, 1::2], m[1::2, 0::2], m[1::2, 1::2]])
+
+
+def unpack_bayer(packed: np.ndarray, layout: BayerLayout) -> np.ndarray:
+    """Inverse of :func:`pack_bayer`: packed RGGB planes → visible mosaic in its own phase."""
+    _, h, w = packed.shape
+    m = np.empty((2 * h, 2 * w), dtype=packed.dtype)
+    m[0::2, 0::2], m[0::2, 1::2], m[1::2, 0::2], m[1::2, 1::2] = packed
+    return crop_to_visible(m, layout)
+
+
+def crop_to_visible(full: np.ndarray, layout: BayerLayout) -> np.ndarray:
+    """Crop a full-resolution array (``(..., 2h, 2w)``) of the unified mosaic to the visible area."""
+    top, _, left, _ = layout.padding
+    return full[..., top : top + layout.height, left : left + layout.width]
+
+
+def simple_demosaic(packed: torch.Tensor) -> torch.Tensor:
+    """Bilinear demosaic of packed RGGB planes ``(N, 4, h, w)`` → ``(N, 3, 2h, 2w)``.
+
+    What an exposure slider on an un-denoised raw gives: the "naive" reference, and the
+    ``strength < 1`` blend partner of the network output.
+    """
+    r, g1, g2, b = packed.unbind(1)
+    g = 0.5 * (g1 + g2)
+    planes = torch.stack([r, g, b], dim=1)
+    return F.interpolate(planes, scale_factor=2, mode="bilinear", align_corners=False)

@@ -1,0 +1,148 @@
+"""The whole job for one file: decode → pack → amplify → noise map → network → colour → write.
+
+:class:`Enhancer` loads the model once (the daemon keeps one warm); :meth:`Enhancer.enhance`
+turns one RAW into one output file and never touches the source.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .bayer import crop_to_visible, pack_bayer, simple_demosaic
+from .errors import LowlightError
+from .exposure import auto_ev, check_manual_ev
+from .model import load_model
+from .network_input import network_input
+from .noise import profile_for
+from .raw import read_raw
+from .tiling import DEFAULT_TILE, choose_device, run_tiled
+from .writers import FORMATS, OutputImage, output_path_for, write_output
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    """What the user asked for one batch of files."""
+
+    output_format: str = "dng"  # "dng" | "tiff" | "jpeg"
+    ev: float | None = None  # None: automatic exposure
+    strength: float = 1.0  # 0 = amplified input (simple demosaic), 1 = network output
+    output_dir: Path | None = None  # None: next to the source
+    overwrite: bool = False
+    linear_tiff: bool = False
+
+    def validate(self) -> "EnhanceOptions":
+        """Raise ``ValueError`` with a plain message for options that make no sense."""
+        if self.output_format not in FORMATS:
+            raise ValueError(f"unknown output format {self.output_format!r} (choose from {', '.join(FORMATS)})")
+        if self.ev is not None:
+            check_manual_ev(self.ev)
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
+        if self.linear_tiff and self.output_format != "tiff":
+            raise ValueError("--linear applies to TIFF output only")
+        return self
+
+
+@dataclass(frozen=True)
+class EnhanceResult:
+    """What one finished file produced."""
+
+    source: Path
+    output: Path
+    ev: float
+    noise_source: str
+    seconds: dict[str, float]
+
+
+class Enhancer:
+    """A loaded model on a device, ready to enhance files one after another."""
+
+    def __init__(
+        self,
+        weights: Path | None = None,
+        device: str = "auto",
+        tile: int = DEFAULT_TILE,
+        noiseprofiles: Path | None = None,
+    ) -> None:
+        self.device = choose_device(device)
+        self.model, self.card = load_model(weights, self.device)
+        self.tile = tile
+        self.noiseprofiles = noiseprofiles
+
+    def enhance(
+        self,
+        source: Path,
+        options: EnhanceOptions,
+        progress: Progress | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> EnhanceResult:
+        """Enhance ``source`` into a new file; raises :class:`LowlightError` naming the file on failure."""
+        report = progress or (lambda fraction, stage: None)
+        source = Path(source)
+        options.validate()
+        t0 = time.perf_counter()
+        seconds: dict[str, float] = {}
+        if options.output_dir is not None:
+            try:
+                Path(options.output_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LowlightError(options.output_dir, f"cannot create output folder ({exc.strerror})") from exc
+        output = output_path_for(source, options.output_format, options.output_dir, options.overwrite)
+        report(0.0, "decode")
+        photo = read_raw(source)
+        packed = pack_bayer(photo.mosaic, photo.layout)
+        ev = options.ev if options.ev is not None else auto_ev(packed, photo.color)
+        gain = 2.0**ev
+        profile = profile_for(packed, photo.make, photo.model, photo.iso or 0.0, photo.masked, self.noiseprofiles)
+        inputs = network_input(packed, gain, profile)
+        seconds["decode"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        report(0.1, "network")
+        try:
+            full = run_tiled(
+                self.model,
+                inputs,
+                self.device,
+                tile=self.tile,
+                should_cancel=should_cancel,
+                on_progress=lambda f: report(0.1 + 0.8 * f, "network"),
+            )
+        except torch.OutOfMemoryError as exc:
+            raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
+        if options.strength < 1.0:
+            naive = simple_demosaic(torch.from_numpy(np.clip(inputs[None, :4], 0.0, 1.0)))[0].numpy()
+            full = options.strength * full + (1.0 - options.strength) * naive
+        camera_rgb = np.clip(crop_to_visible(full, photo.layout), 0.0, 1.0).transpose(1, 2, 0)
+        seconds["network"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        report(0.9, "write")
+        image = OutputImage(
+            camera_rgb=np.ascontiguousarray(camera_rgb),
+            color=photo.color,
+            orientation=photo.orientation,
+            make=photo.make,
+            model=photo.model,
+            source=source,
+            ev=ev,
+        )
+        written = write_output(
+            image,
+            output,
+            options.output_format,
+            linear_tiff=options.linear_tiff,
+            overwrite=options.overwrite,
+        )
+        seconds["write"] = time.perf_counter() - t2
+        seconds["total"] = time.perf_counter() - t0
+        report(1.0, "done")
+        return EnhanceResult(source=source, output=written, ev=ev, noise_source=profile.source, seconds=seconds)

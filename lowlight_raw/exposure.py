@@ -1,0 +1,39 @@
+"""How much to brighten: a manual EV, or one chosen from robust statistics of the mosaic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .color import CameraColor
+
+TARGET_MEAN = 0.15  # linear mean brightness of a "typical" well-exposed scene after white balance
+HIGHLIGHT_PERCENTILE = 98.0  # at most this share of pixels may be pushed to clipping
+MAX_EV = 10.0  # ×1024: beyond this, shot noise leaves nothing to recover
+MIN_EV, MANUAL_MAX_EV = -4.0, 12.0
+
+
+def auto_ev(packed: np.ndarray, color: CameraColor) -> float:
+    """EV (≥ 0) that brings a dark scene to a natural brightness without blowing light sources.
+
+    On a white-balanced luminance proxy of the packed planes ``(4, h, w)`` (subsampled): the gain
+    that brings the mean of all but the brightest 2 % to :data:`TARGET_MEAN`, capped so the 98th
+    percentile does not clip. Already-bright images get 0 EV (they are only denoised).
+    """
+    step = max(1, int(math.sqrt(packed[0].size / 250_000)))
+    r, g1, g2, b = (p[::step, ::step].astype(np.float32) for p in packed)
+    wb = color.wb
+    luminance = (0.25 * (wb[0] * r + g1 + g2 + wb[2] * b)).ravel()
+    high = float(np.percentile(luminance, HIGHLIGHT_PERCENTILE))
+    body = luminance[luminance <= high]
+    mean = float(body.mean()) if body.size else high
+    gain = min(TARGET_MEAN / max(mean, 1e-6), 1.0 / max(high, 1e-6))
+    return float(np.clip(math.log2(max(gain, 1e-6)), 0.0, MAX_EV))
+
+
+def check_manual_ev(ev: float) -> float:
+    """Validate a user-given EV; raises ``ValueError`` with a plain message when out of range."""
+    if not math.isfinite(ev) or not MIN_EV <= ev <= MANUAL_MAX_EV:
+        raise ValueError(f"EV must be between {MIN_EV:+g} and {MANUAL_MAX_EV:+g}, got {ev}")
+    return float(ev)

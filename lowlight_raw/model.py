@@ -1,0 +1,188 @@
+"""The SID-style U-Net, its config, and the one function that loads shipped weights.
+
+Input: ``(N, 8, h, w)`` — the four packed Bayer planes in canonical RGGB order (R, G on red
+rows, G on blue rows, B), already amplified, followed by their four noise-sigma planes
+(:func:`lowlight_raw.noise.noise_sigma_map`). Output: ``(N, 3, 2h, 2w)`` linear camera RGB
+(not white balanced, no colour matrix), the same scale as the amplified input.
+
+The last convolution predicts a 12-channel residual on top of a nearest-neighbour
+"demosaic" of the input (R, mean of the greens, B at each of the four sites); pixel-shuffle
+then lays the 12 channels out at full resolution, as in Chen et al., "Learning to See in the
+Dark" (CVPR 2018).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .errors import LowlightError
+
+ARCH_NAME = "sid-unet"
+ARCH_VERSION = 1
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lowlight-sid16.pt"
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Shape of a :class:`SIDUNet`; saved with the weights in the model card."""
+
+    in_channels: int = 8
+    width: int = 16
+    depth: int = 5
+
+    @property
+    def multiple(self) -> int:
+        """Packed height and width must be multiples of this (one per pooling)."""
+        return 2 ** (self.depth - 1)
+
+
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+class SIDUNet(nn.Module):
+    """U-Net from packed, noise-conditioned Bayer planes to full-resolution linear RGB."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        widths = [config.width * 2**i for i in range(config.depth)]
+        self.encoders = nn.ModuleList()
+        c_in = config.in_channels
+        for w in widths:
+            self.encoders.append(_double_conv(c_in, w))
+            c_in = w
+        self.upsamplers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for w_low, w_high in zip(reversed(widths[1:]), reversed(widths[:-1])):
+            self.upsamplers.append(nn.ConvTranspose2d(w_low, w_high, 2, stride=2))
+            self.decoders.append(_double_conv(2 * w_high, w_high))
+        self.head = nn.Conv2d(widths[0], 12, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for i, encoder in enumerate(self.encoders):
+            if i:
+                h = F.max_pool2d(h, 2)
+            h = encoder(h)
+            skips.append(h)
+        for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):
+            h = decoder(torch.cat([upsample(h), skip], dim=1))
+        return F.pixel_shuffle(self.head(h) + _nearest_demosaic(x[:, :4]), 2)
+
+
+def _nearest_demosaic(packed: torch.Tensor) -> torch.Tensor:
+    """12 channels (RGB at each of the 4 sites, pixel-shuffle order) from RGGB planes."""
+    r, g1, g2, b = packed.clamp(0.0, 1.0).unbind(1)
+    g = 0.5 * (g1 + g2)
+    per_channel = [c.unsqueeze(1).expand(-1, 4, -1, -1) for c in (r, g, b)]
+    return torch.cat(per_channel, dim=1)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the JSON card beside a weight file says about it."""
+
+    name: str
+    config: UNetConfig
+    sha256: str
+    extra: dict
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "arch": ARCH_NAME,
+            "arch_version": ARCH_VERSION,
+            "config": asdict(self.config),
+            "sha256": self.sha256,
+            **self.extra,
+        }
+
+
+def card_path(weights: Path) -> Path:
+    """The model card that belongs to a weight file: ``name.pt`` → ``name.json``."""
+    return weights.with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(model: SIDUNet, path: Path, name: str, extra: dict | None = None) -> ModelCard:
+    """Write ``model``'s weights to ``path`` and its card beside it (atomically, each)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
+    card = ModelCard(name=name, config=model.config, sha256=file_sha256(path), extra=dict(extra or {}))
+    card_tmp = card_path(path).with_name(card_path(path).name + ".tmp")
+    card_tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
+    card_tmp.replace(card_path(path))
+    return card
+
+
+def read_card(weights: Path) -> ModelCard:
+    """Read and check the card of ``weights``; raises :class:`LowlightError` on any mismatch."""
+    weights = Path(weights)
+    cpath = card_path(weights)
+    if not weights.is_file():
+        raise LowlightError(weights, "weight file not found")
+    if not cpath.is_file():
+        raise LowlightError(cpath, "model card not found (every weight file needs its .json card)")
+    try:
+        data = json.loads(cpath.read_text())
+        if data.get("arch") != ARCH_NAME:
+            raise LowlightError(cpath, f"architecture {data.get('arch')!r} is not {ARCH_NAME!r}")
+        if data.get("arch_version") != ARCH_VERSION:
+            raise LowlightError(
+                cpath,
+                f"architecture version {data.get('arch_version')} does not match this engine's "
+                f"version {ARCH_VERSION}",
+            )
+        config = UNetConfig(**data["config"])
+        extra = {k: v for k, v in data.items() if k not in {"name", "arch", "arch_version", "config", "sha256"}}
+        card = ModelCard(name=data["name"], config=config, sha256=data["sha256"], extra=extra)
+    except LowlightError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LowlightError(cpath, f"malformed model card ({exc})") from exc
+    actual = file_sha256(weights)
+    if actual != card.sha256:
+        raise LowlightError(weights, f"sha256 {actual[:12]}… does not match the card's {card.sha256[:12]}…")
+    return card
+
+
+def load_model(weights: Path | None = None, device: torch.device | str = "cpu") -> tuple[SIDUNet, ModelCard]:
+    """Build the network its card describes and load ``weights`` (default: the shipped model).
+
+    Checks the architecture name and version and the file's sha256 against the card.
+    """
+    weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    card = read_card(weights)
+    model = SIDUNet(card.config)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:  # torch raises many types for a bad file; all mean the same to a user
+        raise LowlightError(weights, f"cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+    model.eval().requires_grad_(False)
+    return model.to(device), card

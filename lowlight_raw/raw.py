@@ -1,0 +1,160 @@
+"""Decode a camera RAW with LibRaw (rawpy) into a normalised Bayer mosaic and what describes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rawpy
+import tifffile
+
+from .bayer import PATTERNS, BayerLayout, pattern_from_colors
+from .color import CameraColor
+from .errors import LowlightError, UnsupportedSensor
+from .metadata import read_exif
+
+# LibRaw's ``flip`` → EXIF/TIFF Orientation.
+_FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
+
+
+@dataclass(frozen=True)
+class RawPhoto:
+    """One decoded RAW: the visible mosaic on a 0 = black, 1 = white scale, and its metadata."""
+
+    path: Path
+    mosaic: np.ndarray  # (H, W) float32, visible area, per-channel black subtracted, / (white - black)
+    layout: BayerLayout
+    color: CameraColor
+    orientation: int
+    make: str
+    model: str
+    iso: float | None
+    masked: np.ndarray | None  # normalised masked (optical black) pixels, when LibRaw exposes them
+
+
+def read_raw(path: Path) -> RawPhoto:
+    """Decode ``path``; raise :class:`LowlightError` (one line naming the file) on any failure.
+
+    Any Bayer phase, per-channel black levels and visible areas at odd offsets are handled (the
+    phase is read from LibRaw's colour map of the *visible* area). X-Trans, Foveon, monochrome
+    and linear (already demosaiced) files raise :class:`UnsupportedSensor`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LowlightError(path, "file not found")
+    if path.is_dir():
+        raise LowlightError(path, "is a directory, not a RAW file")
+    try:
+        with rawpy.imread(str(path)) as raw:
+            return _decode(path, raw)
+    except LowlightError:
+        raise
+    except rawpy.LibRawFileUnsupportedError as exc:
+        raise LowlightError(path, "not a RAW file LibRaw can read") from exc
+    except rawpy.LibRawIOError as exc:
+        raise LowlightError(path, f"not a RAW file, or a truncated one (LibRaw: {_libraw_message(exc)})") from exc
+    except (rawpy.LibRawDataError, rawpy.LibRawError) as exc:
+        raise LowlightError(path, f"corrupt RAW file (LibRaw: {_libraw_message(exc)})") from exc
+    except OSError as exc:
+        raise LowlightError(path, f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def _decode(path: Path, raw) -> RawPhoto:
+    if raw.raw_type != rawpy.RawType.Flat or raw.raw_pattern is None:
+        raise UnsupportedSensor(path, "not a Bayer mosaic (linear, Foveon or multi-shot raw): not supported yet")
+    if raw.raw_pattern.shape != (2, 2):
+        raise UnsupportedSensor(
+            path, f"{raw.raw_pattern.shape[0]}×{raw.raw_pattern.shape[1]} CFA (X-Trans?): not supported yet"
+        )
+    if raw.num_colors < 3:
+        raise UnsupportedSensor(path, "monochrome sensor: not supported yet")
+    visible = raw.raw_image_visible
+    colors = raw.raw_colors_visible
+    desc = raw.color_desc.decode("ascii", "replace")
+    pattern = pattern_from_colors(colors, desc)
+    if pattern not in PATTERNS:
+        raise UnsupportedSensor(path, f"CFA pattern {pattern!r} is not an RGB Bayer pattern: not supported yet")
+    black = np.asarray(raw.black_level_per_channel, dtype=np.float32)
+    white = float(raw.white_level)
+    black_px = black[colors]
+    scale = np.float32(1.0) / np.maximum(white - black_px, 1.0)
+    mosaic = (visible.astype(np.float32) - black_px) * scale
+    masked = _masked_pixels(raw, black, white)
+    cam_xyz = np.asarray(raw.rgb_xyz_matrix)[:3, :3]
+    if not cam_xyz.any():  # LibRaw leaves it empty for DNGs: read their own ColorMatrix tags
+        cam_xyz = _dng_color_matrix(path)
+    color = CameraColor.from_libraw(raw.camera_whitebalance, raw.daylight_whitebalance, cam_xyz)
+    exif = read_exif(path)
+    make = exif.get("Image Make", "").strip()
+    model = exif.get("Image Model", "").strip()
+    iso = _first_number(exif.get("EXIF ISOSpeedRatings") or exif.get("EXIF PhotographicSensitivity"))
+    return RawPhoto(
+        path=path,
+        mosaic=mosaic,
+        layout=BayerLayout(pattern, *mosaic.shape),
+        color=color,
+        orientation=_FLIP_TO_ORIENTATION.get(int(raw.sizes.flip), 1),
+        make=make,
+        model=model,
+        iso=iso,
+        masked=masked,
+    )
+
+
+D65 = 21
+
+
+def _dng_color_matrix(path: Path) -> np.ndarray:
+    """XYZ → camera matrix from a DNG's ColorMatrix1/2 (the D65 one preferred); zeros if absent."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages[0].tags
+            matrices = {}
+            for matrix_tag, illuminant_tag in ((50721, 50778), (50722, 50779)):
+                if matrix_tag in tags:
+                    values = np.asarray(tags[matrix_tag].value, dtype=np.float64)
+                    if values.size == 18:  # stored as numerator/denominator pairs
+                        values = values[0::2] / values[1::2]
+                    if values.size >= 9:
+                        illuminant = tags[illuminant_tag].value if illuminant_tag in tags else 0
+                        matrices[int(illuminant)] = values[:9].reshape(3, 3)
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError):
+        return np.zeros((3, 3))
+    if not matrices:
+        return np.zeros((3, 3))
+    return matrices.get(D65, list(matrices.values())[-1])
+
+
+def _masked_pixels(raw, black: np.ndarray, white: float) -> np.ndarray | None:
+    """Normalised optical-black pixels outside the visible area, or ``None`` if too few."""
+    s = raw.sizes
+    full = raw.raw_image
+    colors = raw.raw_colors
+    top, left = s.top_margin, s.left_margin
+    bottom, right = top + s.height, left + s.width
+    strips = [(slice(0, top), slice(None)), (slice(bottom, None), slice(None)),
+              (slice(top, bottom), slice(0, left)), (slice(top, bottom), slice(right, None))]
+    values = [
+        (full[r, c].astype(np.float32) - black[colors[r, c]]) / max(white - float(black.mean()), 1.0)
+        for r, c in strips
+        if full[r, c].size
+    ]
+    if not values:
+        return None
+    masked = np.concatenate([v.ravel() for v in values])
+    return masked if masked.size >= 1024 else None
+
+
+def _libraw_message(exc: Exception) -> str:
+    text = exc.args[0] if exc.args else str(exc)
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def _first_number(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(str(text).strip("[] ").split(",")[0])
+    except ValueError:
+        return None

@@ -1,0 +1,174 @@
+"""Real Bayer DNG files made from synthetic scenes: test fixtures, the bundled example, benchmarks.
+
+:func:`write_bayer_dng` writes a CFA DNG (tifffile, DNG 1.4 tags) that LibRaw decodes like any
+camera raw: any 2×2 phase, per-CFA-position black levels, an ActiveArea with masked (optical
+black) borders at odd or even offsets, EXIF and GPS tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+# XYZ(D65) → camera matrix of a plausible camera (Sony-like), used when none is given.
+DEFAULT_CAM_XYZ = np.array(
+    [[0.6344, -0.1612, -0.0506], [-0.4412, 1.2143, 0.2455], [-0.0785, 0.1641, 0.6233]]
+)
+_COLOR_CODE = {"R": 0, "G": 1, "B": 2}
+
+
+@dataclass
+class DngSpec:
+    """Everything :func:`write_bayer_dng` writes besides the pixels."""
+
+    pattern: str = "RGGB"  # CFA phase at the top-left of the active (visible) area (row-major)
+    black: tuple[int, int, int, int] = (512, 512, 512, 512)  # per position of the 2×2 CFA block
+    white: int = 16383
+    margins: tuple[int, int, int, int] = (0, 0, 0, 0)  # masked rows/cols: top, left, bottom, right
+    make: str = "Lowlight"
+    model: str = "Synthetic Bayer"
+    cam_xyz: np.ndarray = field(default_factory=lambda: DEFAULT_CAM_XYZ.copy())
+    as_shot_neutral: tuple[float, float, float] = (0.5, 1.0, 0.62)
+    orientation: int = 1
+    exif: dict[str, str] = field(default_factory=dict)  # exiv2 keys → values, e.g. Exif.Photo.ISOSpeedRatings
+
+
+def _rationals(values, denominator: int = 10000) -> list[int]:
+    out: list[int] = []
+    for v in values:
+        f = Fraction(float(v)).limit_denominator(denominator)
+        out += [f.numerator, f.denominator]
+    return out
+
+
+def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value: np.ndarray | None = None) -> Path:
+    """Write the ``(H, W)`` uint16 active-area mosaic ``active`` as a CFA DNG at ``path``.
+
+    Masked borders (``spec.margins``) hold the black level plus ``masked_value`` noise (or just
+    the black level). The black level tags are given relative to the active area's phase.
+    """
+    path = Path(path)
+    top, left, bottom, right = spec.margins
+    h, w = active.shape
+    full_h, full_w = h + top + bottom, w + left + right
+    black_full = _black_mosaic(full_h, full_w, spec.black, top, left)
+    full = black_full.astype(np.int64)
+    if masked_value is not None:
+        full += np.rint(masked_value[:full_h, :full_w]).astype(np.int64)
+    full[top : top + h, left : left + w] = active
+    full = np.clip(full, 0, 65535).astype(np.uint16)
+    cfa = bytes(_COLOR_CODE[c] for c in spec.pattern)
+    repeat = int(round(len(cfa) ** 0.5))  # 2 for Bayer; 6 writes an X-Trans-like file
+    neutral = np.asarray(spec.as_shot_neutral, dtype=float)
+    extratags = [
+        (254, "I", 1, 0, True),  # NewSubFileType: main image
+        (33421, "H", 2, (repeat, repeat), True),  # CFARepeatPatternDim
+        (33422, "B", len(cfa), cfa, True),  # CFAPattern
+        (271, "s", 0, spec.make, True),
+        (272, "s", 0, spec.model, True),
+        (274, "H", 1, spec.orientation, True),
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (50708, "s", 0, f"{spec.make} {spec.model}", True),  # UniqueCameraModel
+        (50710, "B", 3, (0, 1, 2), True),  # CFAPlaneColor
+        (50711, "H", 1, 1, True),  # CFALayout: rectangular
+        (50713, "H", 2, (2, 2), True),  # BlackLevelRepeatDim
+        (50714, "I", 4, tuple(int(b) for b in spec.black), True),  # BlackLevel
+        (50717, "I", 1, int(spec.white), True),  # WhiteLevel
+        (50721, "2i", 9, tuple(_rationals(np.asarray(spec.cam_xyz).ravel())), True),  # ColorMatrix1
+        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
+        (50728, "2I", 3, tuple(_rationals(neutral)), True),  # AsShotNeutral
+        (50829, "I", 4, (top, left, top + h, left + w), True),  # ActiveArea
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    tifffile.imwrite(
+        tmp,
+        full,
+        photometric=32803,  # CFA
+        compression=None,
+        extratags=extratags,
+        metadata=None,
+    )
+    if spec.exif:
+        _write_exif(tmp, spec.exif)
+    tmp.replace(path)
+    return path
+
+
+def _black_mosaic(h: int, w: int, black: tuple[int, int, int, int], top: int, left: int) -> np.ndarray:
+    """Per-pixel black level, its 2×2 pattern anchored at the active area's origin."""
+    rows = (np.arange(h) - top) % 2
+    cols = (np.arange(w) - left) % 2
+    return np.asarray(black, dtype=np.int64).reshape(2, 2)[rows[:, None], cols[None, :]]
+
+
+def _write_exif(path: Path, tags: dict[str, str]) -> None:
+    import exiv2
+
+    image = exiv2.ImageFactory.open(str(path))
+    image.readMetadata()
+    exif = image.exifData()
+    for key, value in tags.items():
+        exif[key] = value
+    image.writeMetadata()
+
+
+def mosaic_from_rgb(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Sample ``(H, W, 3)`` camera RGB at the sites of a Bayer ``pattern`` → ``(H, W)``."""
+    h, w, _ = rgb.shape
+    idx = np.array([_COLOR_CODE[c] for c in pattern]).reshape(2, 2)
+    chan = idx[np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2]
+    return np.take_along_axis(rgb, chan[..., None], axis=2)[..., 0]
+
+
+def test_scene(height: int, width: int) -> np.ndarray:
+    """A linear camera-RGB scene ``(H, W, 3)`` in [0, 1]: a grey ramp and saturated patches.
+
+    Top half: red, green, blue and mid-grey patches (left to right); bottom half: a horizontal
+    grey ramp from 0.02 to 0.9. Values are camera RGB *before* white balance: a white-balanced
+    neutral grey is ``g / neutral`` for the default neutral.
+    """
+    scene = np.zeros((height, width, 3), dtype=np.float32)
+    half = height // 2
+    quarter = max(width // 4, 1)
+    neutral = np.asarray(DngSpec().as_shot_neutral, dtype=np.float32)
+    patches = [
+        np.array([0.6, 0.05, 0.05]),
+        np.array([0.05, 0.6, 0.05]),
+        np.array([0.05, 0.05, 0.6]),
+        np.array([0.3, 0.3, 0.3]),
+    ]
+    for i, colour in enumerate(patches):
+        scene[:half, i * quarter : (i + 1) * quarter if i < 3 else width] = colour * neutral
+    ramp = np.linspace(0.02, 0.9, width, dtype=np.float32)
+    scene[half:] = ramp[None, :, None] * neutral[None, None, :]
+    return scene
+
+
+test_scene.__test__ = False  # a scene for tests, not a test: keep pytest from collecting it
+
+
+def dark_exposure(
+    scene: np.ndarray,
+    spec: DngSpec,
+    ratio: float,
+    a: float,
+    b: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A dark, noisy raw exposure of ``scene`` (linear, 1 = white): uint16 active-area mosaic.
+
+    The scene is darkened by ``ratio`` and given Poisson-Gaussian noise ``Var = a·x + b`` on the
+    normalised scale, then quantised with the black level added, like a sensor would.
+    """
+    x = mosaic_from_rgb(scene, spec.pattern).astype(np.float64) / ratio
+    if a > 0:
+        x = rng.poisson(np.maximum(x, 0) / a) * a
+    x = x + rng.normal(0.0, np.sqrt(b), size=x.shape)
+    black = _black_mosaic(*x.shape, spec.black, 0, 0)
+    raw = black + x * (spec.white - black)
+    return np.clip(np.rint(raw), 0, spec.white).astype(np.uint16)

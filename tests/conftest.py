@@ -1,0 +1,69 @@
+"""Shared fixtures: real DNG files made from synthetic scenes, and a tiny real model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
+from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_bayer_dng
+
+torch.set_num_threads(1)
+
+FIXTURE_EXIF = {
+    "Exif.Photo.ISOSpeedRatings": "6400",
+    "Exif.Photo.ExposureTime": "1/60",
+    "Exif.Photo.FNumber": "28/10",
+    "Exif.Photo.FocalLength": "35/1",
+    "Exif.Photo.DateTimeOriginal": "2026:11:01 21:14:05",
+    "Exif.Photo.LensModel": "FE 35mm F2.8 ZA",
+    "Exif.Photo.LensMake": "Zeiss",
+    "Exif.GPSInfo.GPSVersionID": "2 3 0 0",
+    "Exif.GPSInfo.GPSLatitudeRef": "N",
+    "Exif.GPSInfo.GPSLatitude": "48/1 51/1 2400/100",
+    "Exif.GPSInfo.GPSLongitudeRef": "E",
+    "Exif.GPSInfo.GPSLongitude": "2/1 21/1 700/100",
+    "Exif.Image.Artist": "Test Photographer",
+}
+
+
+@pytest.fixture
+def make_dng(tmp_path: Path):
+    """Factory: ``make_dng(name, height=…, width=…, pattern=…, ratio=…, margins=…, exif=…)`` → Path.
+
+    Writes a dark (``ratio`` × underexposed), noisy CFA DNG of :func:`test_scene` with EXIF/GPS.
+    """
+
+    def make(
+        name: str = "dark.dng",
+        height: int = 90,
+        width: int = 122,
+        pattern: str = "RGGB",
+        ratio: float = 100.0,
+        margins: tuple[int, int, int, int] = (0, 0, 0, 0),
+        exif: dict[str, str] | None = None,
+        noise: tuple[float, float] = (2e-4, 2e-7),
+        seed: int = 0,
+        directory: Path | None = None,
+    ) -> Path:
+        spec = DngSpec(pattern=pattern, margins=margins, exif=dict(FIXTURE_EXIF if exif is None else exif))
+        scene = test_scene(height, width)
+        rng = np.random.default_rng(seed)
+        active = dark_exposure(scene, spec, ratio, *noise, rng)
+        out_dir = directory or tmp_path
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return write_bayer_dng(out_dir / name, active, spec)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A real but tiny, untrained model (width 4, depth 3) with its card: fast plumbing tests."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_weights(SIDUNet(UNetConfig(width=4, depth=3)), path, name="tiny-test")
+    return path

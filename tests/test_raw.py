@@ -1,0 +1,79 @@
+"""Decoding real DNG files with LibRaw: every Bayer phase, odd crops, black levels, bad files."""
+
+import numpy as np
+import pytest
+
+from lowlight_raw.bayer import PATTERNS, pack_bayer
+from lowlight_raw.errors import LowlightError, UnsupportedSensor
+from lowlight_raw.raw import read_raw
+from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, dark_exposure, test_scene, write_bayer_dng
+
+NEUTRAL = np.array(DngSpec().as_shot_neutral)
+
+
+def _write(tmp_path, pattern, margins, name="x.dng", black=(500, 510, 520, 530)):
+    spec = DngSpec(pattern=pattern, margins=margins, black=black, exif={"Exif.Photo.ISOSpeedRatings": "3200"})
+    active = dark_exposure(test_scene(64, 96), spec, 1.0, 0.0, 0.0, np.random.default_rng(0))
+    return write_bayer_dng(tmp_path / name, active, spec)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("margins", [(0, 0, 0, 0), (3, 5, 2, 1), (2, 1, 0, 3)])
+def test_every_phase_and_crop_puts_colours_in_the_right_planes(tmp_path, pattern, margins):
+    photo = read_raw(_write(tmp_path, pattern, margins))
+    packed = pack_bayer(photo.mosaic, photo.layout)  # R, G1, G2, B whatever the file's phase
+    h, w = packed.shape[1:]
+    patch = lambda i: (slice(h // 8, h // 3), slice(i * w // 4 + w // 16, (i + 1) * w // 4 - w // 16))
+    red, green, blue = (packed[(slice(None), *patch(i))].mean(axis=(1, 2)) for i in range(3))
+    np.testing.assert_allclose(red, [0.6 * NEUTRAL[0], 0.05, 0.05, 0.05 * NEUTRAL[2]], atol=2e-3)
+    np.testing.assert_allclose(green, [0.05 * NEUTRAL[0], 0.6, 0.6, 0.05 * NEUTRAL[2]], atol=2e-3)
+    np.testing.assert_allclose(blue, [0.05 * NEUTRAL[0], 0.05, 0.05, 0.6 * NEUTRAL[2]], atol=2e-3)
+
+
+def test_metadata_and_colour(tmp_path):
+    photo = read_raw(_write(tmp_path, "RGGB", (0, 0, 0, 0)))
+    assert (photo.make, photo.model, photo.iso) == ("Lowlight", "Synthetic Bayer", 3200.0)
+    assert photo.layout.height == 64 and photo.layout.width == 96 and photo.mosaic.dtype == np.float32
+    np.testing.assert_allclose(photo.color.wb, 1 / NEUTRAL, rtol=1e-4)
+    np.testing.assert_allclose(photo.color.cam_xyz, DEFAULT_CAM_XYZ, atol=1e-4)
+
+
+def test_masked_pixels_are_exposed(tmp_path):
+    spec = DngSpec(margins=(0, 40, 0, 0))
+    active = dark_exposure(test_scene(64, 96), spec, 1.0, 0.0, 0.0, np.random.default_rng(0))
+    noise = np.random.default_rng(1).normal(0, 4.0, (64, 136))
+    photo = read_raw(write_bayer_dng(tmp_path / "m.dng", active, spec, masked_value=noise))
+    assert photo.masked is not None and photo.masked.size >= 1024
+    assert abs(float(photo.masked.mean())) < 1e-3
+    assert float(photo.masked.std()) == pytest.approx(4.0 / (16383 - 512), rel=0.1)
+
+
+def test_not_a_raw(tmp_path):
+    fake = tmp_path / "notes.dng"
+    fake.write_text("hello")
+    with pytest.raises(LowlightError, match=r"notes\.dng: not a RAW file"):
+        read_raw(fake)
+
+
+def test_truncated_raw(tmp_path):
+    good = _write(tmp_path, "RGGB", (0, 0, 0, 0))
+    cut = tmp_path / "cut.dng"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with pytest.raises(LowlightError, match=r"cut\.dng: (not a RAW file, or a truncated one|corrupt RAW file)"):
+        read_raw(cut)
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(LowlightError, match="file not found"):
+        read_raw(tmp_path / "absent.nef")
+    with pytest.raises(LowlightError, match="is a directory"):
+        read_raw(tmp_path)
+
+
+def test_xtrans_is_refused_clearly(tmp_path):
+    xtrans = "GGRGGB" "GGBGGR" "BRGRBG" "GGBGGR" "GGRGGB" "RBGBRG"
+    spec = DngSpec(pattern=xtrans)
+    active = np.full((60, 90), 2000, dtype=np.uint16)
+    path = write_bayer_dng(tmp_path / "xt.dng", active, spec)
+    with pytest.raises(UnsupportedSensor, match=r"xt\.dng: .*not supported yet"):
+        read_raw(path)
