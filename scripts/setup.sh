@@ -5,7 +5,7 @@
 #                             xvfb, exiftool and lua5.4 for the real-darktable and DNG checks
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="train"
+extras=""
 if [[ "${1:-}" == "--test" ]]; then
   extras="test,train"
   need=()
@@ -24,5 +24,5 @@ if [[ "${1:-}" == "--test" ]]; then
   fi
 fi
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extras}]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import lowlight_raw, torch, rawpy; print(f'setup: lowlight-raw ready (torch {torch.__version__}, LibRaw {rawpy.libraw_version})')"
