@@ -24,5 +24,9 @@ if [[ "${1:-}" == "--test" ]]; then
   fi
 fi
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 | grep -v "^WARNING: Location" || true
+if ! log=$(.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1); then
+  echo "$log" >&2
+  echo "setup: pip install failed (see above)" >&2
+  exit 1
+fi
 .venv/bin/python -c "import lowlight_raw, torch, rawpy; print(f'setup: lowlight-raw ready (torch {torch.__version__}, LibRaw {rawpy.libraw_version})')"
