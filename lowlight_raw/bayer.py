@@ -74,9 +74,12 @@ def unpack_bayer(packed: np.ndarray, layout: BayerLayout) -> np.ndarray:
 
 
 def crop_to_visible(full: np.ndarray, layout: BayerLayout) -> np.ndarray:
-    """Crop a full-resolution array (``(..., 2h, 2w)``) of the unified mosaic to the visible area."""
+    """Crop a full-resolution array of the unified mosaic to the visible area.
+
+    ``full`` is ``(2h, 2w)`` or pixel-interleaved ``(2h, 2w, C)``.
+    """
     top, _, left, _ = layout.padding
-    return full[..., top : top + layout.height, left : left + layout.width]
+    return full[top : top + layout.height, left : left + layout.width]
 
 
 def simple_demosaic(packed: torch.Tensor) -> torch.Tensor:

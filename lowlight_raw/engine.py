@@ -119,15 +119,15 @@ class Enhancer:
         except torch.OutOfMemoryError as exc:
             raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
         if options.strength < 1.0:
-            naive = simple_demosaic(torch.from_numpy(np.clip(inputs[None, :4], 0.0, 1.0)))[0].numpy()
+            naive = simple_demosaic(torch.from_numpy(np.clip(inputs[None, :4], 0.0, 1.0)))[0].permute(1, 2, 0).numpy()
             full = options.strength * full + (1.0 - options.strength) * naive
-        camera_rgb = np.clip(crop_to_visible(full, photo.layout), 0.0, 1.0).transpose(1, 2, 0)
+        camera_rgb = np.clip(crop_to_visible(full, photo.layout), 0.0, 1.0)
         seconds["network"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
         report(0.9, "write")
         image = OutputImage(
-            camera_rgb=np.ascontiguousarray(camera_rgb),
+            camera_rgb=camera_rgb,
             color=photo.color,
             orientation=photo.orientation,
             make=photo.make,

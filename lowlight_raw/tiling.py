@@ -62,7 +62,7 @@ def run_tiled(
     should_cancel: Callable[[], bool] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
-    """``(C, h, w)`` network input → ``(3, 2h, 2w)`` float32 output, tile by tile.
+    """``(C, h, w)`` network input → ``(2h, 2w, 3)`` float32 output (pixel-interleaved), tile by tile.
 
     ``tile`` and ``overlap`` are in packed pixels and are rounded to multiples of the network's
     pooling factor. ``should_cancel`` is polled before each tile (raises :class:`Cancelled`);
@@ -78,7 +78,7 @@ def run_tiled(
     tile = max((tile // m) * m, 2 * overlap + m)
     stride = tile - overlap
     ys, xs = _positions(H, tile, stride), _positions(W, tile, stride)
-    out = np.zeros((3, 2 * H, 2 * W), dtype=np.float32)
+    out = np.zeros((2 * H, 2 * W, 3), dtype=np.float32)
     weight_sum = np.zeros((2 * H, 2 * W), dtype=np.float32)
     autocast = device.type == "cuda"
     done, total = 0, len(ys) * len(xs)
@@ -94,12 +94,12 @@ def run_tiled(
                 patch = torch.from_numpy(np.ascontiguousarray(inputs[:, y : y + th, x : x + tw]))[None].to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     result = model(patch)
-                result = result.float()[0].cpu().numpy()
+                result = result.float()[0].permute(1, 2, 0).cpu().numpy()
                 blend = wy[:, None] * wx[None, :]
-                out[:, 2 * y : 2 * (y + th), 2 * x : 2 * (x + tw)] += result * blend
+                out[2 * y : 2 * (y + th), 2 * x : 2 * (x + tw)] += result * blend[..., None]
                 weight_sum[2 * y : 2 * (y + th), 2 * x : 2 * (x + tw)] += blend
                 done += 1
                 if on_progress is not None:
                     on_progress(done / total)
-    out /= weight_sum
-    return out[:, : 2 * h, : 2 * w]
+    out /= weight_sum[..., None]
+    return out[: 2 * h, : 2 * w]

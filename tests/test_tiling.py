@@ -22,7 +22,7 @@ def test_tiled_matches_untiled(random_net, tile, overlap):
     x = np.random.default_rng(0).random((8, 101, 163), dtype=np.float32)  # not multiples of 8
     whole = run_tiled(random_net, x, torch.device("cpu"), tile=4096)
     tiled = run_tiled(random_net, x, torch.device("cpu"), tile=tile, overlap=overlap)
-    assert whole.shape == tiled.shape == (3, 202, 326)
+    assert whole.shape == tiled.shape == (202, 326, 3)
     assert np.abs(tiled - whole).max() < 1e-3
 
 
