@@ -1,0 +1,195 @@
+"""Photo metadata: read a RAW's EXIF (exifread), carry it into every output (python-exiv2).
+
+:func:`copy_metadata` copies the source's EXIF (camera, lens, exposure, ISO, dates, GPS, maker
+notes), XMP and IPTC into an output file, **except** what describes the source's image data
+(sizes, compression, CFA layout, black/white levels, DNG colour tags, thumbnails, preview IFDs):
+those belong to the file the writer made and copying them would corrupt it. It then records what
+was done, in standard places:
+
+- ``Exif.Image.Software`` and ``Xmp.xmp.CreatorTool``: ``lowlight-raw <version>``;
+- one ``Xmp.xmpMM.History`` event (``stEvt:action`` = ``converted``, ``stEvt:parameters`` = the
+  processing note, ``stEvt:softwareAgent``, ``stEvt:when``), appended after any earlier history.
+
+``ImageDescription`` and ``UserComment`` are left alone: they belong to the photographer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import exifread
+import exiv2
+
+from . import __version__
+from .errors import LowlightError
+
+SOFTWARE = f"lowlight-raw {__version__}"
+
+log = logging.getLogger(__name__)
+exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.error)
+
+# IFD0 tags that describe the stored image rather than the photo (TIFF 6, TIFF/EP, EXIF, Sony
+# raw tags), plus the ones the writers set themselves (Orientation, Software).
+_IMAGE_STRUCTURE_TAGS = frozenset(
+    [
+        0x00FE, 0x00FF, 0x0100, 0x0101, 0x0102, 0x0103, 0x0106, 0x0107, 0x0108, 0x0109, 0x010A,
+        0x0111, 0x0112, 0x0115, 0x0116, 0x0117, 0x0118, 0x0119, 0x011C, 0x0124, 0x0125, 0x012D,
+        0x0131, 0x013D, 0x013E, 0x013F, 0x0140, 0x0142, 0x0143, 0x0144, 0x0145, 0x014A, 0x0152,
+        0x0153, 0x0154, 0x0155, 0x015B, 0x0200, 0x0201, 0x0202, 0x0203, 0x0205, 0x0206, 0x0207,
+        0x0208, 0x0209, 0x0211, 0x0212, 0x0213, 0x0214, 0x02BC, 0x828D, 0x828E, 0x83BB, 0x8649,
+        0x8769, 0x8773, 0x8825, 0xA500,
+    ]
+)
+_SONY_RAW_TAGS = range(0x7000, 0x8000)  # SonyRawFileType, SonyToneCurve, SonyCropSize, …
+# DNG tags (50706…) are all about the raw data and its rendering, except these three.
+_DNG_TAGS = range(50706, 52000)
+_DNG_DESCRIPTIVE_TAGS = frozenset([50709, 50735, 50736])  # LocalizedCameraModel, CameraSerialNumber, LensInfo
+# EXIF-IFD tags that describe the stored image, not the photo.
+_PHOTO_STRUCTURE_TAGS = frozenset(
+    [
+        0x9101,  # ComponentsConfiguration
+        0x9102,  # CompressedBitsPerPixel
+        0xA001,  # ColorSpace
+        0xA002,  # PixelXDimension
+        0xA003,  # PixelYDimension
+        0xA005,  # InteroperabilityTag
+        0xA420,  # ImageUniqueID: the output is a different image
+        0xA500,  # Gamma
+    ]
+)
+# XMP that would re-apply the source's development (Adobe Camera Raw, darktable history) or that
+# describes the source file's pixels or identity.
+_XMP_SKIPPED_PREFIXES = ("Xmp.crs.", "Xmp.crss.", "Xmp.darktable.", "Xmp.tiff.", "Xmp.photoshop.ICCProfile")
+_XMP_SKIPPED_KEYS = frozenset(
+    [
+        "Xmp.exif.PixelXDimension",
+        "Xmp.exif.PixelYDimension",
+        "Xmp.exif.ColorSpace",
+        "Xmp.xmpMM.DocumentID",
+        "Xmp.xmpMM.InstanceID",
+        "Xmp.xmp.CreatorTool",
+    ]
+)
+# Tags EXIF requires in every file: set when the source has none.
+_EXIF_DEFAULTS = {"Exif.Photo.ExifVersion": "48 50 51 50", "Exif.Photo.FlashpixVersion": "48 49 48 48"}
+
+
+def read_exif(path: Path) -> dict[str, str]:
+    """The EXIF of ``path`` as exifread names it (``"Image Make"``, ``"EXIF ISOSpeedRatings"``…).
+
+    Values are exifread's printable strings. Maker notes are not decoded and thumbnails are
+    skipped. A format exifread does not understand gives ``{}`` (metadata is optional for the
+    engine); an unreadable file raises :class:`LowlightError`.
+    """
+    try:
+        with open(path, "rb") as handle:
+            tags = exifread.process_file(handle, details=False, extract_thumbnail=False)
+    except OSError as exc:
+        raise LowlightError(path, f"cannot read ({exc.strerror or exc})") from exc
+    except Exception as exc:  # exifread raises assorted errors on damaged metadata
+        log.warning("%s: EXIF unreadable by exifread (%s)", path, exc)
+        return {}
+    return {key: str(value) for key, value in tags.items() if not key.startswith("Thumbnail")}
+
+
+def camera_iso(path: Path) -> float | None:
+    """The ISO sensitivity recorded in ``path``'s EXIF, or ``None`` when none is recorded."""
+    tags = read_exif(path)
+    for key in ("EXIF ISOSpeedRatings", "EXIF PhotographicSensitivity", "Image ISOSpeedRatings",
+                "EXIF RecommendedExposureIndex"):
+        text = tags.get(key, "").strip("[] ").split(",")[0].strip()
+        try:
+            iso = float(text)
+        except ValueError:
+            continue
+        if iso > 0:
+            return iso
+    return None
+
+
+def is_copied_exif(key: str, tag: int) -> bool:
+    """Whether the EXIF datum ``key`` (e.g. ``"Exif.Photo.FNumber"``), number ``tag``, is carried over."""
+    group = key.split(".")[1]
+    if group == "Image":
+        if tag in _DNG_TAGS:
+            return tag in _DNG_DESCRIPTIVE_TAGS
+        return tag not in _IMAGE_STRUCTURE_TAGS and tag not in _SONY_RAW_TAGS
+    if group == "Photo":
+        return tag not in _PHOTO_STRUCTURE_TAGS
+    if group == "GPSInfo":
+        return True
+    # Maker notes: the blob's byte order/offset (MakerNote group) and the groups exiv2 decoded
+    # (Canon, Nikon3, Sony1 …, re-encoded on write). Not IFD1/SubIFDs/Interop/MPF: image structure.
+    return bool(exiv2.ExifTags.isMakerGroup(group))
+
+
+def is_copied_xmp(key: str) -> bool:
+    """Whether the XMP property ``key`` is carried over (the source's development is not)."""
+    return key not in _XMP_SKIPPED_KEYS and not key.startswith(_XMP_SKIPPED_PREFIXES)
+
+
+def copy_metadata(source: Path, target: Path, note: str, extra: Mapping[str, str] | None = None) -> None:
+    """Copy ``source``'s photo metadata into ``target`` (an output file) and record ``note``.
+
+    ``target``'s own image-structure tags are kept; ``extra`` (exiv2 key → value, e.g. the
+    output's ``Exif.Photo.ColorSpace``) is set last. ExifVersion/FlashpixVersion get EXIF 2.32
+    defaults when the source has none. A source whose metadata exiv2 cannot read
+    is logged as a warning and only the software/processing tags are written; a target that
+    cannot be written raises :class:`LowlightError` naming it.
+    """
+    image_source = _open_source(source)
+    try:
+        image = exiv2.ImageFactory.open(str(target))
+        image.readMetadata()
+        exif, xmp, iptc = image.exifData(), image.xmpData(), image.iptcData()
+        if image_source is not None:
+            for datum in image_source.exifData():
+                if is_copied_exif(datum.key(), datum.tag()):
+                    exif[datum.key()] = datum.value()
+            for datum in image_source.xmpData():
+                if is_copied_xmp(datum.key()):
+                    xmp[datum.key()] = datum.value()
+            for datum in image_source.iptcData():
+                iptc.add(datum)
+        for key, value in _EXIF_DEFAULTS.items():
+            if key not in exif:
+                exif[key] = value
+        for key, value in (extra or {}).items():
+            exif[key] = value
+        exif["Exif.Image.Software"] = SOFTWARE
+        _record_history(xmp, note)
+        image.writeMetadata()
+    except exiv2.Exiv2Error as exc:
+        raise LowlightError(target, f"cannot write metadata ({exc})") from exc
+
+
+def _open_source(source: Path):
+    """The source opened by exiv2 with its metadata read, or ``None`` (warning) if it cannot be."""
+    try:
+        image = exiv2.ImageFactory.open(str(source))
+        image.readMetadata()
+    except exiv2.Exiv2Error as exc:
+        log.warning("%s: metadata not copied, exiv2 cannot read it (%s)", source, exc)
+        return None
+    return image
+
+
+def _record_history(xmp, note: str) -> None:
+    """Set CreatorTool and append one ``converted`` event to ``Xmp.xmpMM.History``."""
+    xmp["Xmp.xmp.CreatorTool"] = SOFTWARE
+    events = {key.split("]")[0] for key in (d.key() for d in xmp) if key.startswith("Xmp.xmpMM.History[")}
+    if not events:
+        history = exiv2.XmpTextValue()
+        history.setXmpArrayType(exiv2.XmpValue.XmpArrayType.xaSeq)
+        xmp["Xmp.xmpMM.History"] = history
+    item = f"Xmp.xmpMM.History[{len(events) + 1}]"
+    struct = exiv2.XmpTextValue()
+    struct.setXmpStruct()
+    xmp[item] = struct
+    xmp[f"{item}/stEvt:action"] = "converted"
+    xmp[f"{item}/stEvt:parameters"] = note
+    xmp[f"{item}/stEvt:softwareAgent"] = SOFTWARE
+    xmp[f"{item}/stEvt:when"] = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")

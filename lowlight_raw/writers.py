@@ -1,0 +1,355 @@
+"""Output files: a LinearRaw DNG (default), a 16-bit TIFF or a JPEG, written safely.
+
+Every writer makes a hidden temporary file next to the final one, copies the source's metadata
+into it (:func:`lowlight_raw.metadata.copy_metadata`) and only then renames it into place, so a
+crash or a failure never leaves a half-written output, and an existing file is replaced only on
+request. Pixels keep the sensor orientation; the source's orientation is written as a tag.
+
+- **DNG**: camera RGB (not white balanced) as 3 × uint16 LinearRaw, uncompressed strips, with
+  the camera's ColorMatrix1 (D65) and AsShotNeutral, so raw editors develop it like the source.
+  The exposure gain is baked into the pixels (BaselineExposure 0).
+- **TIFF**: 16-bit white-balanced sRGB with its ICC profile, or linear sRGB / Rec.2020 with a
+  matching linear ICC profile (``linear_tiff``).
+- **JPEG**: 8-bit sRGB, quality 95, with the sRGB ICC profile.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, ImageCms
+
+from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
+from .errors import LowlightError
+from .metadata import SOFTWARE, copy_metadata
+
+FORMATS = ("dng", "tiff", "jpeg")
+EXTENSIONS = {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
+JPEG_QUALITY = 95
+_DNG_ROWS_PER_STRIP = 64
+_ROWS_PER_BAND = 128  # rows converted at a time
+_ENCODE_LUT_BITS = 20  # linear → encoded lookup table size: error < ½ code of a 16-bit output
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """One enhanced photo, ready to write."""
+
+    camera_rgb: np.ndarray  # (H, W, 3) float32 linear camera RGB, not white balanced, 1.0 = white
+    color: CameraColor  # white balance and XYZ → camera matrix of the source
+    orientation: int  # EXIF orientation 1..8 of the source, written as a tag
+    make: str
+    model: str
+    source: Path  # the source RAW: its metadata is copied into the output
+    ev: float = 0.0  # the exposure the engine applied, recorded in the processing note
+
+
+def output_path_for(source: Path, fmt: str, output_dir: Path | None = None, overwrite: bool = False) -> Path:
+    """Where the output of ``source`` goes: ``<stem>_lowlight<ext>`` next to it or in ``output_dir``.
+
+    Without ``overwrite`` an existing name is skipped for ``_lowlight_1``, ``_lowlight_2`` …;
+    with it the plain name is returned. Never returns the source itself.
+    """
+    source = Path(source)
+    ext = EXTENSIONS[_check_format(fmt)]
+    folder = Path(output_dir) if output_dir is not None else source.parent
+    candidate = folder / f"{source.stem}_lowlight{ext}"
+    counter = 0
+    while True:
+        if overwrite and _same_file(candidate, source):
+            raise LowlightError(candidate, "output name is the source file itself; refusing to overwrite it")
+        if overwrite or not (candidate.exists() or candidate.is_symlink()):
+            return candidate
+        counter += 1
+        candidate = folder / f"{source.stem}_lowlight_{counter}{ext}"
+
+
+def write_output(
+    image: OutputImage,
+    path: Path,
+    fmt: str,
+    *,
+    linear_tiff: bool = False,
+    space: str = "srgb",
+    overwrite: bool = False,
+) -> Path:
+    """Write ``image`` to ``path`` as ``fmt`` (``dng``, ``tiff`` or ``jpeg``) with the source's metadata.
+
+    Raises :class:`LowlightError` naming ``path`` if it exists (and ``overwrite`` is false), is
+    the source, or cannot be written; nothing is left behind on failure. Returns ``path``.
+    """
+    path = Path(path)
+    _check_format(fmt)
+    if space not in SPACES:
+        raise LowlightError(path, f"unknown colour space {space!r} (choose from {', '.join(SPACES)})")
+    if _same_file(path, image.source):
+        raise LowlightError(path, "output is the source file itself; refusing to overwrite it")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise LowlightError(path, "already exists (use overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise LowlightError(path, "output folder does not exist")
+    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
+    try:
+        if fmt == "dng":
+            _write_dng(image, temp)
+        elif fmt == "tiff":
+            _write_tiff(image, temp, linear_tiff, space)
+        else:
+            _write_jpeg(image, temp)
+        note = processing_note(image, fmt, linear_tiff, space)
+        copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff))
+        _move_into_place(temp, path, overwrite)
+    except OSError as exc:
+        _remove(temp)
+        raise LowlightError(path, f"cannot write ({exc.strerror or exc})") from exc
+    except LowlightError as exc:
+        _remove(temp)
+        if exc.path == temp:  # name the output the user asked for, not our temporary file
+            raise LowlightError(path, exc.reason) from exc
+        raise
+    except BaseException:
+        _remove(temp)
+        raise
+    return path
+
+
+def processing_note(image: OutputImage, fmt: str, linear_tiff: bool = False, space: str = "srgb") -> str:
+    """The one-line processing note recorded in the output's metadata."""
+    rendering = {
+        "dng": "linear camera RGB DNG",
+        "tiff": f"16-bit {'linear ' + space if linear_tiff else 'sRGB'} TIFF",
+        "jpeg": "sRGB JPEG",
+    }[fmt]
+    return (
+        f"Low-light enhanced by {SOFTWARE} from {image.source.name}: "
+        f"exposure {image.ev:+.2f} EV, SID-style network denoise, {rendering}"
+    )
+
+
+def _format_exif(image: OutputImage, fmt: str, linear_tiff: bool) -> dict[str, str]:
+    """EXIF tags that describe the written TIFF/JPEG image itself (EXIF requires them)."""
+    if fmt == "dng":
+        return {}
+    height, width = image.camera_rgb.shape[:2]
+    tags = {"Exif.Photo.ColorSpace": "65535" if linear_tiff else "1"}  # uncalibrated / sRGB
+    if fmt == "jpeg":  # TIFF writes these into its own IFD0 / has no pixel dimensions in EXIF
+        tags["Exif.Image.Orientation"] = str(_orientation(image.orientation))
+        tags["Exif.Photo.PixelXDimension"] = str(width)
+        tags["Exif.Photo.PixelYDimension"] = str(height)
+        tags["Exif.Photo.ComponentsConfiguration"] = "1 2 3 0"  # Y Cb Cr
+        tags["Exif.Image.YCbCrPositioning"] = "1"  # centred
+    return tags
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return fmt
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
+    """Rename ``temp`` to ``path``; without ``overwrite`` never replace a file that appeared meanwhile."""
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)  # atomic "create if absent"
+    except FileExistsError as exc:
+        raise LowlightError(path, "already exists (use overwrite to replace it)") from exc
+    except OSError:  # no hard links on this file system: check, then rename
+        if path.exists():
+            raise LowlightError(path, "already exists (use overwrite to replace it)") from None
+        os.replace(temp, path)
+    else:
+        temp.unlink()
+
+
+# ---------------------------------------------------------------- DNG
+
+
+def _write_dng(image: OutputImage, path: Path) -> None:
+    pixels = _camera_codes(image.camera_rgb)
+    extratags = [
+        (254, "I", 1, 0, True),  # NewSubFileType: main image
+        (271, "s", 0, image.make or "Unknown", True),
+        (272, "s", 0, image.model or "Unknown", True),
+        (274, "H", 1, _orientation(image.orientation), True),
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (50708, "s", 0, f"{image.make} {image.model}".strip() or "Unknown", True),  # UniqueCameraModel
+        (50714, "I", 3, (0, 0, 0), True),  # BlackLevel, one per sample
+        (50717, "I", 3, (65535, 65535, 65535), True),  # WhiteLevel, one per sample
+        (50721, "2i", 9, _rationals(image.color.cam_xyz.ravel()), True),  # ColorMatrix1: XYZ → camera
+        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65 (readers drop the matrix without it)
+        (50728, "2I", 3, _rationals(image.color.as_shot_neutral), True),  # AsShotNeutral
+        (50730, "2i", 1, (0, 1), True),  # BaselineExposure: the gain is in the pixels
+        (50827, "B", 0, image.source.name.encode("utf-8") + b"\0", True),  # OriginalRawFileName
+    ]
+    tifffile.imwrite(
+        path,
+        pixels,
+        photometric=34892,  # LinearRaw
+        planarconfig="contig",
+        rowsperstrip=_DNG_ROWS_PER_STRIP,
+        software=SOFTWARE,
+        extratags=extratags,
+        metadata=None,
+    )
+
+
+def _rationals(values, denominator: int = 10000) -> tuple[int, ...]:
+    out: list[int] = []
+    for value in np.asarray(values, dtype=np.float64).ravel():
+        fraction = Fraction(float(value)).limit_denominator(denominator)
+        out += [fraction.numerator, fraction.denominator]
+    return tuple(out)
+
+
+def _orientation(value: int) -> int:
+    return int(value) if 1 <= int(value) <= 8 else 1
+
+
+# ---------------------------------------------------------------- TIFF and JPEG
+
+
+def _write_tiff(image: OutputImage, path: Path, linear: bool, space: str) -> None:
+    if linear:
+        pixels, profile = _display_codes(image, 65535, np.uint16, space, False), linear_icc_profile(space)
+    else:
+        pixels, profile = _display_codes(image, 65535, np.uint16, "srgb", True), _srgb_icc_profile()
+    tifffile.imwrite(
+        path,
+        pixels,
+        photometric="rgb",
+        planarconfig="contig",
+        iccprofile=profile,
+        software=SOFTWARE,
+        extratags=[(274, "H", 1, _orientation(image.orientation), True)],
+        metadata=None,
+    )
+
+
+def _write_jpeg(image: OutputImage, path: Path) -> None:
+    codes = _display_codes(image, 255, np.uint8, "srgb", True)
+    Image.fromarray(codes, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY, icc_profile=_srgb_icc_profile())
+
+
+def _bands(height: int):
+    """Slices of ``_ROWS_PER_BAND`` rows: per-band temporaries stay small for 24 MP images."""
+    return (slice(start, start + _ROWS_PER_BAND) for start in range(0, height, _ROWS_PER_BAND))
+
+
+def _camera_codes(camera_rgb: np.ndarray) -> np.ndarray:
+    """Camera RGB in [0, 1] → uint16 codes, unchanged colour (for the DNG)."""
+    out = np.empty(camera_rgb.shape, np.uint16)
+    for band in _bands(out.shape[0]):
+        out[band] = _quantise(camera_rgb[band], 65535, np.uint16)
+    return out
+
+
+def _display_codes(image: OutputImage, top: int, dtype, space: str, srgb_curve: bool) -> np.ndarray:
+    """White-balanced ``space`` RGB as codes 0..``top``, sRGB-encoded or (``srgb_curve`` false) linear."""
+    out = np.empty(image.camera_rgb.shape, dtype)
+    for band in _bands(out.shape[0]):
+        linear = camera_to_linear(image.camera_rgb[band], image.color, space)
+        out[band] = _srgb_codes(linear, top, dtype) if srgb_curve else _quantise(linear, top, dtype)
+    return out
+
+
+def _quantise(values: np.ndarray, top: int, dtype) -> np.ndarray:
+    """Values in [0, 1] → integer codes 0..top, rounded."""
+    scaled = np.multiply(values, np.float32(top), dtype=np.float32)
+    np.clip(scaled, 0.0, top, out=scaled)
+    scaled += np.float32(0.5)
+    return scaled.astype(dtype)
+
+
+def _srgb_codes(linear: np.ndarray, top: int, dtype) -> np.ndarray:
+    """Linear values in [0, 1] → sRGB-encoded integer codes 0..top, through a lookup table."""
+    size = 1 << _ENCODE_LUT_BITS
+    return _srgb_table(top, np.dtype(dtype))[_quantise(linear, size - 1, np.uint32)]
+
+
+@lru_cache(maxsize=2)
+def _srgb_table(top: int, dtype: np.dtype) -> np.ndarray:
+    """sRGB codes 0..top for ``2**_ENCODE_LUT_BITS`` evenly spaced linear values in [0, 1]."""
+    return _quantise(srgb_encode(np.linspace(0.0, 1.0, 1 << _ENCODE_LUT_BITS, dtype=np.float32)), top, dtype)
+
+
+def _srgb_icc_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+# ---------------------------------------------------------------- linear ICC profiles
+
+_D50 = np.array([0.9642, 1.0, 0.8249])
+_D65 = np.array([0.95047, 1.0, 1.08883])
+_BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+_SPACE_NAMES = {"srgb": "sRGB", "rec2020": "Rec. ITU-R BT.2020"}
+
+
+def linear_icc_profile(space: str) -> bytes:
+    """An ICC v2 display profile for *linear* (gamma 1.0) ``space`` RGB: D65 primaries adapted to D50."""
+    to_d50 = np.linalg.inv(_BRADFORD) @ np.diag((_BRADFORD @ _D50) / (_BRADFORD @ _D65)) @ _BRADFORD
+    primaries = to_d50 @ SPACES[space]  # columns: red, green, blue in the D50 PCS
+    identity_curve = b"curv" + bytes(4) + struct.pack(">I", 0)
+    tags = [
+        (b"desc", _icc_desc(f"linear {_SPACE_NAMES[space]} (gamma 1.0, D65), {SOFTWARE}")),
+        (b"cprt", b"text" + bytes(4) + b"No copyright, use freely\0"),
+        (b"wtpt", _icc_xyz(_D50)),
+        (b"rXYZ", _icc_xyz(primaries[:, 0])),
+        (b"gXYZ", _icc_xyz(primaries[:, 1])),
+        (b"bXYZ", _icc_xyz(primaries[:, 2])),
+        (b"rTRC", identity_curve),
+        (b"gTRC", identity_curve),
+        (b"bTRC", identity_curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body + bytes(-len(body) % 4)
+    size = offset + len(data)
+    header = (
+        struct.pack(">I", size)
+        + bytes(4)  # preferred CMM
+        + struct.pack(">I", 0x02100000)  # version 2.1
+        + b"mntrRGB XYZ "
+        + struct.pack(">6H", 2026, 1, 1, 0, 0, 0)
+        + b"acsp"
+        + bytes(4 + 4 + 4 + 4 + 8 + 4)  # platform, flags, manufacturer, model, attributes, intent
+        + _icc_xyz(_D50)[8:]  # PCS illuminant
+        + bytes(4 + 16 + 28)  # creator, profile ID, reserved
+    )
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def _icc_xyz(xyz) -> bytes:
+    return b"XYZ " + bytes(4) + struct.pack(">3i", *(int(round(v * 65536)) for v in xyz))
+
+
+def _icc_desc(text: str) -> bytes:
+    ascii_text = text.encode("ascii", "replace") + b"\0"
+    return b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text + bytes(4 + 4 + 2 + 1 + 67)
