@@ -11,6 +11,7 @@ import tifffile
 
 from .bayer import PATTERNS, BayerLayout, pattern_from_colors
 from .color import CameraColor
+from .dngtags import D65
 from .errors import LowlightError, UnsupportedSensor
 from .metadata import read_exif
 
@@ -100,9 +101,6 @@ def _decode(path: Path, raw) -> RawPhoto:
         iso=iso,
         masked=masked,
     )
-
-
-D65 = 21
 
 
 def _dng_color_matrix(path: Path) -> np.ndarray:

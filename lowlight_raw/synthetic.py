@@ -8,11 +8,12 @@ black) borders at odd or even offsets, EXIF and GPS tags.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import tifffile
+
+from .dngtags import camera_tags
 
 # XYZ(D65) → camera matrix of a plausible camera (Sony-like), used when none is given.
 DEFAULT_CAM_XYZ = np.array(
@@ -37,14 +38,6 @@ class DngSpec:
     exif: dict[str, str] = field(default_factory=dict)  # exiv2 keys → values, e.g. Exif.Photo.ISOSpeedRatings
 
 
-def _rationals(values, denominator: int = 10000) -> list[int]:
-    out: list[int] = []
-    for v in values:
-        f = Fraction(float(v)).limit_denominator(denominator)
-        out += [f.numerator, f.denominator]
-    return out
-
-
 def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value: np.ndarray | None = None) -> Path:
     """Write the ``(H, W)`` uint16 active-area mosaic ``active`` as a CFA DNG at ``path``.
 
@@ -64,24 +57,15 @@ def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value:
     cfa = bytes(_COLOR_CODE[c] for c in spec.pattern)
     repeat = int(round(len(cfa) ** 0.5))  # 2 for Bayer; 6 writes an X-Trans-like file
     neutral = np.asarray(spec.as_shot_neutral, dtype=float)
-    extratags = [
-        (254, "I", 1, 0, True),  # NewSubFileType: main image
+    extratags = camera_tags(spec.make, spec.model, spec.cam_xyz, neutral, spec.orientation)
+    extratags += [
         (33421, "H", 2, (repeat, repeat), True),  # CFARepeatPatternDim
         (33422, "B", len(cfa), cfa, True),  # CFAPattern
-        (271, "s", 0, spec.make, True),
-        (272, "s", 0, spec.model, True),
-        (274, "H", 1, spec.orientation, True),
-        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
-        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
-        (50708, "s", 0, f"{spec.make} {spec.model}", True),  # UniqueCameraModel
         (50710, "B", 3, (0, 1, 2), True),  # CFAPlaneColor
         (50711, "H", 1, 1, True),  # CFALayout: rectangular
         (50713, "H", 2, (2, 2), True),  # BlackLevelRepeatDim
         (50714, "I", 4, tuple(int(b) for b in spec.black), True),  # BlackLevel
         (50717, "I", 1, int(spec.white), True),  # WhiteLevel
-        (50721, "2i", 9, tuple(_rationals(np.asarray(spec.cam_xyz).ravel())), True),  # ColorMatrix1
-        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
-        (50728, "2I", 3, tuple(_rationals(neutral)), True),  # AsShotNeutral
         (50829, "I", 4, (top, left, top + h, left + w), True),  # ActiveArea
     ]
     tmp = path.with_name(path.name + ".tmp")

@@ -20,13 +20,13 @@ import secrets
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image, ImageCms
 
+from .dngtags import camera_tags, valid_orientation
 from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
 from .errors import LowlightError
 from .metadata import SOFTWARE, copy_metadata
@@ -141,7 +141,7 @@ def _format_exif(image: OutputImage, fmt: str, linear_tiff: bool) -> dict[str, s
     height, width = image.camera_rgb.shape[:2]
     tags = {"Exif.Photo.ColorSpace": "65535" if linear_tiff else "1"}  # uncalibrated / sRGB
     if fmt == "jpeg":  # TIFF writes these into its own IFD0 / has no pixel dimensions in EXIF
-        tags["Exif.Image.Orientation"] = str(_orientation(image.orientation))
+        tags["Exif.Image.Orientation"] = str(valid_orientation(image.orientation))
         tags["Exif.Photo.PixelXDimension"] = str(width)
         tags["Exif.Photo.PixelYDimension"] = str(height)
         tags["Exif.Photo.ComponentsConfiguration"] = "1 2 3 0"  # Y Cb Cr
@@ -191,19 +191,10 @@ def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
 
 def _write_dng(image: OutputImage, path: Path) -> None:
     pixels = _camera_codes(image.camera_rgb)
-    extratags = [
-        (254, "I", 1, 0, True),  # NewSubFileType: main image
-        (271, "s", 0, image.make or "Unknown", True),
-        (272, "s", 0, image.model or "Unknown", True),
-        (274, "H", 1, _orientation(image.orientation), True),
-        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
-        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
-        (50708, "s", 0, f"{image.make} {image.model}".strip() or "Unknown", True),  # UniqueCameraModel
+    extratags = camera_tags(image.make, image.model, image.color.cam_xyz, image.color.as_shot_neutral, image.orientation)
+    extratags += [
         (50714, "I", 3, (0, 0, 0), True),  # BlackLevel, one per sample
         (50717, "I", 3, (65535, 65535, 65535), True),  # WhiteLevel, one per sample
-        (50721, "2i", 9, _rationals(image.color.cam_xyz.ravel()), True),  # ColorMatrix1: XYZ → camera
-        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65 (readers drop the matrix without it)
-        (50728, "2I", 3, _rationals(image.color.as_shot_neutral), True),  # AsShotNeutral
         (50730, "2i", 1, (0, 1), True),  # BaselineExposure: the gain is in the pixels
         (50827, "B", 0, image.source.name.encode("utf-8") + b"\0", True),  # OriginalRawFileName
     ]
@@ -217,18 +208,6 @@ def _write_dng(image: OutputImage, path: Path) -> None:
         extratags=extratags,
         metadata=None,
     )
-
-
-def _rationals(values, denominator: int = 10000) -> tuple[int, ...]:
-    out: list[int] = []
-    for value in np.asarray(values, dtype=np.float64).ravel():
-        fraction = Fraction(float(value)).limit_denominator(denominator)
-        out += [fraction.numerator, fraction.denominator]
-    return tuple(out)
-
-
-def _orientation(value: int) -> int:
-    return int(value) if 1 <= int(value) <= 8 else 1
 
 
 # ---------------------------------------------------------------- TIFF and JPEG
@@ -246,7 +225,7 @@ def _write_tiff(image: OutputImage, path: Path, linear: bool, space: str) -> Non
         planarconfig="contig",
         iccprofile=profile,
         software=SOFTWARE,
-        extratags=[(274, "H", 1, _orientation(image.orientation), True)],
+        extratags=[(274, "H", 1, valid_orientation(image.orientation), True)],
         metadata=None,
     )
 
