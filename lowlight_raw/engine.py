@@ -134,6 +134,7 @@ class Enhancer:
             model=photo.model,
             source=source,
             ev=ev,
+            strength=options.strength,
         )
         written = write_output(
             image,

@@ -50,6 +50,7 @@ class OutputImage:
     model: str
     source: Path  # the source RAW: its metadata is copied into the output
     ev: float = 0.0  # the exposure the engine applied, recorded in the processing note
+    strength: float = 1.0  # the network's share of the result, recorded in the processing note
 
 
 def output_path_for(source: Path, fmt: str, output_dir: Path | None = None, overwrite: bool = False) -> Path:
@@ -130,7 +131,7 @@ def processing_note(image: OutputImage, fmt: str, linear_tiff: bool = False, spa
     }[fmt]
     return (
         f"Low-light enhanced by {SOFTWARE} from {image.source.name}: "
-        f"exposure {image.ev:+.2f} EV, SID-style network denoise, {rendering}"
+        f"exposure {image.ev:+.2f} EV, SID-style network denoise at strength {image.strength:g}, {rendering}"
     )
 
 
