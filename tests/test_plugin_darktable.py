@@ -1,0 +1,221 @@
+"""The darktable plugin: its installer, and end to end in a real darktable with the real client,
+daemon and (tiny) model.
+
+The end-to-end test runs Debian's darktable 4.2 headless under ``xvfb-run`` with a throw-away
+configdir and an in-memory library; tests/darktable/e2e_driver.lua drives it and reports what
+darktable's database holds afterwards. It is marked ``darktable`` and skipped where darktable or
+xvfb-run are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lr_bridge import darktable_install
+from lr_bridge.darktable_install import REQUIRE_LINE, install_plugin
+from lr_bridge.state import pid_alive, read_state
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN = REPO / "plugin" / "lowlight_enhance.lua"
+DRIVER = REPO / "tests" / "darktable" / "e2e_driver.lua"
+HAVE_DARKTABLE = shutil.which("darktable") is not None and shutil.which("xvfb-run") is not None
+
+
+# -- installer ----------------------------------------------------------------------------------
+
+
+def test_install_copies_the_script_and_adds_require_once(tmp_path: Path) -> None:
+    configdir = tmp_path / "dark table ü"
+    (configdir).mkdir()
+    (configdir / "luarc").write_text('require "tools/script_manager"')  # no final newline
+
+    script = install_plugin(configdir)
+    install_plugin(configdir)
+
+    assert script == configdir / "lua" / "lowlight" / "lowlight_enhance.lua"
+    assert script.read_bytes() == PLUGIN.read_bytes()
+    assert (configdir / "luarc").read_text() == f'require "tools/script_manager"\n{REQUIRE_LINE}\n'
+    assert not list(configdir.rglob("*.tmp")), "no temporary files left"
+
+
+def test_install_updates_a_changed_script_and_respects_an_existing_require(tmp_path: Path) -> None:
+    script = tmp_path / "lua" / "lowlight" / "lowlight_enhance.lua"
+    script.parent.mkdir(parents=True)
+    script.write_text("-- an old version\n")
+    luarc = tmp_path / "luarc"
+    luarc.write_text("-- require \"lowlight/lowlight_enhance\"\nrequire('lowlight/lowlight_enhance')\n")
+
+    install_plugin(tmp_path)
+
+    assert script.read_bytes() == PLUGIN.read_bytes()
+    assert luarc.read_text() == "-- require \"lowlight/lowlight_enhance\"\nrequire('lowlight/lowlight_enhance')\n"
+
+
+def test_a_commented_out_require_does_not_count(tmp_path: Path) -> None:
+    (tmp_path / "luarc").write_text('--require "lowlight/lowlight_enhance"\n')
+    install_plugin(tmp_path)
+    assert (tmp_path / "luarc").read_text().splitlines() == ['--require "lowlight/lowlight_enhance"', REQUIRE_LINE]
+
+
+def test_default_configdir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    script = install_plugin()
+    assert script == tmp_path / "xdg" / "darktable" / "lua" / "lowlight" / "lowlight_enhance.lua"
+    assert (tmp_path / "xdg" / "darktable" / "luarc").read_text() == REQUIRE_LINE + "\n"
+
+
+def test_run_reports_an_unwritable_configdir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    parser = __import__("argparse").ArgumentParser()
+    darktable_install.add_arguments(parser)
+
+    status = darktable_install.run(parser.parse_args(["--configdir", str(blocker)]))
+
+    assert status == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lr-bridge: cannot install the darktable plugin:") and str(blocker) in err
+    assert "\n" not in err
+
+
+def test_run_installs_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = __import__("argparse").ArgumentParser()
+    darktable_install.add_arguments(parser)
+    assert darktable_install.run(parser.parse_args(["--configdir", str(tmp_path)])) == 0
+    assert str(tmp_path / "lua" / "lowlight" / "lowlight_enhance.lua") in capsys.readouterr().out
+
+
+# -- end to end in darktable -----------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stop_daemon(env: dict[str, str], state_dir: Path) -> None:
+    subprocess.run([sys.executable, "-m", "lr_bridge", "stop"], env=env, capture_output=True, timeout=60)
+    state = read_state(state_dir)
+    if state is not None and pid_alive(state.pid):
+        os.kill(state.pid, 9)
+
+
+@pytest.mark.darktable
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_DARKTABLE, reason="needs darktable and xvfb-run")
+def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: Path) -> None:
+    folder = tmp_path / "low light ü 夜"
+    good = make_dng("night's shot.dng", directory=folder)
+    broken = make_dng("broken one.dng", directory=folder, seed=1)
+    good_digest = _sha256(good)
+
+    configdir = tmp_path / "dt config"
+    install_plugin(configdir)
+    client = tmp_path / "bin dir" / "lr-bridge"
+    client.parent.mkdir()
+    client.write_text(f"#!/bin/sh\nexec '{sys.executable}' -m lr_bridge \"$@\"\n")
+    client.chmod(0o755)
+    bridge_config = tmp_path / "bridge.toml"
+    bridge_config.write_text("")
+    state_dir = tmp_path / "state"
+    report_path = tmp_path / "report.json"
+    env = dict(
+        os.environ,
+        LR_BRIDGE_CONFIG=str(bridge_config),
+        LR_BRIDGE_STATE_DIR=str(state_dir),
+        LR_BRIDGE_WEIGHTS=str(tiny_weights),
+        LR_BRIDGE_DEVICE="cpu",
+        LOWLIGHT_E2E_DRIVER=str(DRIVER),
+        LOWLIGHT_E2E_SOURCES=f"{good}\n{broken}",
+        LOWLIGHT_E2E_BROKEN=str(broken),
+        LOWLIGHT_E2E_CLIENT=str(client),
+        LOWLIGHT_E2E_REPORT=str(report_path),
+    )
+    command = [
+        "timeout", "-k", "10", "300", "xvfb-run", "-a", "darktable",
+        "--configdir", str(configdir), "--cachedir", str(tmp_path / "dt cache"), "--library", ":memory:",
+        "--disable-opencl", "--conf", "write_sidecar_files=never", "-d", "lua",
+        "--luacmd", 'dofile(os.getenv("LOWLIGHT_E2E_DRIVER"))',
+    ]
+    try:
+        run = subprocess.run(command, env=env, capture_output=True, text=True, errors="replace", timeout=330)
+    finally:
+        _stop_daemon(env, state_dir)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-4000:]
+    assert report_path.is_file(), log[-4000:]
+    report = json.loads(report_path.read_text())
+    assert report["ok"], report.get("error")
+    assert report["plugin_loaded"] and report["api"].startswith("9.")
+    assert report["action_images"] == 2
+    assert report["busy_after_trigger"] is True and report["busy_at_end"] is False
+
+    good_group, broken_group = report["groups"]
+    result_file = folder / "lowlight" / "night's shot_lowlight.dng"
+    assert result_file.is_file()
+    assert sorted(m["file"] for m in good_group["members"]) == sorted([str(good), str(result_file)])
+    result = next(m for m in good_group["members"] if m["file"] == str(result_file))
+    assert result["leader"] == str(result_file), "the result leads the group (preference set)"
+    assert good_group["source"]["leader"] == str(result_file)
+    assert "lowlight e2e|nuit étoilée" in result["tags"]
+    assert result["rating"] == good_group["source"]["rating"] == 4
+    assert result["labels"] == ["red", "blue"]
+    assert result["title"] == "night 1 «test»" and result["description"] == "it's dark, 1"
+    assert _sha256(good) == good_digest, "the source file is never modified"
+
+    # the broken photo failed alone, said so in plain words, and nothing was imported for it
+    assert [m["file"] for m in broken_group["members"]] == [str(broken)]
+    assert not (folder / "lowlight" / "broken one_lowlight.dng").exists()
+    assert "broken one.dng failed" in log
+    assert "1 of 2 photo(s) enhanced, 1 failed" in log
+    lua_errors = [line for line in log.splitlines() if "LUA ERROR" in line]
+    assert len(lua_errors) == 1 and "broken one.dng failed" in lua_errors[0], lua_errors
+
+
+# -- the cancel button against the real client (fake darktable, real processes) ------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("lua5.4") is None, reason="needs lua5.4")
+def test_cancel_stops_the_job_on_the_daemon(tmp_path: Path, make_dng, tiny_weights: Path) -> None:
+    folder = tmp_path / "many nights"
+    names = [make_dng(f"night {i}.dng", height=600, width=900, directory=folder, seed=i).name for i in range(6)]
+    bridge_config = tmp_path / "bridge.toml"
+    bridge_config.write_text("")
+    state_dir = tmp_path / "state"
+    client = tmp_path / "lr-bridge"
+    client.write_text(f"#!/bin/sh\nexec '{sys.executable}' -m lr_bridge \"$@\"\n")
+    client.chmod(0o755)
+    env = dict(
+        os.environ,
+        LR_BRIDGE_CONFIG=str(bridge_config),
+        LR_BRIDGE_STATE_DIR=str(state_dir),
+        LR_BRIDGE_WEIGHTS=str(tiny_weights),
+        LR_BRIDGE_DEVICE="cpu",
+        LOWLIGHT_CANCEL_CLIENT=str(client),
+        LOWLIGHT_CANCEL_FOLDER=str(folder),
+        LOWLIGHT_CANCEL_FILES="\n".join(names),
+    )
+    try:
+        run = subprocess.run(["lua5.4", str(REPO / "tests" / "lua" / "real_client_cancel.lua")], env=env,
+                             capture_output=True, text=True, timeout=180)
+        status = subprocess.run([sys.executable, "-m", "lr_bridge", "status", "--json"], env=env,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        _stop_daemon(env, state_dir)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = next(line for line in run.stdout.splitlines() if line.startswith("summary "))
+    ok = int(summary.split("ok=")[1].split()[0])
+    assert summary.endswith("failed=0 cancelled=true") and ok < len(names), run.stdout
+    assert f"message low light: {ok} of {len(names)} photo(s) enhanced, cancelled" in run.stdout
+    daemon = json.loads(status.stdout)
+    assert daemon["running"] is None and daemon["queued"] == [], "the daemon's job was cancelled"
+    outputs = sorted(p.name for p in (folder / "out").iterdir()) if (folder / "out").exists() else []
+    assert len(outputs) == ok and all(name.endswith("_lowlight.dng") for name in outputs), outputs
