@@ -1,0 +1,101 @@
+"""Where a running daemon says where it is: the state directory, its state file and its lock.
+
+The daemon holds an exclusive ``flock`` on ``daemon.lock`` for its whole life (so two daemons
+never share a state directory) and writes ``daemon.json`` (endpoint, pid, versions) atomically
+once it listens; it removes the file when it stops. Clients read the file to find the daemon.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+STATE_FILE = "daemon.json"
+LOCK_FILE = "daemon.lock"
+LOG_FILE = "daemon.log"
+
+
+def default_state_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/lowlight-raw`` where the session has one, else ``~/.cache/lowlight-raw``."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "lowlight-raw"
+    return Path.home() / ".cache" / "lowlight-raw"
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    """What ``daemon.json`` holds."""
+
+    endpoint: str
+    pid: int
+    version: str
+    protocol: int
+    started: float  # time.time() when the daemon started listening
+    server_key: str | None = None  # the CURVE public key (Z85) when the daemon requires CURVE
+
+
+def write_state(state_dir: Path, state: DaemonState) -> Path:
+    """Write ``daemon.json`` atomically (temporary name, then rename); returns its path."""
+    path = state_dir / STATE_FILE
+    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_state(state_dir: Path) -> DaemonState | None:
+    """The state a daemon wrote in ``state_dir``, or ``None`` if there is none or it is unreadable."""
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+        return DaemonState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove_state(state_dir: Path, pid: int) -> None:
+    """Remove ``daemon.json`` if it is the one process ``pid`` wrote."""
+    state = read_state(state_dir)
+    if state is not None and state.pid == pid:
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+EXIT_ALREADY_RUNNING = 75  # the exit status of ``lr-bridge serve`` when another daemon holds the folder
+
+
+class StateDirLocked(Exception):
+    """Another daemon holds this state directory."""
+
+
+def lock_state_dir(state_dir: Path) -> IO[str]:
+    """Create ``state_dir`` (mode 700) and take its daemon lock; keep the returned file open.
+
+    Raises :class:`StateDirLocked` if another live daemon holds it.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = open(state_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise StateDirLocked(str(state_dir)) from exc
+    return handle

@@ -1,0 +1,167 @@
+"""The daemon's worker thread: it owns the engine (and so the device) and runs jobs one by one.
+
+It loads the :class:`~lowlight_raw.engine.Enhancer` once, then takes jobs from the
+:class:`~lr_bridge.jobs.JobQueue` in order and pushes each job's events (``progress``,
+``result``, ``error``, ``done``) to the socket loop over an inproc PUSH socket as
+``[job id, *message frames]``. A failing file fails that file only; a cancelled job stops
+between tiles and the engine writes nothing for the file it was on.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from lr_bridge.jobs import Job, JobQueue
+from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
+
+log = logging.getLogger("lr_bridge.worker")
+
+
+def engine_options(request: EnhanceRequest, output_dir: Path | None = None):
+    """The engine's ``EnhanceOptions`` for ``request``, validated (``ValueError`` if refused).
+
+    ``output_dir`` replaces the request's own (the daemon's scratch folder for bytes jobs).
+    """
+    from lowlight_raw.engine import EnhanceOptions
+
+    return EnhanceOptions(
+        output_format=request.output_format,
+        ev=request.ev,
+        strength=request.strength,
+        output_dir=output_dir or (Path(request.output_dir) if request.output_dir else None),
+        overwrite=request.overwrite or request.as_bytes,
+    ).validate()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class Worker(threading.Thread):
+    """Loads the engine, then runs queued jobs until the queue is closed."""
+
+    def __init__(self, context: zmq.Context, events_endpoint: str, jobs: JobQueue, weights: Path | None, device: str) -> None:
+        super().__init__(name="lr-bridge-worker", daemon=True)
+        self._context = context
+        self._events_endpoint = events_endpoint
+        self._jobs = jobs
+        self._weights = weights
+        self._device_request = device
+        self.state = "loading"  # → "ready" | "failed"
+        self.load_error: str | None = None
+        self.device: str | None = None
+        self.model: dict[str, Any] | None = None
+        self.running: Job | None = None
+        self.running_index = 0
+        self._enhancer = None
+        self._push: zmq.Socket | None = None
+
+    def run(self) -> None:
+        self._push = self._context.socket(zmq.PUSH)
+        self._push.linger = 1000
+        self._push.connect(self._events_endpoint)
+        try:
+            if self._load():
+                while (job := self._jobs.take()) is not None:
+                    self.running, self.running_index = job, 0
+                    try:
+                        self._run_job(job)
+                    finally:
+                        self.running = None
+        finally:
+            self._push.close()
+
+    def _load(self) -> bool:
+        try:
+            from lowlight_raw.engine import Enhancer
+
+            self._enhancer = Enhancer(weights=self._weights, device=self._device_request)
+        except Exception as exc:  # any failure to load means the same: this daemon cannot serve
+            self.load_error = _one_line(str(exc)) or exc.__class__.__name__
+            self.state = "failed"
+            log.error("cannot load the engine: %s", self.load_error)
+            return False
+        card = self._enhancer.card
+        self.device = str(self._enhancer.device)
+        self.model = {"name": card.name, "sha256": card.sha256}
+        self.state = "ready"
+        log.info("engine ready on %s (model %s)", self.device, card.name)
+        return True
+
+    def _emit(self, job: Job, message_type: str, blobs: tuple[bytes, ...] = (), **fields: Any) -> None:
+        assert self._push is not None
+        frames = encode(message_type, job.request_id, blobs, job=job.id, **fields)
+        self._push.send_multipart([job.id.encode(), *frames])
+
+    def _run_job(self, job: Job) -> None:
+        ok = failed = 0
+        files = job.request.files
+        scratch = tempfile.TemporaryDirectory(prefix="lr-bridge-job-") if job.request.as_bytes else nullcontext(None)
+        with scratch as scratch_dir:
+            for index, item in enumerate(files):
+                if job.cancel.is_set():
+                    break
+                self.running_index = index
+                outcome = self._run_file(job, index, item, Path(scratch_dir) if scratch_dir else None)
+                if outcome is None:
+                    break
+                ok, failed = ok + outcome, failed + (not outcome)
+        cancelled = job.cancel.is_set() and ok + failed < len(files)
+        log.info("job %s: %d ok, %d failed%s", job.id, ok, failed, ", cancelled" if cancelled else "")
+        self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)
+
+    def _run_file(self, job: Job, index: int, item: InputFile, scratch: Path | None) -> bool | None:
+        """Enhance one file; ``True`` done, ``False`` failed (error sent), ``None`` cancelled."""
+        from lowlight_raw.errors import Cancelled, LowlightError
+
+        total = len(job.request.files)
+
+        def progress(fraction: float, stage: str) -> None:
+            fraction = min(max(float(fraction), 0.0), 1.0)
+            self._emit(job, "progress", index=index, total=total, file=item.name, fraction=fraction, stage=stage)
+
+        def fail(code: str, message: str) -> bool:
+            self._emit(job, "error", code=code, message=_one_line(message), index=index, file=item.name)
+            return False
+
+        if scratch is not None:
+            source = scratch / "in" / str(index) / Path(item.name).name
+            source.parent.mkdir(parents=True)
+            source.write_bytes(item.data or b"")
+            options = engine_options(job.request, output_dir=scratch / "out" / str(index))
+        else:
+            source = Path(item.path or item.name)
+            options = engine_options(job.request)
+        try:
+            result = self._enhancer.enhance(source, options, progress, job.cancel.is_set)
+        except Cancelled:
+            return None
+        except LowlightError as exc:
+            concerns_source = exc.path is None or exc.path == source
+            return fail(FILE_FAILED, f"{item.name}: {exc.reason if concerns_source else exc}")
+        except Exception as exc:  # a bug must fail this file only, never the daemon
+            log.exception("job %s: unexpected failure on %s", job.id, item.name)
+            return fail(INTERNAL, f"{item.name}: internal error ({exc.__class__.__name__}: {exc})")
+        finally:
+            if scratch is not None:
+                source.unlink(missing_ok=True)
+        fields = {"index": index, "total": total, "file": item.name, "ev": result.ev,
+                  "seconds": result.seconds, "noise_source": result.noise_source}
+        if scratch is None:
+            self._emit(job, "result", output=str(result.output), **fields)
+            return True
+        try:
+            data = result.output.read_bytes()
+        except OSError as exc:
+            return fail(INTERNAL, f"{item.name}: cannot read back the output ({exc.strerror})")
+        finally:
+            result.output.unlink(missing_ok=True)
+        self._emit(job, "result", (data,), output=result.output.name, bytes=True, **fields)
+        return True

@@ -1,0 +1,106 @@
+"""Remote mode: CURVE keys, authorised and unauthorised clients, files as bytes, plaintext refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lr_bridge.client import BridgeClient, Connection
+from lr_bridge.keys import read_keypair, read_public_key
+from lr_bridge.state import read_state
+
+
+def lr_bridge(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lr_bridge", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keys")
+    for name, folder in [("server", root), ("laptop", root / "clients"), ("intruder", root / "clients")]:
+        made = lr_bridge("keys", "new", name, "--dir", str(folder))
+        assert made.returncode == 0, made.stderr
+    assert oct((root / "server.key_secret").stat().st_mode & 0o777) == "0o600"
+    authorized = lr_bridge("keys", "authorize", str(root / "clients" / "laptop.key"), "--dir", str(root / "authorized"))
+    assert authorized.returncode == 0, authorized.stderr
+    assert lr_bridge("keys", "new", "server", "--dir", str(root)).returncode == 2  # never overwrites a key
+    return root
+
+
+@pytest.fixture(scope="module")
+def curve_daemon(tmp_path_factory, tiny_weights, keys):
+    state_dir = tmp_path_factory.mktemp("curve") / "state"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lr_bridge", "serve", "--bind", "tcp://127.0.0.1:*", "--state-dir", str(state_dir),
+         "--weights", str(tiny_weights), "--server-secret-key", str(keys / "server.key_secret"),
+         "--authorized-keys", str(keys / "authorized")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while read_state(state_dir) is None:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.05)
+        yield read_state(state_dir)
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_state_file_publishes_the_server_key(curve_daemon, keys):
+    assert curve_daemon.server_key == read_public_key(keys / "server.key").decode()
+
+
+def test_unauthorised_clients_get_nothing(curve_daemon, keys):
+    server = read_public_key(keys / "server.key")
+    intruder = Connection(curve_daemon.endpoint, read_keypair(keys / "clients" / "intruder.key_secret"), server)
+    with BridgeClient(intruder) as client:
+        assert client.ping(2.0) is None
+    with BridgeClient(Connection(curve_daemon.endpoint)) as plaintext:
+        assert plaintext.ping(2.0) is None
+    refused = lr_bridge("enhance", "--json", "--endpoint", curve_daemon.endpoint, "--server-key", str(keys / "server.key"),
+                        "--client-key", str(keys / "clients" / "intruder.key_secret"), "/nonexistent.dng")
+    assert refused.returncode == 3
+    assert json.loads(refused.stdout)["code"] == "daemon_unreachable"
+
+
+def test_authorised_client_sends_bytes_and_writes_the_result(curve_daemon, keys, make_dng, tmp_path):
+    laptop = Connection(curve_daemon.endpoint, read_keypair(keys / "clients" / "laptop.key_secret"),
+                        read_public_key(keys / "server.key"))
+    with BridgeClient(laptop) as client:
+        pong = client.ping(10.0)
+        assert pong is not None and pong.header["ready"] is True
+        refused = client.request("enhance", 10.0, files=[{"path": "/etc/passwd"}])
+        assert refused.type == "error" and refused.header["code"] == "paths_refused"
+
+    source = make_dng("remote.dng")
+    (tmp_path / "remote_lowlight.jpg").write_bytes(b"keep me")  # an earlier result is never overwritten
+    env = {**os.environ, "LR_BRIDGE_STATE_DIR": str(tmp_path / "unused-state")}
+    done = lr_bridge("enhance", "--json", "--format", "jpeg", "--endpoint", curve_daemon.endpoint,
+                     "--server-key", str(keys / "server.key"), "--client-key", str(keys / "clients" / "laptop.key_secret"),
+                     str(source), env=env)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    result = next(e for e in events if e["event"] == "result")
+    output = tmp_path / "remote_lowlight_1.jpg"
+    assert result["output"] == str(output) and output.read_bytes()[:2] == b"\xff\xd8"
+    assert (tmp_path / "remote_lowlight.jpg").read_bytes() == b"keep me"
+    assert not list(tmp_path.glob(".*.part"))
+    assert not (tmp_path / "unused-state").exists()  # a remote daemon is never autostarted
+
+
+def test_plaintext_on_the_network_is_refused_unless_asked(tmp_path, keys):
+    refused = lr_bridge("serve", "--bind", "tcp://0.0.0.0:*", "--state-dir", str(tmp_path / "state"))
+    assert refused.returncode == 2 and "--insecure-plaintext" in refused.stderr
+    assert not (tmp_path / "state").exists()
+    empty = tmp_path / "no-clients"
+    empty.mkdir()
+    no_clients = lr_bridge("serve", "--bind", "tcp://0.0.0.0:*", "--state-dir", str(tmp_path / "state"),
+                           "--server-secret-key", str(keys / "server.key_secret"), "--authorized-keys", str(empty))
+    assert no_clients.returncode == 2 and "no authorised client keys" in no_clients.stderr
