@@ -10,7 +10,8 @@ from . import __version__
 from .errors import LowlightError
 
 
-def _ev(text: str) -> float | None:
+def parse_ev(text: str) -> float | None:
+    """argparse type for ``--ev``: ``auto`` (None) or a number of stops."""
     if text.lower() == "auto":
         return None
     try:
@@ -19,7 +20,8 @@ def _ev(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number like +6, got {text!r}") from None
 
 
-def _strength(text: str) -> float:
+def parse_strength(text: str) -> float:
+    """argparse type for ``--strength``: a number in [0, 1]."""
     try:
         value = float(text)
     except ValueError:
@@ -38,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("files", nargs="+", type=Path, help="camera RAW files (anything LibRaw reads)")
     enhance.add_argument("-o", "--output-dir", type=Path, help="folder for the outputs (default: next to each source)")
     enhance.add_argument("-f", "--format", default="dng", choices=("dng", "tiff", "jpeg"), help="output format (default dng)")
-    enhance.add_argument("--ev", type=_ev, default=None, metavar="auto|N", help="brightening in EV, or auto (default)")
-    enhance.add_argument("--strength", type=_strength, default=1.0, help="0 = amplified input only, 1 = full network (default)")
+    enhance.add_argument("--ev", type=parse_ev, default=None, metavar="auto|N", help="brightening in EV, or auto (default)")
+    enhance.add_argument("--strength", type=parse_strength, default=1.0, help="0 = amplified input only, 1 = full network (default)")
     enhance.add_argument("--overwrite", action="store_true", help="replace an existing output instead of numbering a new one")
     enhance.add_argument("--linear", action="store_true", help="TIFF: write linear values instead of the sRGB curve")
     enhance.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")

@@ -26,7 +26,7 @@ from .errors import LowlightError
 
 ARCH_NAME = "sid-unet"
 ARCH_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lowlight-sid16.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lowlight-sid12.pt"
 
 
 @dataclass(frozen=True)

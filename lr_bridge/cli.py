@@ -20,6 +20,7 @@ from typing import Any
 
 import zmq
 
+from lowlight_raw.cli import parse_ev, parse_strength
 from lr_bridge import __version__, darktable_install
 from lr_bridge.client import (
     BridgeClient,
@@ -75,25 +76,6 @@ def _json_error(code: str, message: str, job: str | None = None) -> None:
     print(json.dumps(line, separators=(",", ":")), flush=True)
 
 
-def _ev(text: str) -> float | None:
-    if text == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not 'auto' or a number of stops") from None
-
-
-def _strength(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"strength {value:g} is not between 0 and 1")
-    return value
-
-
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("finding the daemon")
     group.add_argument("--endpoint", help="the daemon's endpoint (default: from the state file)")
@@ -125,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     enhance = commands.add_parser("enhance", help="enhance RAW files through the daemon")
     enhance.add_argument("files", nargs="+", metavar="FILE")
     enhance.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS, default="dng")
-    enhance.add_argument("--ev", type=_ev, default=None, help="'auto' (default) or stops of exposure to add")
-    enhance.add_argument("--strength", type=_strength, default=1.0, help="0 = plain demosaic … 1 = network (default)")
+    enhance.add_argument("--ev", type=parse_ev, default=None, help="'auto' (default) or stops of exposure to add")
+    enhance.add_argument("--strength", type=parse_strength, default=1.0, help="0 = plain demosaic … 1 = network (default)")
     enhance.add_argument("--output-dir", help="where outputs go (default: beside each source)")
     enhance.add_argument("--overwrite", action="store_true", help="replace an existing output of the same name")
     enhance.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
