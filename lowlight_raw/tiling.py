@@ -1,8 +1,9 @@
 """Run the network over an image of any size in overlapping tiles, within a memory bound.
 
 Tiles start on multiples of the network's pooling factor, so every tile sees the same pooling
-grid as a single whole-image pass; neighbouring tiles overlap and are blended with raised-cosine
-weights, so seams vanish and the result does not depend on the tile size (beyond ~1e-4).
+grid as a single whole-image pass; neighbouring tiles overlap, the band next to each tile edge
+(where zero padding disturbs the network) is dropped and the rest is blended with raised-cosine
+weights, so seams vanish and the result does not depend on the tile size (< 1e-3, tested).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 from .errors import Cancelled
 from .model import SIDUNet
 
-DEFAULT_TILE = 768  # packed pixels (1536 full-resolution pixels) a side
-DEFAULT_OVERLAP = 48
+DEFAULT_TILE = 1024  # packed pixels (2048 full-resolution pixels) a side
+DEFAULT_OVERLAP = 96  # packed pixels: seams of the trained model stay < 1e-3 (~2e-4 measured)
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -43,9 +44,17 @@ def _positions(size: int, tile: int, stride: int) -> list[int]:
 
 
 def _ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> np.ndarray:
-    """1-D blend weight of a tile: 1 inside, raised-cosine fades over ``overlap`` at shared edges."""
+    """1-D blend weight of a tile along one axis.
+
+    At an edge shared with a neighbour, the outer quarter of the overlap gets weight 0 (that is
+    where zero padding disturbs the network most), the middle half fades in with a raised
+    cosine, and the rest is 1; the neighbour's weights mirror these, so they sum to 1.
+    """
     w = np.ones(length, dtype=np.float32)
-    fade = (0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap, dtype=np.float32) + 0.5) / overlap)).astype(np.float32)
+    margin, fade_len = overlap // 4, overlap - 2 * (overlap // 4)
+    fade = np.zeros(overlap, dtype=np.float32)
+    fade[margin : margin + fade_len] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(fade_len) + 0.5) / fade_len)
+    fade[margin + fade_len :] = 1.0
     if fade_in:
         w[:overlap] = fade
     if fade_out:
