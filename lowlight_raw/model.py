@@ -185,4 +185,5 @@ def load_model(weights: Path | None = None, device: torch.device | str = "cpu") 
     except Exception as exc:  # torch raises many types for a bad file; all mean the same to a user
         raise LowlightError(weights, f"cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
     model.eval().requires_grad_(False)
-    return model.to(device), card
+    # channels-last runs the convolutions ~1.5× faster on CPU (oneDNN) and suits GPU tensor cores
+    return model.to(device, memory_format=torch.channels_last), card

@@ -8,6 +8,7 @@ weights, so seams vanish and the result does not depend on the tile size (< 1e-3
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -17,7 +18,7 @@ from .errors import Cancelled
 from .model import SIDUNet
 
 DEFAULT_TILE = 1024  # packed pixels (2048 full-resolution pixels) a side
-DEFAULT_OVERLAP = 96  # packed pixels: seams of the trained model stay < 1e-3 (~2e-4 measured)
+DEFAULT_OVERLAP = 160  # packed pixels: seams of the trained model stay < 1e-3 (≤ 2e-4 measured)
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -36,11 +37,25 @@ def choose_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _positions(size: int, tile: int, stride: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, stride))
-    return starts + [size - tile]
+def _split(size: int, max_tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+    """Tile length and start positions covering ``size`` with as little overlap as allowed.
+
+    Uses the fewest tiles of at most ``max_tile`` (≥ ``2·overlap + multiple``) that overlap by
+    at least ``overlap``, all of one length (a multiple of ``multiple``) and spread evenly.
+    """
+    if size <= max_tile:
+        return size, [0]
+    count = math.ceil((size - overlap) / (max_tile - overlap))
+    while True:
+        tile = math.ceil((size + (count - 1) * overlap) / count / multiple) * multiple
+        tile = max(tile, 2 * overlap + multiple)  # room for both edge fades and a core
+        while tile <= max_tile:
+            last = size - tile
+            starts = [round(i * last / (count - 1) / multiple) * multiple for i in range(count)]
+            if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
+                return tile, starts
+            tile += multiple
+        count += 1
 
 
 def _ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> np.ndarray:
@@ -85,22 +100,21 @@ def run_tiled(
     H, W = h + pad_h, w + pad_w
     overlap = max(m, (overlap // m) * m)
     tile = max((tile // m) * m, 2 * overlap + m)
-    stride = tile - overlap
-    ys, xs = _positions(H, tile, stride), _positions(W, tile, stride)
+    th, ys = _split(H, tile, overlap, m)
+    tw, xs = _split(W, tile, overlap, m)
     out = np.zeros((2 * H, 2 * W, 3), dtype=np.float32)
     weight_sum = np.zeros((2 * H, 2 * W), dtype=np.float32)
     autocast = device.type == "cuda"
     done, total = 0, len(ys) * len(xs)
     with torch.inference_mode():
         for y in ys:
-            th = min(tile, H)
             wy = _ramp(2 * th, 2 * overlap, y > 0, y + th < H)
             for x in xs:
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(None, "cancelled")
-                tw = min(tile, W)
                 wx = _ramp(2 * tw, 2 * overlap, x > 0, x + tw < W)
-                patch = torch.from_numpy(np.ascontiguousarray(inputs[:, y : y + th, x : x + tw]))[None].to(device)
+                patch = torch.from_numpy(np.ascontiguousarray(inputs[:, y : y + th, x : x + tw]))[None]
+                patch = patch.to(device, memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     result = model(patch)
                 result = result.float()[0].permute(1, 2, 0).cpu().numpy()
