@@ -1,0 +1,183 @@
+"""Synthetic-data pipeline, training loop and evaluation metrics of the low-light network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from lowlight_raw.bayer import PATTERNS
+from lowlight_raw.model import SIDUNet, UNetConfig, load_model
+from lowlight_raw.network_input import network_input
+from lowlight_raw.noise import NoiseProfile
+from lowlight_raw.training import evaluate, sensor_noise, train
+from lowlight_raw.training.dataset import augment, make_batch, make_sample
+from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
+from lowlight_raw.training.unprocess import inverse_smoothstep, mosaic, render_srgb, sample_params, unprocess
+
+QUIET_SENSOR = SensorModel(bits=14, black=512.0, system_gain=1e-4, read_sigma=0.01, row_fraction=0.0, tukey_lambda=None)
+
+
+def test_unprocess_then_render_is_identity() -> None:
+    rng = np.random.default_rng(0)
+    srgb = rng.uniform(0.02, 0.98, size=(16, 16, 3))
+    for _ in range(5):
+        params = sample_params(rng)
+        camera = unprocess(srgb, params, tone_curve=False)
+        assert camera.min() >= 0.0 and camera.max() <= 1.0
+        back = render_srgb(camera * params.brightness, params.color)
+        np.testing.assert_allclose(back, srgb, atol=2e-5)
+
+
+def test_inverse_smoothstep_inverts_the_tone_curve() -> None:
+    x = np.linspace(0.0, 1.0, 101)
+    np.testing.assert_allclose(inverse_smoothstep(3 * x**2 - 2 * x**3), x, atol=1e-6)
+
+
+def test_mosaic_takes_each_site_from_its_colour() -> None:
+    rgb = np.stack([np.full((4, 4), v) for v in (1.0, 2.0, 3.0)], axis=-1)
+    assert mosaic(rgb, "GRBG")[:2, :2].tolist() == [[2.0, 1.0], [3.0, 2.0]]
+    assert mosaic(rgb, "BGGR")[:2, :2].tolist() == [[3.0, 2.0], [2.0, 1.0]]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_packed_planes_line_up_with_the_target_in_every_phase(pattern: str) -> None:
+    rng = np.random.default_rng(1)
+    crop = rng.uniform(0.1, 0.9, size=(32, 32, 3)).astype(np.float32)
+    sample = make_sample(crop, rng, pattern=pattern, ratio=1.0, sensor=QUIET_SENSOR)
+    assert sample.inputs.shape == (8, 16, 16) and sample.target.shape == (3, 32, 32)
+    planes, t = sample.inputs[:4], sample.target
+    for plane, expected in zip(planes, (t[0, 0::2, 0::2], t[1, 0::2, 1::2], t[1, 1::2, 0::2], t[2, 1::2, 1::2])):
+        np.testing.assert_allclose(plane, expected, atol=2e-3)
+
+
+def test_augment_keeps_rgb_and_shape() -> None:
+    crop = np.arange(4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)
+    rng = np.random.default_rng(2)
+    outs = [augment(crop, rng) for _ in range(16)]
+    assert all(o.shape == crop.shape for o in outs)
+    assert all(sorted(o[..., 0].ravel()) == sorted(crop[..., 0].ravel()) for o in outs)
+    assert len({o.tobytes() for o in outs}) > 4  # several of the 8 orientations occur
+
+
+@pytest.mark.parametrize("tukey", [None, -0.2])
+def test_noise_statistics_match_the_profile_the_network_is_told(tukey: float | None) -> None:
+    sensor = SensorModel(bits=14, black=1024.0, system_gain=2.0, read_sigma=6.0, row_fraction=0.1, tukey_lambda=tukey)
+    profile = sensor.profile()
+    rng = np.random.default_rng(3)
+    ratio = 50.0
+    for level in (0.0, 0.2, 1.0):
+        dark = simulate_dark_raw(np.full((512, 512), level), ratio, sensor, rng)
+        x = level / ratio
+        assert dark.mean() == pytest.approx(x, abs=3e-5)
+        assert dark.var() == pytest.approx(profile.a * x + profile.b, rel=0.04)
+
+
+def test_sampled_sensors_follow_the_darktable_ranges() -> None:
+    rng = np.random.default_rng(4)
+    profiles = [sensor_noise.sample_sensor(rng).profile() for _ in range(300)]
+    a = np.array([p.a for p in profiles])
+    b = np.array([p.b for p in profiles])
+    assert a.min() >= sensor_noise.A_RANGE[0] * 0.999 and a.max() <= sensor_noise.A_RANGE[1] * 1.001
+    assert b.min() >= sensor_noise.B_RANGE[0] * 0.5 and b.max() <= sensor_noise.B_RANGE[1] * 1.01
+    assert np.corrcoef(np.log(a), np.log(b))[0, 1] > 0.5  # read noise grows with the gain
+    ratios = [sensor_noise.sample_ratio(rng) for _ in range(300)]
+    assert 1.0 <= min(ratios) and max(ratios) <= 300.0 and np.mean(np.array(ratios) >= 50) > 0.6
+
+
+def test_network_input_amplifies_clips_and_appends_sigma() -> None:
+    packed = np.array([-0.02, 0.001, 0.004, 0.02], dtype=np.float32).reshape(4, 1, 1)
+    profile = NoiseProfile(a=1e-4, b=1e-7, source="test")
+    out = network_input(packed, 100.0, profile)
+    assert out.shape == (8, 1, 1) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:4, 0, 0], [-1.0, 0.1, 0.4, 1.0], atol=1e-6)
+    y = np.clip(out[:4, 0, 0], 0.0, 1.0)
+    np.testing.assert_allclose(out[4:, 0, 0], np.sqrt(100 * 1e-4 * y + 100**2 * 1e-7), rtol=1e-5)
+
+
+def test_loss_decreases_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+    samples = make_batch([skimage.data.astronaut(), skimage.data.coffee()], batch=2, patch=32, rng=rng)
+    inputs, target, mats = train.to_tensors(samples, torch.device("cpu"))
+    model = SIDUNet(UNetConfig(width=8, depth=3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(20):
+        loss = train.srgb_l1_loss(model, inputs, target, mats)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.9 * losses[0] and min(losses[-5:]) < min(losses[:5])
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    assert train.learning_rate(0.0, 1.0) < 0.05
+    assert train.learning_rate(0.02, 1.0) == pytest.approx(1.0)
+    assert train.learning_rate(0.5, 1.0) == pytest.approx(0.52, abs=0.01)
+    assert train.learning_rate(1.0, 1.0) == pytest.approx(0.01)
+
+
+@pytest.fixture
+def photo_cache(tmp_path: Path) -> Path:
+    """A training cache of two bundled photos (no BSDS500 needed)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    photos = [skimage.data.astronaut(), skimage.data.coffee()]
+    for split in ("train", "validation"):
+        np.savez(cache / f"{split}.npz", **{f"{i:04d}": p for i, p in enumerate(photos)})
+    entry = {"name": "skimage.data.astronaut", "licence": "public domain (NASA)"}
+    (cache / "sources.json").write_text(json.dumps({"train": [entry], "validation": [entry], "test": []}))
+    return cache
+
+
+def test_training_runs_exports_and_resumes(tmp_path: Path, photo_cache: Path) -> None:
+    run = tmp_path / "run"
+    weights = tmp_path / "tiny.pt"
+    common = ["--run-dir", str(run), "--cache", str(photo_cache), "--width", "4", "--depth", "2", "--batch", "2",
+              "--patch", "32", "--threads", "1", "--log-every", "1", "--export", str(weights)]
+    assert train.main(common + ["--steps", "2"]) == 0
+    log = (run / "train.log").read_text()
+    assert "step 2 loss" in log and "# stop step 2" in log and "ema_psnr" in log
+    model, card = load_model(weights)
+    assert card.config == UNetConfig(width=4, depth=2)
+    assert card.extra["training"]["steps"] == 2 and card.extra["data"]["train_photos"] == 1
+    assert card.extra["noise_model"]["ratio_range"] == [1.0, 300.0]
+    assert train.main(common + ["--steps", "3", "--resume"]) == 0
+    log = (run / "train.log").read_text()
+    assert "# start step 2" in log and "# stop step 3" in log
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
+
+
+def test_psnr_and_flat_patch_noise_measure_known_errors() -> None:
+    ref = np.full((32, 32, 3), 0.5, dtype=np.float32)
+    assert evaluate.psnr(ref + 0.1, ref) == pytest.approx(20.0, abs=1e-3)
+    noisy = ref + np.random.default_rng(6).normal(0, 0.01, ref.shape).astype(np.float32)
+    variances = evaluate.flat_error_variances(noisy, ref)
+    assert len(variances) == 4 and np.sqrt(np.mean(variances)) == pytest.approx(0.01, rel=0.1)
+    edge = ref.copy()
+    edge[:, 8:] = 0.9  # the left blocks hold an edge: not flat
+    assert len(evaluate.flat_error_variances(edge, edge)) == 2
+
+
+def test_evaluation_table_on_tiny_inputs() -> None:
+    images = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    grey_case = evaluate.build_cases(images[:1], "x100", 1, seed=1, grey=True, patch=32)[0]
+    assert evaluate.grey_error_percent(grey_case.reference, grey_case) == 0.0
+    tinted = grey_case.reference * np.array([1.0, 1.0, 0.9], dtype=np.float32)
+    assert 5.0 < evaluate.grey_error_percent(tinted, grey_case) < 30.0
+    model = SIDUNet(UNetConfig(width=4, depth=2)).eval()  # zero head: the model is a nearest demosaic
+    table = evaluate.evaluate(model, images, count=2, tune_count=1, grey_count=1, patch=32)
+    assert set(table) == {"x100", "x300", "x1-10"}
+    for rows in table.values():
+        assert rows["nlm_h"] in evaluate.NLM_STRENGTHS
+        assert rows["naive"]["flat_noise_reduction_pct"] == 0.0
+        assert rows["nlm"]["psnr"] >= rows["naive"]["psnr"] - 1.0  # tuned on other photos, but not worse
+        assert 0.0 < rows["model"]["ssim"] <= 1.0
+    assert table["x300"]["naive"]["psnr"] < table["x1-10"]["naive"]["psnr"]
+    assert "| x100 | naive |" in evaluate.format_table(table)
