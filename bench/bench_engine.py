@@ -42,7 +42,7 @@ def _measure(kind: str, source: str, device: str, width: int | None, weights: st
 
     from lowlight_raw.bayer import pack_bayer
     from lowlight_raw.engine import EnhanceOptions, Enhancer
-    from lowlight_raw.model import SIDUNet, UNetConfig
+    from lowlight_raw.model import SIDUNet, UNetConfig, for_inference
     from lowlight_raw.network_input import network_input
     from lowlight_raw.noise import estimate_profile
     from lowlight_raw.raw import read_raw
@@ -65,7 +65,7 @@ def _measure(kind: str, source: str, device: str, width: int | None, weights: st
         photo = read_raw(Path(source))
         packed = pack_bayer(photo.mosaic, photo.layout)
         inputs = network_input(packed, 100.0, estimate_profile(packed))
-        model = SIDUNet(UNetConfig(width=width)).eval().to(dev)
+        model = for_inference(SIDUNet(UNetConfig(width=width)), dev)
         run_tiled(model, inputs[:, :512, :512], dev)
         for _ in range(repeats):
             sync()

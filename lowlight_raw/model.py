@@ -184,6 +184,13 @@ def load_model(weights: Path | None = None, device: torch.device | str = "cpu") 
         model.load_state_dict(state, strict=True)
     except Exception as exc:  # torch raises many types for a bad file; all mean the same to a user
         raise LowlightError(weights, f"cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
+    return for_inference(model, device), card
+
+
+def for_inference(model: SIDUNet, device: torch.device | str = "cpu") -> SIDUNet:
+    """Eval mode, no gradients, channels-last on ``device``: how the engine runs every model.
+
+    Channels-last runs the convolutions ~1.5× faster on CPU (oneDNN) and suits GPU tensor cores.
+    """
     model.eval().requires_grad_(False)
-    # channels-last runs the convolutions ~1.5× faster on CPU (oneDNN) and suits GPU tensor cores
-    return model.to(device, memory_format=torch.channels_last), card
+    return model.to(device, memory_format=torch.channels_last)
