@@ -51,23 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     enhance.set_defaults(run=_run_enhance)
 
-    for name, help_text in (("train", "train the network (see weights/MODEL_CARD.md)"),
-                            ("evaluate", "score naive, NLM and the model on the held-out set")):
-        p = sub.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("args", nargs=argparse.REMAINDER)
-        p.set_defaults(run=_run_training_tool(name))
+    # train and evaluate own their options; main() hands them everything after the word
+    sub.add_parser("train", help="train the network (see weights/MODEL_CARD.md); train --help for options")
+    sub.add_parser("evaluate", help="score naive, NLM and the model on the held-out set; evaluate --help")
     return parser
 
 
-def _run_training_tool(name: str):
-    def run(args: argparse.Namespace) -> int:
-        if name == "train":
-            from .training.train import main
-        else:
-            from .training.evaluate import main
-        return main(args.args)
-
-    return run
+def _run_training_tool(name: str, argv: list[str]) -> int:
+    if name == "train":
+        from .training.train import main as tool
+    else:
+        from .training.evaluate import main as tool
+    return tool(argv)
 
 
 def _run_enhance(args: argparse.Namespace) -> int:
@@ -120,6 +115,9 @@ def _run_enhance(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("train", "evaluate"):
+        return _run_training_tool(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -137,3 +137,11 @@ def test_cli_console_script_exit_codes(make_dng, tiny_weights, tmp_path):
     assert bad_weights.returncode == 2 and bad_weights.stderr.strip().endswith("nope.pt: weight file not found")
     usage = subprocess.run([*exe, "enhance", str(source), "--strength", "3"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "between 0 and 1" in usage.stderr
+
+
+@pytest.mark.parametrize("tool", ["train", "evaluate"])
+def test_training_tools_are_subcommands(tool, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([tool, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: lowlight-raw {tool}" in capsys.readouterr().out
