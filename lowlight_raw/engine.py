@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .bayer import crop_to_visible, pack_bayer, simple_demosaic
-from .errors import LowlightError
+from .errors import Cancelled, LowlightError
 from .exposure import auto_ev, check_manual_ev
 from .model import load_model
 from .network_input import network_input
@@ -124,6 +124,8 @@ class Enhancer:
         camera_rgb = np.clip(crop_to_visible(full, photo.layout), 0.0, 1.0)
         seconds["network"] = time.perf_counter() - t1
 
+        if should_cancel is not None and should_cancel():  # last chance before anything is written
+            raise Cancelled(source, "cancelled")
         t2 = time.perf_counter()
         report(0.9, "write")
         image = OutputImage(

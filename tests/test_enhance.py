@@ -95,10 +95,18 @@ def test_manual_ev_and_strength(make_dng, enhancer, tmp_path):
     assert naive.output.is_file()
 
 
-def test_cancel_leaves_nothing(make_dng, enhancer, tmp_path):
+@pytest.mark.parametrize("cancel_after_polls", [0, 1])
+def test_cancel_leaves_nothing(make_dng, enhancer, tmp_path, cancel_after_polls):
+    """Cancelled before the first tile, or after the last one (before writing): no output."""
     source = make_dng()
+    polls = []
+
+    def should_cancel():
+        polls.append(1)
+        return len(polls) > cancel_after_polls
+
     with pytest.raises(Cancelled):
-        enhancer.enhance(source, EnhanceOptions(output_dir=tmp_path / "out"), should_cancel=lambda: True)
+        enhancer.enhance(source, EnhanceOptions(output_dir=tmp_path / "out"), should_cancel=should_cancel)
     assert list((tmp_path / "out").iterdir()) == []
 
 
