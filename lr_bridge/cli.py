@@ -293,17 +293,25 @@ def _existing_daemon(args: argparse.Namespace) -> Connection | None:
     return find_daemon(state_dir, endpoint, client_keys, server_key)
 
 
-def _status(args: argparse.Namespace) -> int:
+def _ask_running_daemon(args: argparse.Namespace, request: str, **fields: Any):
+    """One request to the running daemon; ``None`` (after saying why) when none answers."""
     connection = _existing_daemon(args)
     if connection is None:
         print("lr-bridge: no daemon is running", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return None
     try:
         with BridgeClient(connection) as client:
-            header = client.request("status", min(args.timeout, 5.0)).header
+            return client.request(request, min(args.timeout, 5.0), **fields)
     except DaemonUnreachable as exc:
         print(f"lr-bridge: {exc}", file=sys.stderr)
+        return None
+
+
+def _status(args: argparse.Namespace) -> int:
+    reply = _ask_running_daemon(args, "status")
+    if reply is None:
         return EXIT_UNREACHABLE
+    header = reply.header
     if args.json:
         print(json.dumps({k: v for k, v in header.items() if k not in ("type", "id")}), flush=True)
         return EXIT_OK
@@ -354,15 +362,8 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    connection = _existing_daemon(args)
-    if connection is None:
-        print("lr-bridge: no daemon is running", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    try:
-        with BridgeClient(connection) as client:
-            reply = client.request("cancel", min(args.timeout, 5.0), job=args.job)
-    except DaemonUnreachable as exc:
-        print(f"lr-bridge: {exc}", file=sys.stderr)
+    reply = _ask_running_daemon(args, "cancel", job=args.job)
+    if reply is None:
         return EXIT_UNREACHABLE
     if reply.type == "error":
         print(f"lr-bridge: {reply.header.get('message')}", file=sys.stderr)
