@@ -107,6 +107,27 @@ def _stop_daemon(env: dict[str, str], state_dir: Path) -> None:
         os.kill(state.pid, 9)
 
 
+def _isolated_bridge(tmp_path: Path, client: Path, tiny_weights: Path) -> tuple[dict[str, str], Path]:
+    """A client wrapper at ``client`` and an environment whose daemon is this test's own.
+
+    Returns the environment (tiny model, CPU, empty config, private state folder) and the state folder.
+    """
+    client.parent.mkdir(parents=True, exist_ok=True)
+    client.write_text(f"#!/bin/sh\nexec '{sys.executable}' -m lr_bridge \"$@\"\n")
+    client.chmod(0o755)
+    bridge_config = tmp_path / "bridge.toml"
+    bridge_config.write_text("")
+    state_dir = tmp_path / "state"
+    env = dict(
+        os.environ,
+        LR_BRIDGE_CONFIG=str(bridge_config),
+        LR_BRIDGE_STATE_DIR=str(state_dir),
+        LR_BRIDGE_WEIGHTS=str(tiny_weights),
+        LR_BRIDGE_DEVICE="cpu",
+    )
+    return env, state_dir
+
+
 @pytest.mark.darktable
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_DARKTABLE, reason="needs darktable and xvfb-run")
@@ -119,19 +140,9 @@ def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: 
     configdir = tmp_path / "dt config"
     install_plugin(configdir)
     client = tmp_path / "bin dir" / "lr-bridge"
-    client.parent.mkdir()
-    client.write_text(f"#!/bin/sh\nexec '{sys.executable}' -m lr_bridge \"$@\"\n")
-    client.chmod(0o755)
-    bridge_config = tmp_path / "bridge.toml"
-    bridge_config.write_text("")
-    state_dir = tmp_path / "state"
+    env, state_dir = _isolated_bridge(tmp_path, client, tiny_weights)
     report_path = tmp_path / "report.json"
-    env = dict(
-        os.environ,
-        LR_BRIDGE_CONFIG=str(bridge_config),
-        LR_BRIDGE_STATE_DIR=str(state_dir),
-        LR_BRIDGE_WEIGHTS=str(tiny_weights),
-        LR_BRIDGE_DEVICE="cpu",
+    env.update(
         LOWLIGHT_E2E_DRIVER=str(DRIVER),
         LOWLIGHT_E2E_SOURCES=f"{good}\n{broken}",
         LOWLIGHT_E2E_BROKEN=str(broken),
@@ -187,18 +198,9 @@ def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: 
 def test_cancel_stops_the_job_on_the_daemon(tmp_path: Path, make_dng, tiny_weights: Path) -> None:
     folder = tmp_path / "many nights"
     names = [make_dng(f"night {i}.dng", height=600, width=900, directory=folder, seed=i).name for i in range(6)]
-    bridge_config = tmp_path / "bridge.toml"
-    bridge_config.write_text("")
-    state_dir = tmp_path / "state"
     client = tmp_path / "lr-bridge"
-    client.write_text(f"#!/bin/sh\nexec '{sys.executable}' -m lr_bridge \"$@\"\n")
-    client.chmod(0o755)
-    env = dict(
-        os.environ,
-        LR_BRIDGE_CONFIG=str(bridge_config),
-        LR_BRIDGE_STATE_DIR=str(state_dir),
-        LR_BRIDGE_WEIGHTS=str(tiny_weights),
-        LR_BRIDGE_DEVICE="cpu",
+    env, state_dir = _isolated_bridge(tmp_path, client, tiny_weights)
+    env.update(
         LOWLIGHT_CANCEL_CLIENT=str(client),
         LOWLIGHT_CANCEL_FOLDER=str(folder),
         LOWLIGHT_CANCEL_FILES="\n".join(names),
