@@ -249,6 +249,8 @@ class Daemon:
     def _on_status(self, _client: bytes, request: Request) -> list[bytes]:
         worker = self._worker
         running = worker.running
+        if running is not None and running.id not in self._active:
+            running = None  # its ``done`` is already sent: the worker is only tidying up
         return encode(
             "status",
             request.id,

@@ -60,6 +60,16 @@ def make_dng(tmp_path: Path):
     return make
 
 
+@pytest.fixture
+def long_job(make_dng) -> list[Path]:
+    """A 2 MP dark DNG listed 40 times: a job still running when a test cancels, kills or stops it.
+
+    One copy takes ~0.2 s through the tiny model on this 2-core machine, so even a machine many
+    times faster is still busy; the tests only ever wait for the first file to start.
+    """
+    return [make_dng("big.dng", height=1200, width=1600)] * 40
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A real but tiny, untrained model (width 4, depth 3) with its card: fast plumbing tests."""

@@ -1,6 +1,5 @@
 """End to end: real DNG fixtures through the engine and the command line, to all three formats."""
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,14 +16,12 @@ from lowlight_raw.cli import main
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.errors import Cancelled, LowlightError
 
+from helpers import file_sha256, finished_outputs
+
 
 @pytest.fixture(scope="module")
 def enhancer(tiny_weights):
     return Enhancer(tiny_weights, device="cpu")
-
-
-def _sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _srgb_output(path, fmt):
@@ -45,10 +42,10 @@ def _patch_means(rgb):
 @pytest.mark.parametrize("fmt", ["dng", "tiff", "jpeg"])
 def test_all_formats_keep_size_colour_and_exif(make_dng, enhancer, fmt, tmp_path):
     source = make_dng(height=90, width=122, ratio=50)
-    before = _sha(source)
+    before = file_sha256(source)
     result = enhancer.enhance(source, EnhanceOptions(output_format=fmt, output_dir=tmp_path / "out"))
     assert result.output == tmp_path / "out" / f"dark_lowlight.{ {'dng': 'dng', 'tiff': 'tif', 'jpeg': 'jpg'}[fmt] }"
-    assert _sha(source) == before
+    assert file_sha256(source) == before
     rgb = _srgb_output(result.output, fmt)
     assert rgb.shape == (90, 122, 3)
     red, green, blue, grey = _patch_means(rgb)
@@ -107,7 +104,7 @@ def test_cancel_leaves_nothing(make_dng, enhancer, tmp_path, cancel_after_polls)
 
     with pytest.raises(Cancelled):
         enhancer.enhance(source, EnhanceOptions(output_dir=tmp_path / "out"), should_cancel=should_cancel)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert finished_outputs(tmp_path / "out") == []
 
 
 def test_bad_options_are_refused(make_dng, enhancer):
@@ -130,7 +127,7 @@ def test_cli_batch_reports_each_failure_and_exit_code(make_dng, tiny_weights, tm
     assert len(error_lines) == 2
     assert "broken.nef: not a RAW file" in error_lines[0] and "missing.cr2: file not found" in error_lines[1]
     assert "1 enhanced, 2 failed" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_lowlight.jpg"]
+    assert finished_outputs(tmp_path / "out") == ["good_lowlight.jpg"]
 
 
 def test_cli_console_script_exit_codes(make_dng, tiny_weights, tmp_path):

@@ -9,7 +9,6 @@ xvfb-run are missing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ import pytest
 from lr_bridge import darktable_install
 from lr_bridge.darktable_install import REQUIRE_LINE, install_plugin
 from lr_bridge.state import pid_alive, read_state
+
+from helpers import file_sha256, finished_outputs
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "plugin" / "lowlight_enhance.lua"
@@ -96,10 +97,6 @@ def test_run_installs_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixtu
 # -- end to end in darktable -----------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _stop_daemon(env: dict[str, str], state_dir: Path) -> None:
     subprocess.run([sys.executable, "-m", "lr_bridge", "stop"], env=env, capture_output=True, timeout=60)
     state = read_state(state_dir)
@@ -135,7 +132,7 @@ def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: 
     folder = tmp_path / "low light ü 夜"
     good = make_dng("night's shot.dng", directory=folder)
     broken = make_dng("broken one.dng", directory=folder, seed=1)
-    good_digest = _sha256(good)
+    good_digest = file_sha256(good)
 
     configdir = tmp_path / "dt config"
     install_plugin(configdir)
@@ -179,7 +176,7 @@ def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: 
     assert result["rating"] == good_group["source"]["rating"] == 4
     assert result["labels"] == ["red", "blue"]
     assert result["title"] == "night 1 «test»" and result["description"] == "it's dark, 1"
-    assert _sha256(good) == good_digest, "the source file is never modified"
+    assert file_sha256(good) == good_digest, "the source file is never modified"
 
     # the broken photo failed alone, said so in plain words, and nothing was imported for it
     assert [m["file"] for m in broken_group["members"]] == [str(broken)]
@@ -197,7 +194,10 @@ def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: 
 @pytest.mark.skipif(shutil.which("lua5.4") is None, reason="needs lua5.4")
 def test_cancel_stops_the_job_on_the_daemon(tmp_path: Path, make_dng, tiny_weights: Path) -> None:
     folder = tmp_path / "many nights"
-    names = [make_dng(f"night {i}.dng", height=600, width=900, directory=folder, seed=i).name for i in range(6)]
+    first = make_dng("night 0.dng", height=1200, width=1600, directory=folder)
+    for i in range(1, 24):  # more photos than any machine finishes before the cancel lands
+        (folder / f"night {i}.dng").hardlink_to(first)
+    names = sorted(p.name for p in folder.iterdir())
     client = tmp_path / "lr-bridge"
     env, state_dir = _isolated_bridge(tmp_path, client, tiny_weights)
     env.update(
@@ -219,5 +219,5 @@ def test_cancel_stops_the_job_on_the_daemon(tmp_path: Path, make_dng, tiny_weigh
     assert f"message low light: {ok} of {len(names)} photo(s) enhanced, cancelled" in run.stdout
     daemon = json.loads(status.stdout)
     assert daemon["running"] is None and daemon["queued"] == [], "the daemon's job was cancelled"
-    outputs = sorted(p.name for p in (folder / "out").iterdir()) if (folder / "out").exists() else []
+    outputs = finished_outputs(folder / "out")
     assert len(outputs) == ok and all(name.endswith("_lowlight.dng") for name in outputs), outputs
