@@ -19,6 +19,7 @@ from .model import SIDUNet
 
 DEFAULT_TILE = 1024  # packed pixels (2048 full-resolution pixels) a side
 DEFAULT_OVERLAP = 160  # packed pixels: seams of the trained model stay < 1e-3 (≤ 2e-4 measured)
+EDGE_BORDER = 16  # packed pixels mirrored around the image (rounded up to the pooling factor)
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -94,10 +95,13 @@ def run_tiled(
     """
     m = model.config.multiple
     _, h, w = inputs.shape
-    pad_h, pad_w = (-h) % m, (-w) % m
-    if pad_h or pad_w:
-        inputs = np.pad(inputs, ((0, 0), (0, pad_h), (0, pad_w)), mode="symmetric")
-    H, W = h + pad_h, w + pad_w
+    # Mirror the image out by a border on every side (and up to a multiple of ``m``), so the
+    # network's zero padding never touches real pixels: without it the outermost pixels on the
+    # top and left edges came out with twice the error of the interior.
+    border = m * math.ceil(EDGE_BORDER / m)
+    pad_h, pad_w = border + (-h) % m, border + (-w) % m
+    inputs = np.pad(inputs, ((0, 0), (border, pad_h), (border, pad_w)), mode="symmetric")
+    H, W = inputs.shape[1:]
     overlap = max(m, (overlap // m) * m)
     tile = max((tile // m) * m, 2 * overlap + m)
     th, ys = _split(H, tile, overlap, m)
@@ -125,4 +129,4 @@ def run_tiled(
                 if on_progress is not None:
                     on_progress(done / total)
     out /= weight_sum[..., None]
-    return out[: 2 * h, : 2 * w]
+    return out[2 * border : 2 * (border + h), 2 * border : 2 * (border + w)]

@@ -34,15 +34,18 @@ def _enhance_grey(shipped, tmp_path, ratio, strength):
                                                                           np.random.default_rng(0)), spec)
     options = EnhanceOptions("tiff", ev=float(np.log2(ratio)), strength=strength, linear_tiff=True,
                              output_dir=tmp_path / f"s{strength}")
-    out = tifffile.imread(shipped.enhance(source, options).output).astype(np.float32) / 65535
-    return out[20:-20, 20:-20].reshape(-1, 3)  # a neutral card: linear sRGB 0.3 after white balance
+    return tifffile.imread(shipped.enhance(source, options).output).astype(np.float32) / 65535
+
+
+def _card(image):
+    return image[20:-20, 20:-20].reshape(-1, 3)  # a neutral card: linear sRGB 0.3 after white balance
 
 
 @pytest.mark.parametrize("ratio", [100, 300])
 def test_grey_card_is_denoised_and_stays_neutral(shipped, tmp_path, ratio):
     """A flat grey card: far less noise than plain amplification, and no colour cast."""
-    model = _enhance_grey(shipped, tmp_path, ratio, 1.0)
-    naive = _enhance_grey(shipped, tmp_path, ratio, 0.0)
+    model = _card(_enhance_grey(shipped, tmp_path, ratio, 1.0))
+    naive = _card(_enhance_grey(shipped, tmp_path, ratio, 0.0))
     reduction = 1 - model.std(0).mean() / naive.std(0).mean()
     assert reduction >= 0.8, f"×{ratio}: noise only reduced by {reduction:.0%}"
     cast = np.abs(model.mean(0) / 0.3 - 1).max()
@@ -58,3 +61,12 @@ def test_shipped_model_tiles_invisibly(shipped, make_dng, tile):
     whole = run_tiled(shipped.model, x, torch.device("cpu"), tile=4096)
     tiled = run_tiled(shipped.model, x, torch.device("cpu"), tile=tile)
     assert np.abs(whole - tiled).max() < 1e-3
+
+
+def test_image_edges_are_as_clean_as_the_interior(shipped, tmp_path):
+    """The outermost pixels on every side are no worse than the middle of the frame."""
+    error = np.abs(_enhance_grey(shipped, tmp_path, 100, 1.0) - 0.3).mean(axis=2)
+    interior = error[20:-20, 20:-20].mean()
+    sides = {"top": error[:2], "bottom": error[-2:], "left": error[:, :2], "right": error[:, -2:]}
+    for side, band in sides.items():
+        assert band.mean() <= 1.5 * interior, f"{side} edge: error {band.mean():.4f} vs {interior:.4f} inside"
