@@ -171,8 +171,14 @@ def test_evaluation_table_on_tiny_inputs() -> None:
     assert evaluate.grey_error_percent(grey_case.reference, grey_case) == 0.0
     tinted = grey_case.reference * np.array([1.0, 1.0, 0.9], dtype=np.float32)
     assert 5.0 < evaluate.grey_error_percent(tinted, grey_case) < 30.0
+    # the noise floor: plain averaging of the card's raw samples is near exact in good light only
+    bright, dark = (evaluate.build_cases(images, c, 3, seed=2, grey=True, patch=64) for c in ("x1-10", "x300"))
+    bright_floor = [evaluate.card_average_error_percent(c) for c in bright]
+    dark_floor = [evaluate.card_average_error_percent(c) for c in dark]
+    assert max(bright_floor) < 3.0 and np.mean(dark_floor) > 3 * np.mean(bright_floor)
     model = SIDUNet(UNetConfig(width=4, depth=2)).eval()  # zero head: the model is a nearest demosaic
     table = evaluate.evaluate(model, images, count=2, tune_count=1, grey_count=1, patch=32)
+    assert "| x300 | card average (noise floor) |" in evaluate.format_table(table)
     assert set(table) == {"x100", "x300", "x1-10"}
     for rows in table.values():
         assert rows["nlm_h"] in evaluate.NLM_STRENGTHS

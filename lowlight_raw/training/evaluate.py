@@ -9,11 +9,14 @@ pipeline (white balance + camera matrix + sRGB curve) and scored against the cle
 * flat-patch noise: the std of the error inside the flattest 16×16 blocks of the reference,
   and its reduction relative to naive;
 * grey-patch colour error: a neutral grey card pasted into extra crops; the largest
-  per-channel deviation of its mean linear-sRGB colour from the reference, in percent.
+  per-channel deviation of its mean linear-sRGB colour from the reference, in percent. The
+  **card average** row is the noise floor of that score: the mean of every raw sample on the
+  whole card (nearly four times the scored area), i.e. what perfect flat-field averaging gives.
 
 Methods: **naive** (bilinear demosaic × gain: what an exposure slider gives), **nlm** (naive +
 OpenCV ``fastNlMeansDenoisingColored``, strength ``h`` tuned per condition for the best PSNR
-on a separate tuning subset of the test photos) and **model** (the network).
+on a separate tuning subset of the test photos) and **model** (the network, run exactly as the
+engine runs it: :func:`~lowlight_raw.tiling.run_tiled`, mirrored borders included).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ..bayer import simple_demosaic
 from ..color import camera_to_linear, srgb_encode
 from ..errors import LowlightError
 from ..model import DEFAULT_WEIGHTS, SIDUNet, load_model, save_weights
+from ..tiling import run_tiled
 from .dataset import Sample, make_sample, random_crop
 from .sensor_noise import A_RANGE, sample_sensor
 from .sources import DEFAULT_CACHE, cached_images
@@ -52,7 +56,8 @@ class TestCase:
 
     sample: Sample
     reference: np.ndarray  # (H, W, 3) sRGB of the clean target
-    grey_box: tuple[int, int, int, int] | None  # y0, y1, x0, x1 of the card's inner region
+    grey_box: tuple[int, int, int, int] | None  # y0, y1, x0, x1 of the card's inner region (scored)
+    card_box: tuple[int, int, int, int] | None  # y0, y1, x0, x1 of the whole card
 
 
 def build_cases(images: list[np.ndarray], condition: str, count: int, seed: int, grey: bool = False, patch: int = 128) -> list[TestCase]:
@@ -62,18 +67,18 @@ def build_cases(images: list[np.ndarray], condition: str, count: int, seed: int,
     cases = []
     for i in range(count):
         crop = random_crop(images[i % len(images)], 2 * patch, 2 * patch, rng).astype(np.float32) / 255.0
-        box = None
+        box = card = None
         if grey:  # a card of 3/8 of the crop's side, scored on its inner half
             size = 3 * patch // 4
             crop = crop.copy()
             y, x = (int(v) for v in rng.integers(0, 2 * patch - size, size=2))
             crop[y : y + size, x : x + size] = rng.uniform(0.3, 0.7)
             m = size // 4
-            box = (y + m, y + size - m, x + m, x + size - m)
+            box, card = (y + m, y + size - m, x + m, x + size - m), (y, y + size, x, x + size)
         ratio = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         sample = make_sample(crop, rng, ratio=ratio, sensor=sample_sensor(rng, a_range=HIGH_ISO_A))
         reference = srgb_encode(camera_to_linear(sample.target.transpose(1, 2, 0), sample.color))
-        cases.append(TestCase(sample, reference, box))
+        cases.append(TestCase(sample, reference, box, card))
     return cases
 
 
@@ -94,10 +99,9 @@ def nlm(srgb: np.ndarray, strength: float) -> np.ndarray:
     return out[..., ::-1].astype(np.float32) / 255.0
 
 
-@torch.no_grad()
 def model_camera(model: SIDUNet, sample: Sample) -> np.ndarray:
-    out = model(torch.from_numpy(sample.inputs[None]))
-    return out[0].clamp(0.0, 1.0).numpy().transpose(1, 2, 0)
+    """The network's ``(H, W, 3)`` camera RGB, computed the way the engine computes it."""
+    return np.clip(run_tiled(model, sample.inputs, torch.device("cpu")), 0.0, 1.0)
 
 
 def psnr(out: np.ndarray, ref: np.ndarray) -> float:
@@ -115,14 +119,32 @@ def flat_error_variances(out: np.ndarray, ref: np.ndarray) -> list[float]:
     return err_b[flat].var(axis=1).mean(axis=1).tolist()
 
 
+def _card_linear(case: TestCase) -> np.ndarray:
+    """The reference grey card's mean linear-sRGB colour over the scored region."""
+    y0, y1, x0, x1 = case.grey_box
+    v = case.reference[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).mean(axis=0)
+
+
+def _colour_error_percent(got: np.ndarray, want: np.ndarray) -> float:
+    return float(100.0 * np.max(np.abs(got - want)) / want.mean())
+
+
 def grey_error_percent(out_srgb: np.ndarray, case: TestCase) -> float:
     """Largest per-channel deviation of the grey card's mean linear colour, in % of its level."""
     y0, y1, x0, x1 = case.grey_box
-    def mean_linear(img: np.ndarray) -> np.ndarray:
-        v = img[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
-        return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).mean(axis=0)
-    got, want = mean_linear(out_srgb), mean_linear(case.reference)
-    return float(100.0 * np.max(np.abs(got - want)) / want.mean())
+    v = out_srgb[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
+    got = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).mean(axis=0)
+    return _colour_error_percent(got, _card_linear(case))
+
+
+def card_average_error_percent(case: TestCase) -> float:
+    """:func:`grey_error_percent` of the mean of every raw sample on the whole card (the floor)."""
+    y0, y1, x0, x1 = case.card_box  # packed, a pixel inside: the Bayer phase crop may shift the card by one
+    y0, y1, x0, x1 = (y0 + 1) // 2 + 1, y1 // 2 - 1, (x0 + 1) // 2 + 1, x1 // 2 - 1
+    r, g1, g2, b = case.sample.inputs[:4, y0:y1, x0:x1].reshape(4, -1).astype(np.float64).mean(axis=1)
+    camera = np.array([[r, (g1 + g2) / 2.0, b]], dtype=np.float32)
+    return _colour_error_percent(camera_to_linear(camera, case.sample.color)[0].astype(np.float64), _card_linear(case))
 
 
 def method_outputs(case: TestCase, model: SIDUNet, strength: float) -> dict[str, np.ndarray]:
@@ -142,7 +164,7 @@ def evaluate(
     test_images: list[np.ndarray],
     count: int = 32,
     tune_count: int = 8,
-    grey_count: int = 8,
+    grey_count: int = 16,
     seed: int = SEED,
     patch: int = 128,
 ) -> dict:
@@ -163,11 +185,16 @@ def evaluate(
                 rows[method]["psnr"].append(psnr(out, case.reference))
                 rows[method]["ssim"].append(structural_similarity(case.reference, out, channel_axis=2, data_range=1.0))
                 rows[method]["flat_var"] += flat_error_variances(out, case.reference)
+        floor = []
         for case in build_cases(eval_images, condition, min(grey_count, count), seed, grey=True, patch=patch):
             for method, out in method_outputs(case, model, strength).items():
                 rows[method]["grey"].append(grey_error_percent(out, case))
+            floor.append(card_average_error_percent(case))
         naive_noise = float(np.sqrt(np.mean(rows["naive"]["flat_var"]))) if rows["naive"]["flat_var"] else float("nan")
-        table[condition] = {"nlm_h": strength, "cases": count, "grey_cases": min(grey_count, count)}
+        table[condition] = {
+            "nlm_h": strength, "cases": count, "grey_cases": min(grey_count, count),
+            "card_average": {"grey_error_pct_mean": round(float(np.mean(floor)), 2), "grey_error_pct_max": round(float(np.max(floor)), 2)},
+        }
         for method, r in rows.items():
             noise = float(np.sqrt(np.mean(r["flat_var"]))) if r["flat_var"] else float("nan")
             table[condition][method] = {
@@ -195,6 +222,10 @@ def format_table(table: dict) -> str:
                 f"| {condition} | {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['flat_noise']:.4f} | "
                 f"{-r['flat_noise_reduction_pct']:+.1f}% | {r['grey_error_pct_mean']:.2f} / {r['grey_error_pct_max']:.2f} |"
             )
+        floor = rows["card_average"]
+        lines.append(
+            f"| {condition} | card average (noise floor) | | | | | {floor['grey_error_pct_mean']:.2f} / {floor['grey_error_pct_max']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -206,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder")
     parser.add_argument("--count", type=int, default=32, help="test crops per condition")
     parser.add_argument("--tune-count", type=int, default=8, help="crops to tune NLM on (other photos)")
-    parser.add_argument("--grey-count", type=int, default=8, help="grey-card crops per condition")
+    parser.add_argument("--grey-count", type=int, default=16, help="grey-card crops per condition")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     parser.add_argument("--write-card", action="store_true", help="record the table in the weights' model card")
