@@ -85,10 +85,19 @@ def crop_to_visible(full: np.ndarray, layout: BayerLayout) -> np.ndarray:
 def simple_demosaic(packed: torch.Tensor) -> torch.Tensor:
     """Bilinear demosaic of packed RGGB planes ``(N, 4, h, w)`` → ``(N, 3, 2h, 2w)``.
 
-    What an exposure slider on an un-denoised raw gives: the "naive" reference, and the
-    ``strength < 1`` blend partner of the network output.
+    Each colour is interpolated from where its samples really sit on the mosaic (R at (0, 0),
+    G at (0, 1) and (1, 0), B at (1, 1) of every 2×2 block), so a linear gradient comes out
+    exact and the channels stay registered. What an exposure slider on an un-denoised raw gives:
+    the "naive" reference, and the ``strength < 1`` blend partner of the network output.
     """
     r, g1, g2, b = packed.unbind(1)
-    g = 0.5 * (g1 + g2)
-    planes = torch.stack([r, g, b], dim=1)
-    return F.interpolate(planes, scale_factor=2, mode="bilinear", align_corners=False)
+    zero = torch.zeros_like(r)
+    # pixel_shuffle puts input channel 4·c + 2·i + j at position (i, j) of output channel c's blocks
+    sparse = F.pixel_shuffle(torch.stack([r, zero, zero, zero, zero, g1, g2, zero, zero, zero, zero, b], dim=1), 2)
+    sparse = F.pad(sparse, (1, 1, 1, 1), mode="reflect")  # reflection keeps the 2-periodic CFA
+    return F.conv2d(sparse, _BILINEAR_KERNELS.to(sparse), groups=3)
+
+
+_RB_KERNEL = [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]
+_G_KERNEL = [[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]]
+_BILINEAR_KERNELS = torch.tensor([_RB_KERNEL, _G_KERNEL, _RB_KERNEL])[:, None]  # (3, 1, 3, 3)

@@ -47,6 +47,17 @@ def test_simple_demosaic_of_flat_colour_is_flat():
     rgb = simple_demosaic(packed)
     assert rgb.shape == (1, 3, 12, 16)
     torch.testing.assert_close(rgb[0, :, 3, 3], torch.tensor([0.5, 0.2, 0.1]))
+    torch.testing.assert_close(rgb, torch.tensor([0.5, 0.2, 0.1]).reshape(1, 3, 1, 1).expand(1, 3, 12, 16))
+
+
+def test_simple_demosaic_keeps_the_channels_registered():
+    """Every colour of a linear gradient is reproduced exactly where it is sampled and between."""
+    yy, xx = np.mgrid[0:12, 0:16].astype(np.float32)
+    scene = np.stack([0.01 * yy + 0.02 * xx, 0.03 * yy + 0.01 * xx + 0.1, 0.02 * yy + 0.03 * xx + 0.2])
+    mosaic = np.where((yy % 2 == 0) & (xx % 2 == 0), scene[0], np.where((yy % 2 == 1) & (xx % 2 == 1), scene[2], scene[1]))
+    packed = torch.from_numpy(pack_bayer(mosaic, BayerLayout("RGGB", 12, 16)))[None]
+    rgb = simple_demosaic(packed)[0].numpy()
+    np.testing.assert_allclose(rgb[:, 1:-1, 1:-1], scene[:, 1:-1, 1:-1], atol=1e-6)
 
 
 def test_layout_rejects_non_bayer():
