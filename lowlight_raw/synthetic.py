@@ -36,6 +36,8 @@ class DngSpec:
     as_shot_neutral: tuple[float, float, float] = (0.5, 1.0, 0.62)
     orientation: int = 1
     exif: dict[str, str] = field(default_factory=dict)  # exiv2 keys → values, e.g. Exif.Photo.ISOSpeedRatings
+    raw_tags: tuple = ()  # more tifffile extratags for the raw's IFD, e.g. OpcodeList3
+    raw_in_subifd: bool = False  # Adobe DNG Converter's layout: IFD0 a small RGB preview, the raw in a SubIFD
 
 
 def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value: np.ndarray | None = None) -> Path:
@@ -58,7 +60,7 @@ def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value:
     repeat = int(round(len(cfa) ** 0.5))  # 2 for Bayer; 6 writes an X-Trans-like file
     neutral = np.asarray(spec.as_shot_neutral, dtype=float)
     extratags = camera_tags(spec.make, spec.model, spec.cam_xyz, neutral, spec.orientation)
-    extratags += [
+    raw_tags = [
         (33421, "H", 2, (repeat, repeat), True),  # CFARepeatPatternDim
         (33422, "B", len(cfa), cfa, True),  # CFAPattern
         (50710, "B", 3, (0, 1, 2), True),  # CFAPlaneColor
@@ -67,16 +69,17 @@ def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value:
         (50714, "I", 4, tuple(int(b) for b in spec.black), True),  # BlackLevel
         (50717, "I", 1, int(spec.white), True),  # WhiteLevel
         (50829, "I", 4, (top, left, top + h, left + w), True),  # ActiveArea
+        *spec.raw_tags,
     ]
     tmp = path.with_name(path.name + ".tmp")
-    tifffile.imwrite(
-        tmp,
-        full,
-        photometric=32803,  # CFA
-        compression=None,
-        extratags=extratags,
-        metadata=None,
-    )
+    with tifffile.TiffWriter(tmp) as tif:
+        if spec.raw_in_subifd:
+            preview = np.zeros((max(1, full_h // 8), max(1, full_w // 8), 3), np.uint8)
+            ifd0_tags = [tag for tag in extratags if tag[0] != 254]  # NewSubFileType: 1 here, set by subfiletype
+            tif.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0_tags, metadata=None)
+            tif.write(full, photometric=32803, subfiletype=0, extratags=raw_tags, metadata=None)
+        else:
+            tif.write(full, photometric=32803, extratags=extratags + raw_tags, metadata=None)
     if spec.exif:
         _write_exif(tmp, spec.exif)
     tmp.replace(path)

@@ -106,7 +106,7 @@ def write_output(
         else:
             _write_jpeg(image, temp)
         note = processing_note(image, fmt, linear_tiff, space)
-        copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff))
+        copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng")
         _move_into_place(temp, path, overwrite)
     except OSError as exc:
         _remove(temp)

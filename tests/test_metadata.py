@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import struct
+import subprocess
 from pathlib import Path
 
 import exiv2
@@ -195,3 +198,38 @@ def test_unwritable_target_is_a_one_line_error(source, tmp_path):
         copy_metadata(source, target, "note")
     assert str(err.value).startswith(f"{target}: cannot write metadata")
     assert "\n" not in str(err.value)
+
+
+def _warp_rectilinear_opcode_list() -> bytes:
+    """A DNG ``OpcodeList3`` with one WarpRectilinear opcode (a little barrel distortion), big-endian."""
+    params = struct.pack(">I8d", 1, 1.0, -0.02, 0.004, 0.0, 0.0, 0.0, 0.5, 0.5)
+    return struct.pack(">I", 1) + struct.pack(">I4BII", 1, 1, 3, 0, 0, 0, len(params)) + params
+
+
+SONY_SPLINES = {  # count-prefixed int16 splines as a Sony ARW stores them
+    0x7032: (16, *range(0, 160, 10)),  # VignettingCorrParams
+    0x7035: (32, *range(-16, 16)),  # ChromaticAberrationCorrParams
+    0x7037: (16, *range(-80, 80, 10)),  # DistortionCorrParams
+}
+
+
+@pytest.mark.parametrize("raw_in_subifd", [False, True], ids=["raw in IFD0", "raw in a SubIFD"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_embedded_lens_corrections_are_carried(tmp_path, fmt, raw_in_subifd):
+    """Sony's correction splines reach IFD0 of every output; a DNG's OpcodeList3 reaches a DNG output."""
+    opcodes = _warp_rectilinear_opcode_list()
+    raw_tags = tuple((tag, "h", len(values), values, True) for tag, values in SONY_SPLINES.items())
+    spec = DngSpec(raw_in_subifd=raw_in_subifd, raw_tags=(*raw_tags, (51022, 7, len(opcodes), opcodes, True)))
+    source = write_bayer_dng(tmp_path / "ARW_like.dng", np.full((HEIGHT, WIDTH), 600, np.uint16), spec)
+    out = write_output_from(source, fmt, tmp_path)
+    exif, _, _ = exiv2_metadata(out)
+    for tag, values in SONY_SPLINES.items():
+        key = exiv2.ExifKey(tag, "Image").key()
+        assert exif[key] == " ".join(map(str, values)), key
+    if fmt == "dng":
+        with tifffile.TiffFile(out) as tif:
+            assert bytes(tif.pages[0].tags[51022].value) == opcodes
+        report = subprocess.run(["exiftool", "-a", "-OpcodeList3", str(out)], capture_output=True, text=True).stdout
+        assert "WarpRectilinear" in report or shutil.which("exiftool") is None
+    else:
+        assert "Exif.Image.OpcodeList3" not in exif  # our rendered TIFF/JPEG has no stage 3 to apply it

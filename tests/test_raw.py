@@ -38,6 +38,21 @@ def test_metadata_and_colour(tmp_path):
     np.testing.assert_allclose(photo.color.cam_xyz, DEFAULT_CAM_XYZ, atol=1e-4)
 
 
+def test_a_dng_with_its_raw_in_a_subifd_reads_like_one_with_it_in_ifd0(tmp_path):
+    """Adobe DNG Converter's layout (IFD0 a preview, the CFA in a SubIFD) decodes the same."""
+    decoded = []
+    for raw_in_subifd in (False, True):
+        spec = DngSpec(pattern="GBRG", margins=(3, 5, 2, 1), raw_in_subifd=raw_in_subifd,
+                       exif={"Exif.Photo.ISOSpeedRatings": "3200"})
+        active = dark_exposure(test_scene(64, 96), spec, 1.0, 0.0, 0.0, np.random.default_rng(0))
+        decoded.append(read_raw(write_bayer_dng(tmp_path / f"{raw_in_subifd}.dng", active, spec)))
+    ifd0, subifd = decoded
+    assert subifd.layout == ifd0.layout and subifd.iso == 3200.0
+    np.testing.assert_array_equal(subifd.mosaic, ifd0.mosaic)
+    np.testing.assert_allclose(subifd.color.cam_xyz, ifd0.color.cam_xyz)
+    np.testing.assert_allclose(subifd.color.wb, ifd0.color.wb)
+
+
 def test_masked_pixels_are_exposed(tmp_path):
     spec = DngSpec(margins=(0, 40, 0, 0))
     active = dark_exposure(test_scene(64, 96), spec, 1.0, 0.0, 0.0, np.random.default_rng(0))
