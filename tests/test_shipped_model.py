@@ -70,3 +70,18 @@ def test_image_edges_are_as_clean_as_the_interior(shipped, tmp_path):
     sides = {"top": error[:2], "bottom": error[-2:], "left": error[:, :2], "right": error[:, -2:]}
     for side, band in sides.items():
         assert band.mean() <= 1.5 * interior, f"{side} edge: error {band.mean():.4f} vs {interior:.4f} inside"
+
+
+@pytest.mark.parametrize("ev", [-2.0, -4.0])
+def test_negative_ev_darkens_evenly(shipped, tmp_path, ev):
+    """A bright shot taken down by --ev: the right level, no cast, no dark band or edge."""
+    spec = DngSpec()
+    scene = np.full((200, 300, 3), 0.5, np.float32) * np.asarray(spec.as_shot_neutral, np.float32)
+    source = write_bayer_dng(tmp_path / "bright.dng", dark_exposure(scene, spec, 1.0, 2e-4, 2e-7,
+                                                                    np.random.default_rng(0)), spec)
+    options = EnhanceOptions("tiff", ev=ev, linear_tiff=True, output_dir=tmp_path)
+    out = tifffile.imread(shipped.enhance(source, options).output).astype(np.float64) / 65535
+    expected = 0.5 * 2.0**ev
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), expected, rtol=0.06)
+    for profile in (out.mean(axis=(1, 2)), out.mean(axis=(0, 2))):  # every row, every column
+        np.testing.assert_allclose(profile, expected, rtol=0.06)
