@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import NoiseProfile
 from lowlight_raw.training import evaluate, sensor_noise, train
-from lowlight_raw.training.dataset import augment, make_batch, make_sample
+from lowlight_raw.training.dataset import SyntheticBatches, augment, make_batch, make_sample
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import inverse_smoothstep, mosaic, render_srgb, sample_params, unprocess
 
@@ -152,6 +153,22 @@ def test_training_runs_exports_and_resumes(tmp_path: Path, photo_cache: Path) ->
     log = (run / "train.log").read_text()
     assert "# start step 2" in log and "# stop step 3" in log
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
+
+
+def test_worker_processes_make_distinct_batches_and_train(tmp_path: Path, photo_cache: Path) -> None:
+    """--workers N: batches come from N processes, each with its own stream, and training runs."""
+    photos = [skimage.data.astronaut(), skimage.data.coffee()]
+    loader = torch.utils.data.DataLoader(SyntheticBatches(photos, batch=2, patch=32, seed=(0, 0)),
+                                         batch_size=None, num_workers=2)
+    batches = list(itertools.islice(loader, 4))
+    inputs, target, matrices = batches[0]
+    assert inputs.shape == (2, 8, 32, 32) and target.shape == (2, 3, 64, 64) and matrices.shape == (2, 3, 3)
+    assert not torch.equal(batches[0][1], batches[1][1])  # the two workers do not repeat each other
+    run = tmp_path / "run"
+    assert train.main(["--run-dir", str(run), "--cache", str(photo_cache), "--width", "4", "--depth", "2",
+                       "--batch", "2", "--patch", "32", "--threads", "1", "--log-every", "1",
+                       "--workers", "2", "--steps", "3"]) == 0
+    assert "step 3 loss" in (run / "train.log").read_text()
 
 
 def test_psnr_and_flat_patch_noise_measure_known_errors() -> None:
