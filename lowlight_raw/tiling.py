@@ -97,7 +97,7 @@ def run_tiled(
     _, h, w = inputs.shape
     # Mirror the image out by a border on every side (and up to a multiple of ``m``), so the
     # network's zero padding never touches real pixels: without it the outermost pixels on the
-    # top and left edges came out with twice the error of the interior.
+    # top and left edges came out with several times the error of the interior.
     border = m * math.ceil(EDGE_BORDER / m)
     pad_h, pad_w = border + (-h) % m, border + (-w) % m
     inputs = np.pad(inputs, ((0, 0), (border, pad_h), (border, pad_w)), mode="symmetric")

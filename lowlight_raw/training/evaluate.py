@@ -119,10 +119,10 @@ def flat_error_variances(out: np.ndarray, ref: np.ndarray) -> list[float]:
     return err_b[flat].var(axis=1).mean(axis=1).tolist()
 
 
-def _card_linear(case: TestCase) -> np.ndarray:
-    """The reference grey card's mean linear-sRGB colour over the scored region."""
-    y0, y1, x0, x1 = case.grey_box
-    v = case.reference[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
+def _mean_linear(srgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Mean linear colour of ``srgb`` (sRGB-encoded) inside ``box`` (y0, y1, x0, x1)."""
+    y0, y1, x0, x1 = box
+    v = srgb[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).mean(axis=0)
 
 
@@ -132,10 +132,7 @@ def _colour_error_percent(got: np.ndarray, want: np.ndarray) -> float:
 
 def grey_error_percent(out_srgb: np.ndarray, case: TestCase) -> float:
     """Largest per-channel deviation of the grey card's mean linear colour, in % of its level."""
-    y0, y1, x0, x1 = case.grey_box
-    v = out_srgb[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
-    got = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).mean(axis=0)
-    return _colour_error_percent(got, _card_linear(case))
+    return _colour_error_percent(_mean_linear(out_srgb, case.grey_box), _mean_linear(case.reference, case.grey_box))
 
 
 def card_average_error_percent(case: TestCase) -> float:
@@ -144,7 +141,8 @@ def card_average_error_percent(case: TestCase) -> float:
     y0, y1, x0, x1 = (y0 + 1) // 2 + 1, y1 // 2 - 1, (x0 + 1) // 2 + 1, x1 // 2 - 1
     r, g1, g2, b = case.sample.inputs[:4, y0:y1, x0:x1].reshape(4, -1).astype(np.float64).mean(axis=1)
     camera = np.array([[r, (g1 + g2) / 2.0, b]], dtype=np.float32)
-    return _colour_error_percent(camera_to_linear(camera, case.sample.color)[0].astype(np.float64), _card_linear(case))
+    got = camera_to_linear(camera, case.sample.color)[0].astype(np.float64)
+    return _colour_error_percent(got, _mean_linear(case.reference, case.grey_box))
 
 
 def method_outputs(case: TestCase, model: SIDUNet, strength: float) -> dict[str, np.ndarray]:
