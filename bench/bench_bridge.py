@@ -44,7 +44,7 @@ def make_sources(folder: Path, count: int, height: int, width: int) -> list[Path
 
 
 def time_in_process(weights: Path, sources: list[Path], out: Path) -> list[float]:
-    enhancer = Enhancer(weights=weights, device="cpu")
+    enhancer = Enhancer(weights, device="cpu")
     options = EnhanceOptions(output_dir=out, overwrite=True)
     enhancer.enhance(sources[0], options)  # warm-up
     times = []
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
         in_process = time_in_process(weights, sources, root / "out-inprocess")
 
-        os.environ["LR_BRIDGE_WEIGHTS"] = str(weights.absolute())
+        os.environ["LR_BRIDGE_MODEL"] = str(weights.absolute())
         state_dir = root / "state"
         daemon = start_daemon(state_dir)
         try:

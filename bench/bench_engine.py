@@ -52,7 +52,7 @@ def _measure(kind: str, source: str, device: str, width: int | None, weights: st
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     if kind == "e2e":
-        enhancer = Enhancer(Path(weights) if weights else None, device=device)
+        enhancer = Enhancer(weights or "auto", device=device)
         with tempfile.TemporaryDirectory() as out:
             options = EnhanceOptions(output_dir=Path(out), overwrite=True)
             enhancer.enhance(Path(source), options)  # warm-up (CUDA kernels, page cache)

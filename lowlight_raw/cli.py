@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--overwrite", action="store_true", help="replace an existing output instead of numbering a new one")
     enhance.add_argument("--linear", action="store_true", help="TIFF: write linear values instead of the sRGB curve")
     enhance.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    enhance.add_argument("--weights", type=Path, help="weight file (default: the shipped model)")
+    enhance.add_argument("--model", default="auto", metavar="auto|fast|quality|PATH",
+                         help="auto (quality on a GPU, fast on CPU), a shipped model, or a weight file")
     enhance.add_argument("--tile", type=int, default=None, help="tile size in packed pixels (memory bound)")
     enhance.add_argument("--noiseprofiles", type=Path, help="darktable noiseprofiles.json (default: darktable's, if installed)")
     enhance.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -81,7 +82,7 @@ def _run_enhance(args: argparse.Namespace) -> int:
     )
     try:
         options.validate()
-        enhancer = Enhancer(args.weights, args.device, args.tile or DEFAULT_TILE, args.noiseprofiles)
+        enhancer = Enhancer(args.model, args.device, args.tile or DEFAULT_TILE, args.noiseprofiles)
     except (ValueError, LowlightError) as exc:
         print(f"lowlight-raw: error: {exc}", file=sys.stderr)
         return 2

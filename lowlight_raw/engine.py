@@ -21,6 +21,7 @@ from .model import load_model
 from .network_input import network_input
 from .noise import profile_for
 from .raw import read_raw
+from .registry import resolve_model
 from .tiling import DEFAULT_TILE, choose_device, run_tiled
 from .writers import FORMATS, OutputImage, output_path_for, write_output
 
@@ -67,13 +68,14 @@ class Enhancer:
 
     def __init__(
         self,
-        weights: Path | None = None,
+        model: str | Path = "auto",
         device: str = "auto",
         tile: int = DEFAULT_TILE,
         noiseprofiles: Path | None = None,
     ) -> None:
+        """``model``: ``auto``, a shipped model's name or a weight file (see :mod:`.registry`)."""
         self.device = choose_device(device)
-        self.model, self.card = load_model(weights, self.device)
+        self.model, self.card = load_model(resolve_model(model, self.device), self.device)
         self.tile = tile
         self.noiseprofiles = noiseprofiles
 

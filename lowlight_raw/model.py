@@ -1,4 +1,10 @@
-"""The SID-style U-Net, its config, and the one function that loads shipped weights.
+"""The networks, the architecture registry, and the one function that loads weights.
+
+Every architecture is a plain ``nn.Module`` built from a frozen config dataclass and registered
+under a name with :func:`register`; a weight file's card names the architecture, its version and
+its config, and :func:`load_model` builds exactly that (checking the file's sha256).
+
+The SID-style U-Net (``sid-unet``):
 
 Input: ``(N, 8, h, w)`` — the four packed Bayer planes in canonical RGGB order (R, G on red
 rows, G on blue rows, B), already amplified, followed by their four noise-sigma planes
@@ -24,9 +30,33 @@ from torch.nn import functional as F
 
 from .errors import LowlightError
 
-ARCH_NAME = "sid-unet"
-ARCH_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lowlight-sid12.pt"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered network: its module class, its config class and the version of its layout."""
+
+    name: str
+    version: int
+    module: type[nn.Module]
+    config: type
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register(name: str, version: int, config: type):
+    """Class decorator: register an ``nn.Module`` built as ``cls(config)`` under ``name``.
+
+    Bump ``version`` whenever a change makes old weight files load into a different network.
+    """
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        ARCHITECTURES[name] = Architecture(name, version, cls, config)
+        cls.arch = ARCHITECTURES[name]
+        return cls
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,7 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+@register("sid-unet", version=1, config=UNetConfig)
 class SIDUNet(nn.Module):
     """U-Net from packed, noise-conditioned Bayer planes to full-resolution linear RGB."""
 
@@ -99,15 +130,16 @@ class ModelCard:
     """What the JSON card beside a weight file says about it."""
 
     name: str
-    config: UNetConfig
+    arch: str  # a key of ARCHITECTURES
+    config: object  # that architecture's config dataclass
     sha256: str
     extra: dict
 
     def to_json(self) -> dict:
         return {
             "name": self.name,
-            "arch": ARCH_NAME,
-            "arch_version": ARCH_VERSION,
+            "arch": self.arch,
+            "arch_version": ARCHITECTURES[self.arch].version,
             "config": asdict(self.config),
             "sha256": self.sha256,
             **self.extra,
@@ -127,13 +159,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_weights(model: SIDUNet, path: Path, name: str, extra: dict | None = None) -> ModelCard:
+def build_model(arch: str, config: object) -> nn.Module:
+    """A freshly initialised network of a registered architecture."""
+    return ARCHITECTURES[arch].module(config)
+
+
+def save_weights(model: nn.Module, path: Path, name: str, extra: dict | None = None) -> ModelCard:
     """Write ``model``'s weights to ``path`` and its card beside it (atomically, each)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     tmp.replace(path)
-    card = ModelCard(name=name, config=model.config, sha256=file_sha256(path), extra=dict(extra or {}))
+    card = ModelCard(name=name, arch=model.arch.name, config=model.config, sha256=file_sha256(path), extra=dict(extra or {}))
     card_tmp = card_path(path).with_name(card_path(path).name + ".tmp")
     card_tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
     card_tmp.replace(card_path(path))
@@ -150,17 +187,20 @@ def read_card(weights: Path) -> ModelCard:
         raise LowlightError(cpath, "model card not found (every weight file needs its .json card)")
     try:
         data = json.loads(cpath.read_text())
-        if data.get("arch") != ARCH_NAME:
-            raise LowlightError(cpath, f"architecture {data.get('arch')!r} is not {ARCH_NAME!r}")
-        if data.get("arch_version") != ARCH_VERSION:
+        arch = ARCHITECTURES.get(data.get("arch"))
+        if arch is None:
+            raise LowlightError(
+                cpath, f"unknown architecture {data.get('arch')!r} (this engine has {', '.join(sorted(ARCHITECTURES))})"
+            )
+        if data.get("arch_version") != arch.version:
             raise LowlightError(
                 cpath,
                 f"architecture version {data.get('arch_version')} does not match this engine's "
-                f"version {ARCH_VERSION}",
+                f"{arch.name} version {arch.version}",
             )
-        config = UNetConfig(**data["config"])
+        config = arch.config(**data["config"])
         extra = {k: v for k, v in data.items() if k not in {"name", "arch", "arch_version", "config", "sha256"}}
-        card = ModelCard(name=data["name"], config=config, sha256=data["sha256"], extra=extra)
+        card = ModelCard(name=data["name"], arch=arch.name, config=config, sha256=data["sha256"], extra=extra)
     except LowlightError:
         raise
     except (ValueError, KeyError, TypeError) as exc:
@@ -171,14 +211,15 @@ def read_card(weights: Path) -> ModelCard:
     return card
 
 
-def load_model(weights: Path | None = None, device: torch.device | str = "cpu") -> tuple[SIDUNet, ModelCard]:
-    """Build the network its card describes and load ``weights`` (default: the shipped model).
+def load_model(weights: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Build the network its card describes and load ``weights`` into it.
 
-    Checks the architecture name and version and the file's sha256 against the card.
+    Checks the architecture name and version and the file's sha256 against the card. Shipped
+    models by name (``fast``, ``quality``): :func:`lowlight_raw.registry.resolve_model`.
     """
-    weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    weights = Path(weights)
     card = read_card(weights)
-    model = SIDUNet(card.config)
+    model = build_model(card.arch, card.config)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
@@ -187,7 +228,7 @@ def load_model(weights: Path | None = None, device: torch.device | str = "cpu") 
     return for_inference(model, device), card
 
 
-def for_inference(model: SIDUNet, device: torch.device | str = "cpu") -> SIDUNet:
+def for_inference(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
     """Eval mode, no gradients, channels-last on ``device``: how the engine runs every model.
 
     Channels-last runs the convolutions ~1.5× faster on CPU (oneDNN) and suits GPU tensor cores.

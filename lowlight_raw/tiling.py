@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from .errors import Cancelled
-from .model import SIDUNet
 
 DEFAULT_TILE = 1024  # packed pixels (2048 full-resolution pixels) a side
 DEFAULT_OVERLAP = 160  # packed pixels: seams of the trained model stay < 1e-3 (≤ 2e-4 measured)
@@ -79,7 +79,7 @@ def _ramp(length: int, overlap: int, fade_in: bool, fade_out: bool) -> np.ndarra
 
 
 def run_tiled(
-    model: SIDUNet,
+    model: nn.Module,
     inputs: np.ndarray,
     device: torch.device,
     tile: int = DEFAULT_TILE,

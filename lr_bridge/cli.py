@@ -51,6 +51,7 @@ from lr_bridge.settings import (
     endpoint_is_local,
     load_config,
     pick,
+    pick_model,
     pick_path,
     pick_state_dir,
 )
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
     serve.add_argument("--bind", help=f"endpoint to listen on (default {DEFAULT_BIND}: loopback, any free port)")
     serve.add_argument("--state-dir", help="where to write the state file (env LR_BRIDGE_STATE_DIR)")
-    serve.add_argument("--weights", help="model weights (default: the shipped model)")
+    serve.add_argument("--model", metavar="auto|fast|quality|PATH",
+                       help="auto (default: quality on a GPU, fast on CPU), a shipped model, or a weight file")
     serve.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     serve.add_argument("--server-secret-key", help="CURVE: the daemon's secret key file (NAME.key_secret)")
     serve.add_argument("--authorized-keys", help="CURVE: folder of authorised clients' public keys (*.key)")
@@ -183,7 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(
         bind=bind,
         state_dir=pick_state_dir(args.state_dir, config),
-        weights=pick_path(args.weights, "weights", config),
+        model=pick_model(args.model, config),
         device=pick(args.device, "device", config, "auto"),
         server_keys=server_keys,
         authorized_keys=authorized,

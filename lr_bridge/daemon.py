@@ -57,7 +57,7 @@ class ServeSettings:
 
     bind: str
     state_dir: Path
-    weights: Path | None = None
+    model: str = "auto"  # auto | fast | quality | a weight file
     device: str = "auto"
     server_keys: KeyPair | None = None  # CURVE: the daemon's key pair …
     authorized_keys: Path | None = None  # … and the folder of authorised client public keys
@@ -98,7 +98,7 @@ class Daemon:
             self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
             events.bind(_EVENTS_ENDPOINT)
             worker = self._worker = Worker(
-                self._context, _EVENTS_ENDPOINT, self._jobs, self.settings.weights, self.settings.device
+                self._context, _EVENTS_ENDPOINT, self._jobs, self.settings.model, self.settings.device
             )
             worker.start()
             self._install_signal_handlers()

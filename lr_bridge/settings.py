@@ -4,7 +4,7 @@ The config file is TOML (``$LR_BRIDGE_CONFIG``, default ``~/.config/lowlight-raw
 with flat keys, for example::
 
     bind = "tcp://127.0.0.1:5599"
-    weights = "/models/sid.pt"
+    model = "quality"                     # auto | fast | quality | a weight file
     device = "cuda"
     state_dir = "/run/user/1000/lowlight-raw"
     server_secret_key = "~/.config/lowlight-raw/keys/server.key_secret"   # daemon, remote mode
@@ -24,11 +24,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lowlight_raw.registry import MODEL_CHOICES
 from lr_bridge.state import default_state_dir
 
 DEFAULT_BIND = "tcp://127.0.0.1:*"  # loopback, any free port: clients find it in the state file
 CONFIG_KEYS = frozenset(
-    {"bind", "weights", "device", "state_dir", "server_secret_key", "authorized_keys", "endpoint", "server_key", "client_key"}
+    {"bind", "model", "device", "state_dir", "server_secret_key", "authorized_keys", "endpoint", "server_key", "client_key"}
 )
 _TCP = re.compile(r"^tcp://(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\[\]]+):(?P<port>\*|\d{1,5})$")
 
@@ -81,6 +82,12 @@ def pick_path(flag_value: Any, key: str, config: dict[str, Any], default: Path |
     """Like :func:`pick`, as a user-expanded path."""
     value = pick(flag_value, key, config)
     return Path(value).expanduser() if value else default
+
+
+def pick_model(flag_value: Any, config: dict[str, Any]) -> str:
+    """The model to serve: a shipped model's name (``auto`` by default) or a user-expanded path."""
+    value = str(pick(flag_value, "model", config, "auto"))
+    return value if value in MODEL_CHOICES else str(Path(value).expanduser().absolute())
 
 
 def pick_state_dir(flag_value: Any, config: dict[str, Any]) -> Path:

@@ -47,12 +47,12 @@ def _one_line(text: str) -> str:
 class Worker(threading.Thread):
     """Loads the engine, then runs queued jobs until the queue is closed."""
 
-    def __init__(self, context: zmq.Context, events_endpoint: str, jobs: JobQueue, weights: Path | None, device: str) -> None:
+    def __init__(self, context: zmq.Context, events_endpoint: str, jobs: JobQueue, model: str, device: str) -> None:
         super().__init__(name="lr-bridge-worker", daemon=True)
         self._context = context
         self._events_endpoint = events_endpoint
         self._jobs = jobs
-        self._weights = weights
+        self._model_request = model
         self._device_request = device
         self.state = "loading"  # → "ready" | "failed"
         self.load_error: str | None = None
@@ -82,7 +82,7 @@ class Worker(threading.Thread):
         try:
             from lowlight_raw.engine import Enhancer
 
-            self._enhancer = Enhancer(weights=self._weights, device=self._device_request)
+            self._enhancer = Enhancer(self._model_request, device=self._device_request)
         except Exception as exc:  # any failure to load means the same: this daemon cannot serve
             self.load_error = _one_line(str(exc)) or exc.__class__.__name__
             self.state = "failed"

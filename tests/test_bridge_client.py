@@ -34,7 +34,7 @@ class Bridge:
 
     def __init__(self, state_dir: Path, weights: Path) -> None:
         self.state_dir = state_dir
-        self.env = {**os.environ, "LR_BRIDGE_STATE_DIR": str(state_dir), "LR_BRIDGE_WEIGHTS": str(weights)}
+        self.env = {**os.environ, "LR_BRIDGE_STATE_DIR": str(state_dir), "LR_BRIDGE_MODEL": str(weights)}
         self.daemon_pids: set[int] = set()
 
     def command(self, *args: str) -> list[str]:

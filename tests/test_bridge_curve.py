@@ -38,7 +38,7 @@ def curve_daemon(tmp_path_factory, tiny_weights, keys):
     state_dir = tmp_path_factory.mktemp("curve") / "state"
     process = subprocess.Popen(
         [sys.executable, "-m", "lr_bridge", "serve", "--bind", "tcp://127.0.0.1:*", "--state-dir", str(state_dir),
-         "--weights", str(tiny_weights), "--server-secret-key", str(keys / "server.key_secret"),
+         "--model", str(tiny_weights), "--server-secret-key", str(keys / "server.key_secret"),
          "--authorized-keys", str(keys / "authorized")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )

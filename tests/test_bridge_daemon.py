@@ -45,7 +45,7 @@ class RunningDaemon:
 def launch(state_dir: Path, weights: Path) -> RunningDaemon:
     """Start ``lr-bridge serve`` on a free loopback port and wait until it is ready."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LR_BRIDGE_WEIGHTS", str(weights))
+        patch.setenv("LR_BRIDGE_MODEL", str(weights))
         process = start_daemon(state_dir)
     deadline = time.monotonic() + 90
     while read_state(state_dir) is None:

@@ -21,7 +21,7 @@ from lr_bridge.protocol import (
     parse_reply,
     parse_request,
 )
-from lr_bridge.settings import SettingsError, check_endpoint, endpoint_is_local, load_config, pick, pick_path
+from lr_bridge.settings import SettingsError, check_endpoint, endpoint_is_local, load_config, pick, pick_model
 
 
 def header(**fields) -> bytes:
@@ -155,7 +155,7 @@ def test_write_new_file_refuses_names_that_are_not_plain(tmp_path, name):
 
 def test_settings_come_from_flag_then_environment_then_config_file(tmp_path, monkeypatch):
     config_file = tmp_path / "bridge.toml"
-    config_file.write_text('bind = "ipc:///tmp/from-config"\ndevice = "cpu"\nweights = "~/models/sid.pt"\n')
+    config_file.write_text('bind = "ipc:///tmp/from-config"\ndevice = "cpu"\nmodel = "~/models/sid.pt"\n')
     monkeypatch.setenv("LR_BRIDGE_CONFIG", str(config_file))
     monkeypatch.setenv("LR_BRIDGE_DEVICE", "cuda:1")
     monkeypatch.delenv("LR_BRIDGE_BIND", raising=False)
@@ -165,7 +165,8 @@ def test_settings_come_from_flag_then_environment_then_config_file(tmp_path, mon
     assert pick("tcp://127.0.0.1:6000", "bind", config) == "tcp://127.0.0.1:6000"
     assert pick(None, "device", config, "auto") == "cuda:1"
     assert pick(None, "endpoint", config) is None
-    assert pick_path(None, "weights", config) == tmp_path / "models" / "sid.pt"
+    assert pick_model(None, config) == str(tmp_path / "models" / "sid.pt")
+    assert pick_model("fast", config) == "fast"
 
 
 @pytest.mark.parametrize(("text", "complaint"), [("colour = 'red'", "unknown setting"), ("bind = 5", "must be a string"),

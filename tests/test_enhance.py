@@ -118,7 +118,7 @@ def test_cli_batch_reports_each_failure_and_exit_code(make_dng, tiny_weights, tm
     good = make_dng("good.dng")
     bad = tmp_path / "broken.nef"
     bad.write_bytes(b"\x00" * 1000)
-    code = main(["enhance", str(good), str(bad), str(tmp_path / "missing.cr2"), "--weights", str(tiny_weights),
+    code = main(["enhance", str(good), str(bad), str(tmp_path / "missing.cr2"), "--model", str(tiny_weights),
                  "-o", str(tmp_path / "out"), "--format", "jpeg", "-q"])
     out, err = capsys.readouterr()
     assert code == 1
@@ -133,11 +133,11 @@ def test_cli_batch_reports_each_failure_and_exit_code(make_dng, tiny_weights, tm
 def test_cli_console_script_exit_codes(make_dng, tiny_weights, tmp_path):
     source = make_dng()
     exe = [sys.executable, "-m", "lowlight_raw.cli"]
-    ok = subprocess.run([*exe, "enhance", str(source), "--weights", str(tiny_weights), "--ev", "+5", "-q"],
+    ok = subprocess.run([*exe, "enhance", str(source), "--model", str(tiny_weights), "--ev", "+5", "-q"],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "dark_lowlight.dng").is_file()
-    bad_weights = subprocess.run([*exe, "enhance", str(source), "--weights", str(tmp_path / "nope.pt")],
+    bad_weights = subprocess.run([*exe, "enhance", str(source), "--model", str(tmp_path / "nope.pt")],
                                  capture_output=True, text=True, timeout=120)
     assert bad_weights.returncode == 2 and bad_weights.stderr.strip().endswith("nope.pt: weight file not found")
     usage = subprocess.run([*exe, "enhance", str(source), "--strength", "3"], capture_output=True, text=True, timeout=60)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.model import SIDUNet, UNetConfig, card_path, load_model, save_weights
+from lowlight_raw.model import ARCHITECTURES, SIDUNet, UNetConfig, card_path, load_model, save_weights
+from lowlight_raw.registry import SHIPPED_MODELS, resolve_model
 
 
 def test_output_is_full_resolution_rgb():
@@ -51,3 +52,24 @@ def test_wrong_version_and_missing_card(tmp_path):
         load_model(tmp_path / "m.pt")
     with pytest.raises(LowlightError, match="not found"):
         load_model(tmp_path / "absent.pt")
+
+
+def test_card_names_a_registered_architecture(tmp_path):
+    save_weights(SIDUNet(UNetConfig(width=4, depth=3)), tmp_path / "m.pt", name="m")
+    card = json.loads(card_path(tmp_path / "m.pt").read_text())
+    assert card["arch"] == "sid-unet" and card["arch_version"] == ARCHITECTURES["sid-unet"].version
+    card["arch"] = "transformer-9000"
+    card_path(tmp_path / "m.pt").write_text(json.dumps(card))
+    with pytest.raises(LowlightError, match="unknown architecture 'transformer-9000'"):
+        load_model(tmp_path / "m.pt")
+
+
+def test_shipped_models_by_name_and_auto_by_device(tmp_path):
+    assert resolve_model("auto", torch.device("cpu")) == SHIPPED_MODELS["fast"]
+    quality_shipped = SHIPPED_MODELS["quality"].is_file()
+    assert resolve_model("auto", torch.device("cuda")) == SHIPPED_MODELS["quality" if quality_shipped else "fast"]
+    assert resolve_model("fast", torch.device("cuda")) == SHIPPED_MODELS["fast"]
+    assert resolve_model(str(tmp_path / "m.pt"), torch.device("cpu")) == tmp_path / "m.pt"
+    if not quality_shipped:
+        with pytest.raises(LowlightError, match="'quality' model is not shipped"):
+            resolve_model("quality", torch.device("cpu"))

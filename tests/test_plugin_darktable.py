@@ -119,7 +119,7 @@ def _isolated_bridge(tmp_path: Path, client: Path, tiny_weights: Path) -> tuple[
         os.environ,
         LR_BRIDGE_CONFIG=str(bridge_config),
         LR_BRIDGE_STATE_DIR=str(state_dir),
-        LR_BRIDGE_WEIGHTS=str(tiny_weights),
+        LR_BRIDGE_MODEL=str(tiny_weights),
         LR_BRIDGE_DEVICE="cpu",
     )
     return env, state_dir

@@ -7,7 +7,8 @@ import torch
 
 from lowlight_raw.bayer import pack_bayer
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.model import DEFAULT_WEIGHTS, load_model
+from lowlight_raw.model import load_model
+from lowlight_raw.registry import SHIPPED_MODELS
 from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import estimate_profile
 from lowlight_raw.raw import read_raw
@@ -21,8 +22,8 @@ def shipped():
 
 
 def test_default_weights_are_shipped_with_a_card():
-    model, card = load_model()
-    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size < 50 * 2**20
+    model, card = load_model(SHIPPED_MODELS["fast"])
+    assert SHIPPED_MODELS["fast"].stat().st_size < 50 * 2**20
     assert card.extra.get("training", {}).get("steps", 0) > 0 or card.extra.get("steps", 0) > 0
     assert sum(p.numel() for p in model.parameters()) > 100_000
 

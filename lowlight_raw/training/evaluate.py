@@ -36,7 +36,10 @@ from skimage.metrics import structural_similarity
 from ..bayer import simple_demosaic
 from ..color import camera_to_linear, srgb_encode
 from ..errors import LowlightError
-from ..model import DEFAULT_WEIGHTS, SIDUNet, load_model, save_weights
+from torch import nn
+
+from ..model import load_model, save_weights
+from ..registry import SHIPPED_MODELS
 from ..tiling import run_tiled
 from .dataset import Sample, make_sample, random_crop
 from .sensor_noise import A_RANGE, sample_sensor
@@ -99,7 +102,7 @@ def nlm(srgb: np.ndarray, strength: float) -> np.ndarray:
     return out[..., ::-1].astype(np.float32) / 255.0
 
 
-def model_camera(model: SIDUNet, sample: Sample) -> np.ndarray:
+def model_camera(model: nn.Module, sample: Sample) -> np.ndarray:
     """The network's ``(H, W, 3)`` camera RGB, computed the way the engine computes it."""
     return np.clip(run_tiled(model, sample.inputs, torch.device("cpu")), 0.0, 1.0)
 
@@ -145,7 +148,7 @@ def card_average_error_percent(case: TestCase) -> float:
     return _colour_error_percent(got, _mean_linear(case.reference, case.grey_box))
 
 
-def method_outputs(case: TestCase, model: SIDUNet, strength: float) -> dict[str, np.ndarray]:
+def method_outputs(case: TestCase, model: nn.Module, strength: float) -> dict[str, np.ndarray]:
     naive = render(naive_camera(case.sample), case.sample)
     return {"naive": naive, "nlm": nlm(naive, strength), "model": render(model_camera(model, case.sample), case.sample)}
 
@@ -158,7 +161,7 @@ def tune_nlm(cases: list[TestCase]) -> float:
 
 
 def evaluate(
-    model: SIDUNet,
+    model: nn.Module,
     test_images: list[np.ndarray],
     count: int = 32,
     tune_count: int = 8,
@@ -230,7 +233,7 @@ def format_table(table: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lowlight-raw evaluate``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="lowlight-raw evaluate", description="Score naive, NLM and the model on held-out synthetic low light.")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--weights", type=Path, default=SHIPPED_MODELS["fast"])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder")
     parser.add_argument("--count", type=int, default=32, help="test crops per condition")
