@@ -10,8 +10,12 @@ ColorMatrix1). The camera → output matrix is built the dcraw/LibRaw way: rows 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # Linear sRGB (D65) → XYZ, IEC 61966-2-1.
 XYZ_FROM_SRGB = np.array(
@@ -74,7 +78,36 @@ def camera_to_linear(camera_rgb: np.ndarray, color: CameraColor, space: str = "s
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+# The sRGB transfer curve (IEC 61966-2-1): linear below the knee, an offset power above it.
+SRGB_KNEE_LINEAR = 0.0031308
+SRGB_SLOPE = 12.92
+SRGB_GAMMA = 2.4
+SRGB_OFFSET = 0.055
+SRGB_KNEE_ENCODED = SRGB_SLOPE * SRGB_KNEE_LINEAR  # 0.04045
+
+
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """The sRGB transfer curve (IEC 61966-2-1) on values in [0, 1]."""
-    linear = np.clip(linear, 0.0, 1.0)
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055).astype(np.float32)
+    """Linear values → sRGB-encoded, float32 (clipped to [0, 1] first)."""
+    v = np.clip(linear, 0.0, 1.0)
+    curve = (1.0 + SRGB_OFFSET) * np.power(v, 1.0 / SRGB_GAMMA) - SRGB_OFFSET
+    return np.where(v <= SRGB_KNEE_LINEAR, SRGB_SLOPE * v, curve).astype(np.float32)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values → linear (the inverse of :func:`srgb_encode`; clipped to [0, 1] first)."""
+    v = np.clip(encoded, 0.0, 1.0)
+    return np.where(v <= SRGB_KNEE_ENCODED, v / SRGB_SLOPE, ((v + SRGB_OFFSET) / (1.0 + SRGB_OFFSET)) ** SRGB_GAMMA)
+
+
+def srgb_encode_torch(linear: "torch.Tensor") -> "torch.Tensor":
+    """:func:`srgb_encode` for tensors, differentiable (the training loss renders through it)."""
+    v = linear.clamp(0.0, 1.0)
+    curve = (1.0 + SRGB_OFFSET) * v.clamp_min(SRGB_KNEE_LINEAR).pow(1.0 / SRGB_GAMMA) - SRGB_OFFSET
+    return curve.where(v > SRGB_KNEE_LINEAR, SRGB_SLOPE * v)
+
+
+def srgb_decode_torch(encoded: "torch.Tensor") -> "torch.Tensor":
+    """:func:`srgb_decode` for tensors."""
+    v = encoded.clamp(0.0, 1.0)
+    curve = ((v.clamp_min(SRGB_KNEE_ENCODED) + SRGB_OFFSET) / (1.0 + SRGB_OFFSET)).pow(SRGB_GAMMA)
+    return curve.where(v > SRGB_KNEE_ENCODED, v / SRGB_SLOPE)

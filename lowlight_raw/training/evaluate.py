@@ -34,7 +34,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from ..bayer import simple_demosaic
-from ..color import camera_to_linear, srgb_encode
+from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
 from torch import nn
 
@@ -125,8 +125,7 @@ def flat_error_variances(out: np.ndarray, ref: np.ndarray) -> list[float]:
 def _mean_linear(srgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """Mean linear colour of ``srgb`` (sRGB-encoded) inside ``box`` (y0, y1, x0, x1)."""
     y0, y1, x0, x1 = box
-    v = srgb[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).mean(axis=0)
+    return srgb_decode(srgb[y0:y1, x0:x1].reshape(-1, 3).astype(np.float64)).mean(axis=0)
 
 
 def _colour_error_percent(got: np.ndarray, want: np.ndarray) -> float:

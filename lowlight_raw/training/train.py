@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..color import srgb_encode_torch
 from ..model import SIDUNet, UNetConfig, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
@@ -36,9 +37,7 @@ EMA_DECAY = 0.999
 
 def render_srgb_torch(camera: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     """Differentiable colour pipeline: ``(N, 3, H, W)`` camera RGB → sRGB-encoded in [0, 1]."""
-    linear = torch.einsum("nij,njhw->nihw", matrices, camera).clamp(0.0, 1.0)
-    curve = 1.055 * linear.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055
-    return torch.where(linear <= 0.0031308, 12.92 * linear, curve)
+    return srgb_encode_torch(torch.einsum("nij,njhw->nihw", matrices, camera))
 
 
 def to_tensors(samples: list[Sample], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..color import XYZ_FROM_SRGB, CameraColor, camera_to_linear, srgb_encode
+from ..color import XYZ_FROM_SRGB, CameraColor, camera_to_linear, srgb_decode, srgb_encode
 
 # XYZ(D65) → camera matrices (Adobe DNG ColorMatrix convention) of four real cameras, the
 # set Brooks et al. mix; a random convex combination gives a plausible new camera.
@@ -42,12 +42,6 @@ def sample_params(rng: np.random.Generator) -> UnprocessParams:
     wb = np.array([rng.uniform(1.9, 2.4), 1.0, rng.uniform(1.5, 1.9)])
     brightness = float(np.clip(1.0 / rng.normal(0.8, 0.1), 1.0, 2.0))
     return UnprocessParams(color=CameraColor(wb=wb, cam_xyz=cam_xyz), brightness=brightness)
-
-
-def srgb_decode(encoded: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`lowlight_raw.color.srgb_encode` on values in [0, 1]."""
-    v = np.clip(encoded, 0.0, 1.0)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
 
 
 def inverse_smoothstep(y: np.ndarray) -> np.ndarray:
