@@ -18,7 +18,7 @@ import torch
 from ..bayer import PATTERNS, BayerLayout, pack_bayer
 from ..color import CameraColor
 from ..network_input import network_input
-from .sensor_noise import SensorModel, sample_ratio, sample_sensor, simulate_dark_raw
+from .sensor_noise import SensorModel, sample_exposure, simulate_dark_raw
 from .unprocess import UnprocessParams, mosaic, sample_params, unprocess
 
 
@@ -51,21 +51,19 @@ def random_crop(image: np.ndarray, height: int, width: int, rng: np.random.Gener
 def make_sample(
     srgb_crop: np.ndarray,
     rng: np.random.Generator,
+    ratio: float,
+    sensor: SensorModel,
     pattern: str | None = None,
-    ratio: float | None = None,
-    sensor: SensorModel | None = None,
     params: UnprocessParams | None = None,
 ) -> Sample:
-    """Synthetic dark raw + clean target from an sRGB crop of ``2h × 2w`` (values in [0, 1]).
+    """Synthetic raw shot ``ratio``× too dark on ``sensor`` + clean target, from an sRGB crop of
+    ``2h × 2w`` (values in [0, 1]).
 
-    Unset choices (Bayer ``pattern``, exposure ``ratio``, ``sensor``, camera ``params``) are
-    sampled from ``rng``. The visible mosaic is cropped by the phase's padding so the packed
-    planes are exactly ``h × w``.
+    Unset choices (Bayer ``pattern``, camera ``params``) are sampled from ``rng``. The visible
+    mosaic is cropped by the phase's padding so the packed planes are exactly ``h × w``.
     """
     pattern = pattern or str(rng.choice(PATTERNS))
     params = params or sample_params(rng)
-    sensor = sensor or sample_sensor(rng)
-    ratio = ratio if ratio is not None else sample_ratio(rng)
     full_h, full_w = srgb_crop.shape[:2]
     probe = BayerLayout(pattern, full_h, full_w)
     dy, dx = probe.offset
@@ -93,7 +91,8 @@ def make_batch(images: list[np.ndarray], batch: int, patch: int, rng: np.random.
     for _ in range(batch):
         image = images[int(rng.integers(len(images)))]
         crop = augment(random_crop(image, 2 * patch, 2 * patch, rng), rng)
-        samples.append(make_sample(crop.astype(np.float32) / 255.0, rng))
+        sensor, ratio = sample_exposure(rng)
+        samples.append(make_sample(crop.astype(np.float32) / 255.0, rng, ratio, sensor))
     return samples
 
 

@@ -7,7 +7,8 @@ Poisson shot noise, read noise (Gaussian or heavier-tailed Tukey-lambda) whose s
 bits and clipping at 0 and at the white level, then normalised back.
 
 Ranges come from darktable's measured ``noiseprofiles.json``: over the ISO 800–25600 green
-channel profiles of all its cameras, ``a`` spans about 9e-6 … 8.5e-4 (2nd–98th percentile)
+channel profiles of all its cameras, ``a`` spans about 9e-6 … 8.5e-4 (2nd–98th percentile;
+8e-7 … 3e-5 at ISO 100–800, the clean photos a fifth of the training samples are)
 and ``log b ≈ 1.32 · log a − 2.34`` with a residual std of 1.1 (natural log). The sampled
 camera is returned with the ``a, b`` (``Var = a·x + b``) it really has, which is what the
 network is told, exactly as the engine tells it darktable's (or an estimated) profile.
@@ -23,6 +24,8 @@ import numpy as np
 from ..noise import NoiseProfile
 
 A_RANGE = (9e-6, 8.5e-4)  # shot-noise slope a on the normalised scale, ISO 800–25600
+CLEAN_A_RANGE = (8e-7, 3e-5)  # the same at ISO 100–800 (darktable, 2nd–98th percentile)
+CLEAN_SHARE = 0.2  # share of training samples that are well-exposed low-ISO photos (×1)
 LOG_B_FIT = (1.3235, -2.3358)  # log b = slope · log a + intercept (darktable, ISO 800–25600)
 LOG_B_SPREAD = 0.8  # std of the sampled log b around the fit (darktable's residual: 1.1)
 B_RANGE = (1e-8, 3e-5)
@@ -76,6 +79,18 @@ def sample_sensor(rng: np.random.Generator, a_range: tuple[float, float] = A_RAN
         row_fraction=float(rng.uniform(0.0, 0.15)),
         tukey_lambda=tukey,
     )
+
+
+def sample_exposure(rng: np.random.Generator) -> tuple[SensorModel, float]:
+    """Sensor and exposure ratio of one training sample.
+
+    :data:`CLEAN_SHARE` of them are well-exposed photos at a low ISO (×1): a good photo in a
+    mixed batch must come back as sharp as it went in. The rest: a high-ISO sensor at a ratio
+    from :func:`sample_ratio`.
+    """
+    if rng.random() < CLEAN_SHARE:
+        return sample_sensor(rng, a_range=CLEAN_A_RANGE), 1.0
+    return sample_sensor(rng), sample_ratio(rng)
 
 
 def sample_ratio(rng: np.random.Generator) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..color import srgb_encode_torch
-from ..model import SIDUNet, UNetConfig, save_weights
+from ..model import SIDUNet, UNetConfig, load_model, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
 from .sources import DEFAULT_CACHE, REPO_ROOT, cached_images, source_summary
@@ -50,14 +50,19 @@ def srgb_l1_loss(model: SIDUNet, inputs: torch.Tensor, target: torch.Tensor, mat
     return (render_srgb_torch(model(inputs), matrices) - render_srgb_torch(target, matrices)).abs().mean()
 
 
-def validation_samples(images: list[np.ndarray], count: int = 12, patch: int = 128, seed: int = 1234) -> list[Sample]:
-    """A fixed validation set: crops of the validation photos at ×100/×300, high-ISO sensors."""
-    rng = np.random.default_rng(seed)
+def validation_samples(images: list[np.ndarray], clean: bool = False, count: int = 12, patch: int = 128,
+                       seed: int = 1234) -> list[Sample]:
+    """A fixed validation set: crops of the validation photos at ×100/×300 on high-ISO sensors,
+    or (``clean``) well-exposed at ×1 on low-ISO ones."""
+    rng = np.random.default_rng([seed, int(clean)])
     samples = []
     for i in range(count):
         crop = random_crop(images[i % len(images)], 2 * patch, 2 * patch, rng).astype(np.float32) / 255.0
-        sensor = sensor_noise.sample_sensor(rng, a_range=(1e-4, sensor_noise.A_RANGE[1]))
-        samples.append(make_sample(crop, rng, ratio=(100.0, 300.0)[i % 2], sensor=sensor))
+        if clean:
+            sensor, ratio = sensor_noise.sample_sensor(rng, a_range=sensor_noise.CLEAN_A_RANGE), 1.0
+        else:
+            sensor, ratio = sensor_noise.sample_sensor(rng, a_range=(1e-4, sensor_noise.A_RANGE[1])), (100.0, 300.0)[i % 2]
+        samples.append(make_sample(crop, rng, ratio, sensor))
     return samples
 
 
@@ -90,6 +95,8 @@ def noise_ranges() -> dict:
         "log_b_fit": {"slope": sensor_noise.LOG_B_FIT[0], "intercept": sensor_noise.LOG_B_FIT[1], "spread": sensor_noise.LOG_B_SPREAD},
         "b_range_normalised": list(sensor_noise.B_RANGE),
         "ratio_range": list(sensor_noise.RATIO_RANGE),
+        "clean_share": sensor_noise.CLEAN_SHARE,
+        "clean_a_range_normalised": list(sensor_noise.CLEAN_A_RANGE),
         "bit_depths": list(sensor_noise.BIT_DEPTHS),
         "reference": "darktable noiseprofiles.json, ISO 800-25600, green channel",
         "components": "Poisson shot at system gain K, Gaussian or Tukey-lambda read noise, row noise, "
@@ -103,7 +110,11 @@ class Trainer:
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
         self.args = args
         self.device = device
-        self.model = SIDUNet(UNetConfig(width=args.width, depth=args.depth)).to(device)
+        self.model = SIDUNet(UNetConfig(width=args.width, depth=args.depth))
+        if args.init is not None:  # fine-tune: start from a trained model's weights
+            trained, _ = load_model(args.init)
+            self.model.load_state_dict(trained.state_dict())
+        self.model.to(device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=1e-4)
         self.step = 0
@@ -222,6 +233,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, default=None, help="write EMA weights + card here every --export-minutes")
     parser.add_argument("--export-minutes", type=float, default=20.0)
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
+    parser.add_argument("--init", type=Path, default=None, help="start from these trained weights (fine-tuning)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     return parser.parse_args(argv)
 
@@ -243,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer.load_checkpoint()
     log = open(args.run_dir / "train.log", "a", buffering=1)
     log.write(f"# start step {trainer.step} {json.dumps({k: str(v) for k, v in vars(args).items()})}\n")
-    val_set = validation_samples(val_images)
+    val_set, clean_val_set = validation_samples(val_images), validation_samples(val_images, clean=True)
     stop = {"now": False}
 
     def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -265,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if now - last_val >= 60 * args.validate_minutes:
             psnr = validation_psnr(trainer.ema, val_set, device)
             trainer.best_psnr = psnr
-            log.write(f"validation step {trainer.step} ema_psnr {psnr:.3f}\n")
+            log.write(f"validation step {trainer.step} ema_psnr {psnr:.3f} clean_psnr {validation_psnr(trainer.ema, clean_val_set, device):.3f}\n")
             if args.export is not None and now - last_export >= 60 * args.export_minutes:
                 trainer.export(args.export)
                 last_export = now
@@ -276,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer.save_checkpoint()
     psnr = validation_psnr(trainer.ema, val_set, device)
     trainer.best_psnr = psnr
-    log.write(f"validation step {trainer.step} ema_psnr {psnr:.3f}\n# stop step {trainer.step}\n")
+    log.write(f"validation step {trainer.step} ema_psnr {psnr:.3f} clean_psnr {validation_psnr(trainer.ema, clean_val_set, device):.3f}\n"
+              f"# stop step {trainer.step}\n")
     if args.export is not None:
         trainer.export(args.export)
     log.close()
