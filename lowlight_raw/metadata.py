@@ -22,6 +22,7 @@ LinearRaw DNG as they fit the CFA original). Darktable 5.6 lost these (its issue
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,19 +105,55 @@ def read_exif(path: Path) -> dict[str, str]:
     return {key: str(value) for key, value in tags.items() if not key.startswith("Thumbnail")}
 
 
-def camera_iso(path: Path) -> float | None:
-    """The ISO sensitivity recorded in ``path``'s EXIF, or ``None`` when none is recorded."""
-    tags = read_exif(path)
-    for key in ("EXIF ISOSpeedRatings", "EXIF PhotographicSensitivity", "Image ISOSpeedRatings",
-                "EXIF RecommendedExposureIndex"):
-        text = tags.get(key, "").strip("[] ").split(",")[0].strip()
-        try:
-            iso = float(text)
-        except ValueError:
-            continue
-        if iso > 0:
+# Where a photo's ISO is recorded, in the order they are trusted: the standard EXIF tags
+# (exifread's names; "Image …" is IFD0, where pidng and several converters put it), then what
+# LibRaw parsed (it reads many makers' notes), then makers' notes as exiv2 decodes them.
+EXIF_ISO_KEYS = ("EXIF ISOSpeedRatings", "EXIF PhotographicSensitivity", "Image ISOSpeedRatings",
+                 "EXIF RecommendedExposureIndex", "EXIF ISOSpeed")
+MAKER_NOTE_ISO_KEYS = ("Exif.Nikon3.ISOSpeed", "Exif.Nikon3.ISOSettings", "Exif.NikonIi.ISO", "Exif.Nikon1.ISOSpeed",
+                       "Exif.Nikon2.ISOSpeed", "Exif.CanonSi.ISOSpeed", "Exif.CanonCs.ISOSpeed", "Exif.Pentax.ISO",
+                       "Exif.PentaxDng.ISO", "Exif.Olympus.ISOSpeed", "Exif.Sony1Cs.ISOSetting",
+                       "Exif.Sony2Cs.ISOSetting", "Exif.Casio2.ISO", "Exif.Samsung2.ISO", "Exif.Panasonic.ISO")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def camera_iso(path: Path, exif: Mapping[str, str] | None = None, libraw_iso: float = 0.0) -> float | None:
+    """The ISO sensitivity ``path`` was shot at, from wherever it is recorded; ``None`` if nowhere.
+
+    ``exif``: :func:`read_exif` of ``path`` when already read; ``libraw_iso``: rawpy's
+    ``raw.other.iso_speed`` (0 when LibRaw found none). Sources: :data:`EXIF_ISO_KEYS`, then
+    LibRaw, then :data:`MAKER_NOTE_ISO_KEYS`.
+    """
+    tags = read_exif(path) if exif is None else exif
+    for key in EXIF_ISO_KEYS:
+        iso = _positive_number(tags.get(key, "").strip("[] ").split(",")[0])
+        if iso is not None:
             return iso
+    if libraw_iso and libraw_iso > 0:
+        return float(libraw_iso)
+    return _maker_note_iso(path)
+
+
+def _maker_note_iso(path: Path) -> float | None:
+    try:
+        image = exiv2.ImageFactory.open(str(path))
+        image.readMetadata()
+        exif = image.exifData()
+        for key in MAKER_NOTE_ISO_KEYS:
+            found = exif.findKey(exiv2.ExifKey(key))
+            if found != exif.end():
+                iso = _positive_number(found.print(exif))
+                if iso is not None:
+                    return iso
+    except exiv2.Exiv2Error as exc:
+        log.info("%s: maker notes unreadable by exiv2 (%s)", path, exc)
     return None
+
+
+def _positive_number(text: str) -> float | None:
+    match = _NUMBER.search(text or "")
+    value = float(match.group()) if match else 0.0
+    return value if value > 0 else None
 
 
 def is_copied_exif(key: str, tag: int) -> bool:

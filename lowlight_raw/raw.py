@@ -13,7 +13,7 @@ from .bayer import PATTERNS, BayerLayout, pattern_from_colors
 from .color import CameraColor
 from .dngtags import D65
 from .errors import LowlightError, UnsupportedSensor
-from .metadata import read_exif
+from .metadata import camera_iso, read_exif
 
 # LibRaw's ``flip`` → EXIF/TIFF Orientation.
 _FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
@@ -89,7 +89,7 @@ def _decode(path: Path, raw) -> RawPhoto:
     exif = read_exif(path)
     make = exif.get("Image Make", "").strip()
     model = exif.get("Image Model", "").strip()
-    iso = _first_number(exif.get("EXIF ISOSpeedRatings") or exif.get("EXIF PhotographicSensitivity"))
+    iso = camera_iso(path, exif, float(raw.other.iso_speed))
     return RawPhoto(
         path=path,
         mosaic=mosaic,
@@ -147,12 +147,3 @@ def _masked_pixels(raw, black: np.ndarray, white: float) -> np.ndarray | None:
 def _libraw_message(exc: Exception) -> str:
     text = exc.args[0] if exc.args else str(exc)
     return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-
-
-def _first_number(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return float(str(text).strip("[] ").split(",")[0])
-    except ValueError:
-        return None

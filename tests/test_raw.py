@@ -5,6 +5,7 @@ import pytest
 
 from lowlight_raw.bayer import PATTERNS, pack_bayer
 from lowlight_raw.errors import LowlightError, UnsupportedSensor
+from lowlight_raw.metadata import camera_iso
 from lowlight_raw.raw import read_raw
 from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, dark_exposure, test_scene, write_bayer_dng
 
@@ -92,3 +93,29 @@ def test_xtrans_is_refused_clearly(tmp_path):
     path = write_bayer_dng(tmp_path / "xt.dng", active, spec)
     with pytest.raises(UnsupportedSensor, match=r"xt\.dng: .*not supported yet"):
         read_raw(path)
+
+
+ISO_FIXTURES = {  # where the ISO is recorded → what the writer puts there
+    "EXIF ISOSpeedRatings": dict(exif={"Exif.Photo.ISOSpeedRatings": "6400"}),
+    "EXIF RecommendedExposureIndex": dict(exif={"Exif.Photo.RecommendedExposureIndex": "1600"}),
+    "IFD0 ISOSpeedRatings (pidng)": dict(raw_tags=((0x8827, "H", 1, 800, True),)),
+    "Nikon maker note (LibRaw and exiv2)": dict(make="NIKON CORPORATION", model="NIKON D750",
+                                                exif={"Exif.Nikon3.ISOSpeed": "0 3200"}),
+}
+
+
+@pytest.mark.parametrize(("where", "expected"), [(w, e) for w, e in zip(ISO_FIXTURES, (6400.0, 1600.0, 800.0, 3200.0))])
+def test_iso_is_found_wherever_it_is_recorded(tmp_path, where, expected):
+    spec = DngSpec(**ISO_FIXTURES[where])
+    active = dark_exposure(test_scene(32, 48), spec, 1.0, 0.0, 0.0, np.random.default_rng(0))
+    path = write_bayer_dng(tmp_path / "iso.dng", active, spec)
+    assert read_raw(path).iso == expected
+    assert camera_iso(path, libraw_iso=0.0) == expected  # without LibRaw's help too (maker notes: exiv2)
+
+
+def test_iso_known_only_to_libraw_is_used_and_none_is_none(tmp_path):
+    spec = DngSpec()
+    path = write_bayer_dng(tmp_path / "noiso.dng", dark_exposure(test_scene(32, 48), spec, 1.0, 0.0, 0.0,
+                                                                np.random.default_rng(0)), spec)
+    assert read_raw(path).iso is None
+    assert camera_iso(path, exif={}, libraw_iso=1250.0) == 1250.0  # e.g. a Nikon D1 NEF or a Kodak KDC
