@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..noise import NoiseProfile
+from ..noise import LOG_B_FIT, NoiseProfile
 
 A_RANGE = (9e-6, 8.5e-4)  # shot-noise slope a on the normalised scale, ISO 800–25600
 CLEAN_A_RANGE = (8e-7, 3e-5)  # the same at ISO 100–800 (darktable, 2nd–98th percentile)
 CLEAN_SHARE = 0.2  # share of training samples that are well-exposed low-ISO photos (×1)
-LOG_B_FIT = (1.3235, -2.3358)  # log b = slope · log a + intercept (darktable, ISO 800–25600)
 LOG_B_SPREAD = 0.8  # std of the sampled log b around the fit (darktable's residual: 1.1)
 B_RANGE = (1e-8, 3e-5)
 RATIO_RANGE = (1.0, 300.0)
@@ -52,6 +51,13 @@ class SensorModel:
     def span(self) -> float:
         """``white - black``: one unit of the normalised scale, in DN."""
         return self.white - self.black
+
+    @classmethod
+    def with_profile(cls, a: float, b: float, bits: int = 14, black: float = 1024.0) -> "SensorModel":
+        """A Gaussian-read-noise sensor whose :meth:`profile` is ``Var = a·x + b``."""
+        span = 2.0**bits - 1.0 - black
+        return cls(bits=bits, black=black, system_gain=a * span,
+                   read_sigma=math.sqrt(max(b * span**2 - 1.0 / 12.0, 0.0)), row_fraction=0.0, tukey_lambda=None)
 
     def profile(self) -> NoiseProfile:
         """``Var = a·x + b`` of this sensor on the normalised scale (quantisation included)."""
