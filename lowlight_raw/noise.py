@@ -160,13 +160,23 @@ def _blocks(plane: np.ndarray) -> np.ndarray:
 def _slope_for(x: np.ndarray, v: np.ndarray, b: float | None) -> np.ndarray:
     """Per bin, the ``a`` for which ``a·x + b`` (``b`` = :func:`read_variance_for` ``(a)`` if None) is ``v``."""
     if b is not None:
-        return np.maximum((v - b) / x, 1e-9)
+        return np.maximum((v - b) / np.maximum(x, 1e-6), 1e-9)
     lo, hi = np.full(x.shape, np.log(1e-9)), np.full(x.shape, np.log(1e-1))
     for _ in range(50):  # bisection in log a: the left side grows with a
         mid = 0.5 * (lo + hi)
         below = np.exp(mid) * x + np.exp(LOG_B_FIT[0] * mid + LOG_B_FIT[1]) < v
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     return np.exp(0.5 * (lo + hi))
+
+
+def _median_of_lowest(values: np.ndarray, weights: np.ndarray, share: float) -> float:
+    """Weighted median of the smallest ``values`` that hold ``share`` of the total weight."""
+    order = np.argsort(values)
+    values, cumulative = values[order], np.cumsum(weights[order])
+    if cumulative[-1] <= 0:
+        return float(np.median(values))
+    lowest = cumulative <= max(share * cumulative[-1], cumulative[0])
+    return float(values[lowest][np.searchsorted(cumulative[lowest], 0.5 * cumulative[lowest][-1])])
 
 
 def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: float | None = None) -> NoiseProfile:
@@ -185,19 +195,22 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     diff, level = _blocks((g1 - g2) / np.sqrt(2.0)), _blocks(0.5 * (g1 + g2))
     b_masked = float(np.var(masked.astype(np.float64))) if masked is not None and masked.size >= 1024 else None
     mean = level.mean(axis=1)
-    usable = (level.max(axis=1) < 0.95) & (mean > 0.002)  # no clipped highlights, not pure black
+    usable = level.max(axis=1) < 0.95  # no clipped highlights
     source = "estimated from the image" + (" and its masked pixels" if b_masked is not None else "")
     if usable.sum() < 16:
         a = typical_a_at_iso(iso) if iso else 1e-5
         return NoiseProfile(a, b_masked if b_masked is not None else read_variance_for(a),
-                            "typical for its ISO (too little of the image to measure)" if iso else "default (image too small or dark to measure)")
+                            "typical for its ISO (too little of the image to measure)" if iso else "default (image too small to measure)")
     mad = np.median(np.abs(diff - np.median(diff, axis=1, keepdims=True)), axis=1)
     mean, var = mean[usable], (mad[usable] * _MAD_TO_SIGMA) ** 2
     bins = np.array_split(np.argsort(mean), min(ESTIMATE_BINS, mean.size // 16))
-    x = np.array([np.median(mean[i]) for i in bins])
+    x = np.maximum([np.median(mean[i]) for i in bins], 0.0)  # a dark raw's blacks average slightly below 0
     v = np.array([np.quantile(var[i], LOW_QUANTILE) for i in bins]) / _low_quantile_ratio(ESTIMATE_BLOCK**2)
-    slopes = np.sort(_slope_for(x, v, b_masked))
-    a = float(np.median(slopes[: max(1, round(slopes.size * LOWEST_BINS))]))
+    slopes = _slope_for(x, v, b_masked)
+    # How much a bin says about a: the share of its variance that is shot noise (all of it when
+    # b is tied to a; near black, little when b was measured).
+    weights = np.ones_like(slopes) if b_masked is None else (slopes * x / np.maximum(v, 1e-30)).clip(0.0, 1.0) ** 2
+    a = _median_of_lowest(slopes, weights, LOWEST_BINS)
     if iso:
         typical = typical_a_at_iso(iso)
         bounded = float(np.clip(a, ISO_A_SPREAD[0] * typical, ISO_A_SPREAD[1] * typical))

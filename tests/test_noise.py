@@ -59,9 +59,10 @@ def test_well_exposed_low_iso_noise_is_overestimated_at_most_2_5_times(photo, a)
     assert a * 0.7 <= estimate_profile(_shot(photo, a, read_variance_for(a))).a <= 2.5 * a
 
 
-def test_masked_pixels_give_the_read_noise():
+@pytest.mark.parametrize("ratio", [1.0, 100.0])
+def test_masked_pixels_give_the_read_noise(ratio):
     a, b = 3e-4, 5e-6
-    est = estimate_profile(_shot("coffee", a, b), np.random.default_rng(1).normal(0, np.sqrt(b), 5000))
+    est = estimate_profile(_shot("coffee", a, b, ratio), np.random.default_rng(1).normal(0, np.sqrt(b), 5000))
     assert est.b == pytest.approx(b, rel=0.1) and "masked" in est.source
     assert est.a == pytest.approx(a, rel=0.3)
 
