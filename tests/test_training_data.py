@@ -102,7 +102,9 @@ def test_pixel_cap_keeps_small_images_whole_and_fills_the_budget() -> None:
     assert debian_photos.pixel_cap([100, 1000, 5000], 1100) == 500
     window = debian_photos.random_window(np.zeros((600, 900, 3), np.uint8), 300 * 450, np.random.default_rng(0))
     assert window.shape == (300, 450, 3)
+    assert debian_photos.random_window(np.zeros((300, 900, 3), np.uint8), 300 * 300, np.random.default_rng(0)).shape == (256, 351, 3)
     assert debian_photos.random_window(np.zeros((300, 900, 3), np.uint8), 1000, np.random.default_rng(0)).shape == (256, 256, 3)
+    assert debian_photos.random_window(np.zeros((900, 300, 3), np.uint8), 300 * 300, np.random.default_rng(0)).shape == (351, 256, 3)
 
 
 @needs_dpkg

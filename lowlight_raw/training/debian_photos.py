@@ -162,12 +162,14 @@ def pixel_cap(areas: list[int], budget: int) -> int:
 
 
 def random_window(pixels: np.ndarray, max_pixels: int, rng: np.random.Generator) -> np.ndarray:
-    """A random crop of at most ``max_pixels`` (same aspect ratio, at least :data:`MIN_SIDE` a
-    side), or the whole image when it is small enough."""
+    """A random crop of at most ``max_pixels`` (the image's aspect ratio unless a side would fall
+    below :data:`MIN_SIDE`; never smaller than that a side), or the whole image when it fits."""
     h, w = pixels.shape[:2]
     if h * w <= max_pixels:
         return pixels
-    s = np.sqrt(max_pixels / (h * w))
-    ch, cw = min(h, max(MIN_SIDE, int(h * s))), min(w, max(MIN_SIDE, int(w * s)))
+    short, long = sorted((h, w))
+    crop_short = min(short, max(MIN_SIDE, int(short * np.sqrt(max_pixels / (h * w)))))
+    crop_long = min(long, max(MIN_SIDE, max_pixels // crop_short))
+    ch, cw = (crop_short, crop_long) if h <= w else (crop_long, crop_short)
     y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
     return pixels[y : y + ch, x : x + cw]
