@@ -74,14 +74,15 @@ def load_manifest(path: Path = MANIFEST) -> Manifest:
 def download_deb(package: str, version: str, deb_dir: Path) -> Path:
     """``apt-get download PACKAGE=VERSION`` into ``deb_dir`` unless already there; the .deb path."""
     deb_dir.mkdir(parents=True, exist_ok=True)
-    found = sorted(deb_dir.glob(f"{package}_*.deb"))
+    pattern = f"{package}_{version.replace(':', '%3a')}_*.deb"  # apt's file name for PACKAGE=VERSION
+    found = sorted(deb_dir.glob(pattern))
     if not found:
         try:
             result = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=deb_dir,
                                     capture_output=True, text=True)
         except FileNotFoundError as exc:
             raise ArchiveUnavailable(f"apt-get not found ({exc})") from exc
-        found = sorted(deb_dir.glob(f"{package}_*.deb"))
+        found = sorted(deb_dir.glob(pattern))
         if result.returncode != 0 or not found:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise ArchiveUnavailable(f"apt-get download {package}={version} failed: {last}")
