@@ -99,7 +99,7 @@ def debian_training_photos(photo_dir: Path = DEFAULT_PHOTOS, max_mb: float | Non
         return []
     photos = []
     for entry, path in selected:
-        licence = entry.licence + (f" (upstream: {entry.upstream_licence})" if entry.upstream_licence else "")
+        licence = entry.licence + (f" (package metadata: {entry.upstream_licence})" if entry.upstream_licence else "")
         for factor, pixels in debian_photos.multiscale(debian_photos.read_rgb(path)):
             photos.append(Photo(entry.name, "debian", licence, pixels, entry.attribution, factor))
     if max_mb is not None:
