@@ -144,8 +144,9 @@ def photo_cache(tmp_path: Path) -> Path:
     photos = [skimage.data.astronaut(), skimage.data.coffee()]
     for split in ("train", "validation"):
         np.savez(cache / f"{split}.npz", **{f"{i:04d}": p for i, p in enumerate(photos)})
-    entry = {"name": "skimage.data.astronaut", "licence": "public domain (NASA)"}
-    (cache / "sources.json").write_text(json.dumps({"train": [entry], "validation": [entry], "test": []}))
+    entries = [{"name": f"skimage.data.{n}", "source": "skimage", "licence": lic, "attribution": "", "downscale": 1,
+                "size": list(p.shape[:2])} for n, lic, p in zip(("astronaut", "coffee"), ("public domain (NASA)", "CC0"), photos)]
+    (cache / "sources.json").write_text(json.dumps({"train": entries, "validation": entries, "test": []}))
     return cache
 
 
@@ -159,7 +160,8 @@ def test_training_runs_exports_and_resumes(tmp_path: Path, photo_cache: Path) ->
     assert "step 2 loss" in log and "# stop step 2" in log and "ema_psnr" in log
     model, card = load_model(weights)
     assert card.config == UNetConfig(width=4, depth=2)
-    assert card.extra["training"]["steps"] == 2 and card.extra["data"]["train_photos"] == 1
+    assert card.extra["training"]["steps"] == 2 and card.extra["data"]["train_photos"] == 2
+    assert card.extra["data"]["sources"] == "all" and card.extra["data"]["licences"]["CC0"] == 1
     assert card.extra["noise_model"]["ratio_range"] == [1.0, 300.0]
     assert train.main(common + ["--steps", "3", "--resume"]) == 0
     log = (run / "train.log").read_text()

@@ -7,20 +7,32 @@
   Found at ``$LOWLIGHT_BSDS500``, else ``<repo>/../shared/datasets/bsds500``.
 * scikit-image's bundled photographs (ship inside the ``scikit-image`` wheel, no download):
   public domain or CC0 per their docstrings.
+* High-resolution photographs from Debian packages (:mod:`.debian_photos`, the committed
+  manifest ``debian_photos.json``: CC0, CC-BY, CC-BY-SA, GPL, BSD), each cached at 1/2, 1/3 and
+  1/4 of its size, so the random-crop sampler sees every scene at several scales.
+
+Training draws from a named selection of these (:data:`SOURCE_SELECTIONS`): ``all``, or
+``licence-clean`` (everything but BSDS500). Validation and test are BSDS500 in both, so scores
+stay comparable.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 
+from . import debian_photos
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = REPO_ROOT / "cache" / "training"
+DEFAULT_PHOTOS = REPO_ROOT / "cache" / "photos"  # downloaded .debs and their extracted files
+DEFAULT_MAX_MB = 128.0  # cap on the Debian photos' decoded pixels in the cache (BSDS train: 130 MB)
 VALIDATION_COUNT = 20
 BSDS_LICENCE = "BSDS500 (UC Berkeley): research/non-commercial use; not redistributed"
 SKIMAGE_PHOTOS = {
@@ -28,16 +40,24 @@ SKIMAGE_PHOTOS = {
     "chelsea": "CC0 (Stefan van der Walt)",
     "coffee": "CC0 (Rachel Michetti)",
     "rocket": "public domain (SpaceX)",
+    "hubble_deep_field": "public domain (NASA, Hubble eXtreme Deep Field)",
+    "retina": "CC0 (Wikimedia Commons, fundus photograph of a normal left eye)",
 }
+SOURCE_SELECTIONS = {"all": ("bsds500", "skimage", "debian"), "licence-clean": ("skimage", "debian")}
 
 
 @dataclass(frozen=True)
 class Photo:
-    """One clean photo: an identifier, its licence, and the uint8 ``(H, W, 3)`` sRGB pixels."""
+    """One clean photo: an identifier, its source (``bsds500``, ``skimage`` or ``debian``: what
+    :data:`SOURCE_SELECTIONS` name), its licence, the uint8 ``(H, W, 3)`` sRGB pixels, who to
+    credit, and by how much the pixels were downscaled."""
 
     name: str
+    source: str
     licence: str
     pixels: np.ndarray
+    attribution: str = ""
+    downscale: int = 1
 
 
 def bsds_root(explicit: Path | None = None) -> Path:
@@ -64,9 +84,36 @@ def _read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
 
 
-def load_split(split: str, root: Path | None = None) -> list[Photo]:
-    """Photos of a split: ``"train"`` (BSDS train + val minus validation + scikit-image),
-    ``"validation"`` (first BSDS val photos) or ``"test"`` (BSDS test, evaluation only)."""
+def debian_training_photos(photo_dir: Path = DEFAULT_PHOTOS, max_mb: float | None = DEFAULT_MAX_MB) -> list[Photo]:
+    """The manifest's photos at every downscale factor, fetched when missing.
+
+    With ``max_mb``, images are cropped to random windows (seeded, so the cache is reproducible)
+    until their decoded pixels fit in that many megabytes. An unreachable archive is reported in
+    one line and gives no photos; a file that differs from the manifest raises
+    :class:`~.debian_photos.ManifestMismatch`.
+    """
+    try:
+        selected = debian_photos.fetch_photos(Path(photo_dir), debian_photos.load_manifest())
+    except debian_photos.ArchiveUnavailable as exc:
+        print(f"training data: no Debian photos: {exc}", file=sys.stderr)
+        return []
+    photos = []
+    for entry, path in selected:
+        licence = entry.licence + (f" (package metadata: {entry.upstream_licence})" if entry.upstream_licence else "")
+        for factor, pixels in debian_photos.multiscale(debian_photos.read_rgb(path)):
+            photos.append(Photo(entry.name, "debian", licence, pixels, entry.attribution, factor))
+    if max_mb is not None:
+        cap = debian_photos.pixel_cap([p.pixels.shape[0] * p.pixels.shape[1] for p in photos], int(max_mb * 1e6 / 3))
+        rng = np.random.default_rng(0)
+        photos = [replace(p, pixels=debian_photos.random_window(p.pixels, cap, rng)) for p in photos]
+    return photos
+
+
+def load_split(split: str, root: Path | None = None, photo_dir: Path = DEFAULT_PHOTOS,
+               max_mb: float | None = DEFAULT_MAX_MB) -> list[Photo]:
+    """Photos of a split: ``"train"`` (BSDS train + val minus validation + scikit-image + the
+    Debian photos, see :func:`debian_training_photos`), ``"validation"`` (first BSDS val
+    photos) or ``"test"`` (BSDS test, evaluation only)."""
     if split == "test":
         paths = bsds_files("test", root)
     elif split == "validation":
@@ -75,48 +122,86 @@ def load_split(split: str, root: Path | None = None) -> list[Photo]:
         paths = bsds_files("train", root) + bsds_files("val", root)[VALIDATION_COUNT:]
     else:
         raise ValueError(f"unknown split {split!r}")
-    photos = [Photo(f"bsds500/{p.parent.name}/{p.name}", BSDS_LICENCE, _read_rgb(p)) for p in paths]
+    photos = [Photo(f"bsds500/{p.parent.name}/{p.name}", "bsds500", BSDS_LICENCE, _read_rgb(p)) for p in paths]
     if split == "train":
         import skimage.data
 
-        photos += [Photo(f"skimage.data.{n}", lic, getattr(skimage.data, n)()[..., :3]) for n, lic in SKIMAGE_PHOTOS.items()]
+        photos += [Photo(f"skimage.data.{n}", "skimage", lic, getattr(skimage.data, n)()[..., :3])
+                   for n, lic in SKIMAGE_PHOTOS.items()]
+        photos += debian_training_photos(photo_dir, max_mb)
     return photos
 
 
-def prepare_cache(cache_dir: Path = DEFAULT_CACHE, root: Path | None = None) -> Path:
-    """Decode every split once into ``cache_dir/<split>.npz`` plus ``sources.json``; returns the dir."""
+def prepare_cache(cache_dir: Path = DEFAULT_CACHE, root: Path | None = None, photo_dir: Path = DEFAULT_PHOTOS,
+                  max_mb: float | None = DEFAULT_MAX_MB) -> Path:
+    """Decode every split once into ``cache_dir/<split>.npz`` plus ``sources.json`` (each cached
+    image's name, source, licence, attribution, downscale factor and size); returns the dir.
+    ``max_mb`` caps the Debian photos' share (see :func:`debian_training_photos`)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for split in ("train", "validation", "test"):
-        photos = load_split(split, root)
+        photos = load_split(split, root, photo_dir, max_mb)
         tmp = cache_dir / f"{split}.tmp.npz"
         np.savez(tmp, **{f"{i:04d}": p.pixels for i, p in enumerate(photos)})
         tmp.replace(cache_dir / f"{split}.npz")
-        manifest[split] = [{"name": p.name, "licence": p.licence} for p in photos]
-    (cache_dir / "sources.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        manifest[split] = [
+            {"name": p.name, "source": p.source, "licence": p.licence, "attribution": p.attribution,
+             "downscale": p.downscale, "size": list(p.pixels.shape[:2])}
+            for p in photos
+        ]
+    (cache_dir / "sources.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return cache_dir
 
 
-def cached_images(split: str, cache_dir: Path = DEFAULT_CACHE, root: Path | None = None) -> list[np.ndarray]:
-    """uint8 photos of ``split`` from the cache (built first when missing)."""
+def _selected_entries(cache_dir: Path, split: str, sources: str) -> list[tuple[int, dict]]:
+    """``(index in the split's npz, sources.json entry)`` of the cached images ``sources`` selects
+    (every image outside ``train``: validation and test never change)."""
+    if sources not in SOURCE_SELECTIONS:
+        raise ValueError(f"unknown source selection {sources!r} (choose from {', '.join(SOURCE_SELECTIONS)})")
+    entries = json.loads((Path(cache_dir) / "sources.json").read_text())[split]
+    if split != "train":
+        return list(enumerate(entries))
+    if any("source" not in e for e in entries):
+        raise ValueError(f"{cache_dir} predates source selections: rebuild it (scripts/prepare_training_data.py)")
+    return [(i, e) for i, e in enumerate(entries) if e["source"] in SOURCE_SELECTIONS[sources]]
+
+
+def cached_images(split: str, cache_dir: Path = DEFAULT_CACHE, root: Path | None = None,
+                  sources: str = "all") -> list[np.ndarray]:
+    """uint8 photos of ``split`` from the cache (built first when missing); for ``train``, only
+    those of the named source selection (a key of :data:`SOURCE_SELECTIONS`)."""
     path = Path(cache_dir) / f"{split}.npz"
     if not path.is_file():
         prepare_cache(cache_dir, root)
     with np.load(path) as data:
-        return [data[k] for k in sorted(data.files)]
+        return [data[f"{i:04d}"] for i, _ in _selected_entries(cache_dir, split, sources)]
 
 
-def source_summary(cache_dir: Path = DEFAULT_CACHE) -> dict:
-    """Counts and licences of the cached training data, for the model card."""
-    manifest = json.loads((Path(cache_dir) / "sources.json").read_text())
+def source_summary(cache_dir: Path = DEFAULT_CACHE, sources: str = "all") -> dict:
+    """Every training source and licence of the named selection in the cache, for the model card.
+
+    Photos are counted once however many scales of them are cached (``train_images``)."""
+    train = [e for _, e in _selected_entries(cache_dir, "train", sources)]
+    photos = {e["name"]: e for e in train}
+    per_source: dict[str, int] = {}
     licences: dict[str, int] = {}
-    for entry in manifest["train"]:
-        licences[entry["licence"]] = licences.get(entry["licence"], 0) + 1
+    for e in photos.values():
+        key = "/".join(e["name"].split("/")[:2]) if e["source"] == "debian" else e["source"]  # debian/<package>
+        per_source[key] = per_source.get(key, 0) + 1
+        licences[e["licence"]] = licences.get(e["licence"], 0) + 1
+    manifest = json.loads((Path(cache_dir) / "sources.json").read_text())
     return {
-        "train_photos": len(manifest["train"]),
+        "sources": sources,
+        "train_photos": len(photos),
+        "train_images": len(train),
+        "train_megapixels": round(sum(e["size"][0] * e["size"][1] for e in train) / 1e6, 1),
         "validation_photos": len(manifest["validation"]),
         "held_out_test_photos": len(manifest["test"]),
+        "photos_per_source": per_source,
         "licences": licences,
-        "skimage_photos": [e["name"] for e in manifest["train"] if e["name"].startswith("skimage")],
+        "skimage_photos": [e["name"] for e in photos.values() if e["source"] == "skimage"],
+        "debian_photos": [{"name": e["name"], "licence": e["licence"], "attribution": e["attribution"]}
+                          for e in photos.values() if e["source"] == "debian"],
+        "debian_downscale_factors": sorted({e["downscale"] for e in train if e["source"] == "debian"}),
     }

@@ -30,7 +30,7 @@ from ..color import srgb_encode_torch
 from ..model import SIDUNet, UNetConfig, load_model, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
-from .sources import DEFAULT_CACHE, REPO_ROOT, cached_images, source_summary
+from .sources import DEFAULT_CACHE, REPO_ROOT, SOURCE_SELECTIONS, cached_images, source_summary
 
 EMA_DECAY = 0.999
 
@@ -187,7 +187,7 @@ class Trainer:
                 "device": str(self.device),
                 "validation_psnr_db": round(self.best_psnr, 2),
             },
-            "data": source_summary(self.args.cache),
+            "data": source_summary(self.args.cache, self.args.sources),
             "noise_model": noise_ranges(),
             **(extra or {}),
         }
@@ -217,6 +217,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / "runs" / "sid12")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="clean-photo cache (built if missing)")
     parser.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder")
+    parser.add_argument("--sources", choices=list(SOURCE_SELECTIONS), default="all",
+                        help="training photos: all, or licence-clean (all but BSDS500); validation is BSDS500 either way")
     parser.add_argument("--width", type=int, default=12)
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
@@ -245,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     args.run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        images = [im for im in cached_images("train", args.cache, args.bsds) if min(im.shape[:2]) >= 2 * args.patch]
+        images = [im for im in cached_images("train", args.cache, args.bsds, args.sources) if min(im.shape[:2]) >= 2 * args.patch]
         val_images = cached_images("validation", args.cache, args.bsds)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"lowlight-raw train: {exc}")
         return 1
     trainer = Trainer(args, device)
