@@ -9,11 +9,11 @@ import skimage.data
 import torch
 from scipy.ndimage import gaussian_filter
 
-from lowlight_raw.bayer import BayerLayout, pack_bayer
 from lowlight_raw.noise import (ISO_A_SPREAD, NoiseProfile, darktable_profile, estimate_profile, noise_sigma_map,
                                 profile_for, read_variance_for, typical_a_at_iso)
-from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
-from lowlight_raw.training.unprocess import mosaic, sample_params, unprocess
+from lowlight_raw.training.dataset import packed_shot
+from lowlight_raw.training.sensor_noise import SensorModel
+from lowlight_raw.training.unprocess import sample_params
 
 
 OPTICS_BLUR = 0.8  # px: a lens and anti-aliasing filter; a photo resized to the sensor is sharper than any raw
@@ -21,19 +21,16 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
 @functools.lru_cache(maxsize=None)
-def _scene(name: str) -> np.ndarray:
-    """A clean, detailed photo (scikit-image, public domain / CC0) as a sensor sees it: linear camera RGB."""
+def _photo(name: str) -> np.ndarray:
+    """A clean, detailed photo (scikit-image, public domain / CC0) as the lens draws it on the sensor."""
     photo = getattr(skimage.data, name)()[..., :3].astype(np.float32) / 255.0
-    photo = gaussian_filter(photo, (OPTICS_BLUR, OPTICS_BLUR, 0))
-    h, w = photo.shape[0] // 2 * 2, photo.shape[1] // 2 * 2
-    return unprocess(photo[:h, :w], sample_params(np.random.default_rng(7)))
+    return gaussian_filter(photo, (OPTICS_BLUR, OPTICS_BLUR, 0))
 
 
 def _shot(name: str, a: float, b: float, ratio: float = 1.0, seed: int = 0) -> np.ndarray:
     """Packed planes of ``name`` shot ``ratio``× too dark on a sensor with ``Var = a·x + b`` (a = 0: clean)."""
-    clean = mosaic(_scene(name), "RGGB")
-    raw = clean / ratio if a == 0 else simulate_dark_raw(clean, ratio, SensorModel.with_profile(a, b), np.random.default_rng(seed))
-    return pack_bayer(raw, BayerLayout("RGGB", *raw.shape))
+    sensor = SensorModel.with_profile(a, b) if a else None
+    return packed_shot(_photo(name), ratio, sensor, np.random.default_rng(seed), sample_params(np.random.default_rng(7)))
 
 
 @pytest.mark.parametrize("photo", PHOTOS)

@@ -82,6 +82,16 @@ def make_sample(
     )
 
 
+def packed_shot(srgb: np.ndarray, ratio: float, sensor: SensorModel | None, rng: np.random.Generator,
+                params: UnprocessParams | None = None) -> np.ndarray:
+    """Packed RGGB planes of an ``(H, W, 3)`` sRGB photo (values in [0, 1]) as a raw shot ``ratio``×
+    too dark on ``sensor`` (``None``: noise-free), unprocessed with ``params`` (sampled if unset)."""
+    h, w = srgb.shape[0] // 2 * 2, srgb.shape[1] // 2 * 2
+    clean = mosaic(unprocess(srgb[:h, :w], params or sample_params(rng)), "RGGB")
+    raw = clean / ratio if sensor is None else simulate_dark_raw(clean, ratio, sensor, rng)
+    return pack_bayer(raw, BayerLayout("RGGB", h, w))
+
+
 def make_batch(images: list[np.ndarray], batch: int, patch: int, rng: np.random.Generator) -> list[Sample]:
     """``batch`` random training samples of ``patch × patch`` packed pixels from ``images``.
 
