@@ -265,6 +265,20 @@ def _check_the_batch(report: dict, log: str, folder: Path, configdir: Path) -> N
     assert report["reloaded"] is True, "switched off (destroy) and on again, as script_manager does"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the chroot is built and entered as root")
+def test_a_chroot_that_cannot_be_built_is_one_line_and_status_3(tmp_path: Path) -> None:
+    env = dict(os.environ, LR_DT5_CHROOT=str(tmp_path / "chroot"), LR_DT5_MIRROR="http://127.0.0.1:9/debian")
+    build = subprocess.run([str(CHROOT_SCRIPT), "build"], env=env, capture_output=True, text=True, timeout=300)
+    assert (build.returncode, build.stdout) == (3, "")
+    assert build.stderr == "darktable 5 chroot: Debian's archive http://127.0.0.1:9/debian is unreachable\n"
+    assert not (tmp_path / "chroot").exists() and not (tmp_path / "chroot.partial").exists()
+
+    enter = subprocess.run([str(CHROOT_SCRIPT), "run", "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert enter.returncode == 3
+    assert enter.stderr == (f"darktable 5 chroot: {tmp_path / 'chroot'} is not built "
+                            "(run: scripts/darktable5_chroot.sh build)\n")
+
+
 @pytest.mark.darktable
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_DARKTABLE, reason="needs darktable and xvfb-run")
