@@ -9,9 +9,9 @@
 #                                         LR_DT5_BINDS (colon-separated) at its own path;
 #                                         the mounts live in a private namespace and end with CMD
 #
-# Exit status 0: done; 3: it cannot be built here (not root, no debootstrap, Debian's archive
-# unreachable), with one line on stderr saying why (the tests skip with that line);
-# anything else: a real failure.
+# Exit status 0: done; 3: it cannot be built or entered here (not root, no debootstrap, Debian's
+# archive or PyPI unreachable, not built yet), with one line on stderr saying why (the tests skip
+# with that line); anything else: a real failure.
 #
 # The chroot holds darktable, Xvfb and a Python venv (/opt/lr-client) with only what the
 # lr-bridge client needs (pyzmq, tqdm): torch is never installed there. The project itself is
@@ -56,7 +56,6 @@ unmount_all() {
 mount_into() {
   local dir=$1
   mkdir -p "$dir"/{proc,sys,dev,tmp}
-  mountpoint -q "$dir/proc" && return
   mount -t proc proc "$dir/proc"
   mount --rbind /sys "$dir/sys"
   mount --bind /dev "$dir/dev"
@@ -135,26 +134,25 @@ run() {
   ready || cannot "$ROOT is not built (run: scripts/darktable5_chroot.sh build)"
   [[ $(id -u) == 0 ]] || cannot "needs root to enter $ROOT"
   # Each run gets its own mount namespace: the mounts vanish with it, whatever happens.
-  exec unshare --mount --propagation private -- bash -c '
-    set -e
-    root=$1; shift
-    mount -t proc proc "$root/proc"
-    mount --rbind /sys "$root/sys"
-    mount --bind /dev "$root/dev"
-    mount --bind /dev/pts "$root/dev/pts"
-    mount --bind /dev/shm "$root/dev/shm"
-    mount --bind /tmp "$root/tmp"
-    IFS=: read -ra binds <<<"${LR_DT5_BINDS:-}"
-    for path in "${binds[@]}"; do
-      [[ -n $path ]] || continue
-      mkdir -p "$root$path"
-      mount --bind "$path" "$root$path"
-    done
-    exec chroot "$root" "$@"' bash "$ROOT" "$@"
+  exec unshare --mount --propagation private -- "$0" enter "$@"
+}
+
+# (inside run's private mount namespace) mount what CMD needs, then become CMD in the chroot
+enter() {
+  local path binds
+  mount_into "$ROOT"
+  IFS=: read -ra binds <<<"${LR_DT5_BINDS:-}"
+  for path in "${binds[@]}"; do
+    [[ -n $path ]] || continue
+    mkdir -p "$ROOT$path"
+    mount --bind "$path" "$ROOT$path"
+  done
+  exec chroot "$ROOT" "$@"
 }
 
 case ${1:-} in
   build) build ;;
   run) shift; run "$@" ;;
+  enter) shift; enter "$@" ;;
   *) echo "usage: $0 build | run CMD..." >&2; exit 2 ;;
 esac
