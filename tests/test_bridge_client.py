@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -284,6 +285,11 @@ sys.meta_path.insert(0, RefuseHeavyImports())
 from lr_bridge.cli import main
 status = main(sys.argv[1:])
 print("heavy modules:", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "numpy")), file=sys.stderr)
+from importlib.metadata import packages_distributions
+owners = packages_distributions()
+top_level = {m.split(".")[0] for m in sys.modules if not m.startswith("_")}  # not site's startup hooks
+used = {d for m in top_level for d in owners.get(m, []) if d != "lowlight-raw"}
+print("distributions:", " ".join(sorted(used)), file=sys.stderr)
 sys.exit(status)
 """
 
@@ -298,6 +304,10 @@ def test_the_client_imports_neither_torch_nor_numpy(bridge, make_dng, tmp_path):
     bridge.remember_daemon()
     assert run.returncode == 0, run.stderr
     assert "heavy modules: []" in run.stderr
+    # exactly what the darktable 5 chroot installs for it
+    chroot_script = (Path(__file__).parent.parent / "scripts" / "darktable5_chroot.sh").read_text()
+    (packages,) = re.findall(r"^CLIENT_PACKAGES=\((.*)\)$", chroot_script, re.MULTILINE)
+    assert f"distributions: {' '.join(sorted(packages.split()))}\n" in run.stderr
     (result,) = [e for e in json_lines(run.stdout) if e["event"] == "result"]
     assert result["output"] == str(out / "night_lowlight.tif") and result["ev"] == 3.0
     assert Path(result["output"]).is_file()
