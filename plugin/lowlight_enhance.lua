@@ -43,7 +43,7 @@ local NOT_RAW_EXTENSIONS = {}
 for ext in ("avif bmp exr gif hdr heic heif j2k jp2 jpeg jpg jxl pfm pgm png pnm ppm qoi tif tiff webp"):gmatch("%S+") do
   NOT_RAW_EXTENSIONS[ext] = true
 end
-local REPORT_NAME = "lowlight_enhance.log" -- the last runs, file by file, in darktable's config folder
+local REPORT_NAME = "lowlight_enhance.log" -- every run, file by file, in darktable's config folder
 local COLOR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description" }
 
