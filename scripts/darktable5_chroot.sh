@@ -91,7 +91,7 @@ build() {
   # Stages leave a marker when complete: an interrupted build resumes after the last one.
   if [[ ! -f $partial/.stage-base ]]; then
     rm -rf --one-file-system "$partial"
-    echo "darktable 5 chroot: building $ROOT from $url (about 2 GB, a few minutes)" >&2
+    echo "darktable 5 chroot: building $ROOT from $url (1.1 GB, a few minutes)" >&2
     debootstrap --variant=minbase trixie "$partial" "$url" >"$log" 2>&1 \
       || fail "debootstrap failed"
     printf 'deb %s trixie main\ndeb %s trixie-backports main\n' "$url" "$url" >"$partial/etc/apt/sources.list"
