@@ -582,6 +582,17 @@ test("a_selection_of_results_only_starts_nothing", function()
   contains(read_file(M.report_path()), "skipped " .. dir .. "/b_lowlight_1.jpg: a low light result", "report")
 end)
 
+test("an_unwritable_report_is_said_and_the_batch_still_ends", function()
+  local dir = tmpdir()
+  local dt, M = plugin_with_client((fake_client(dir, "ok")))
+  dt.configuration.config_dir = dir .. "/no such folder"
+  M.on_button("clicked", { fake.new_image(dt, dir, "a.dng") })
+  eq(#dt.imports, 1, "the result is imported")
+  contains(find_message(dt.errors, "cannot write the report"), dir .. "/no such folder/lowlight_enhance.log", "names it")
+  local summary = find_message(dt.messages, "1 of 1 photo(s) enhanced")
+  eq(summary:find("report:", 1, true), nil, "no report is named")
+end)
+
 test("destroy_stops_a_running_batch_and_unregisters", function()
   local dir = tmpdir()
   local dt = fake.new()
