@@ -25,7 +25,7 @@ import torch
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
 from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_bayer_dng
-from lr_bridge.client import BridgeClient, JobOptions, JobSummary, connect, run_job, start_daemon
+from lr_bridge.client import BridgeClient, JobSummary, connect, run_job, start_daemon
 from lr_bridge.state import read_state
 
 OVERHEAD_TARGET_MS = 20.0
@@ -55,12 +55,12 @@ def time_in_process(weights: Path, sources: list[Path], out: Path) -> list[float
     return times
 
 
-def run_quietly(client: BridgeClient, files: list[Path], options: JobOptions) -> JobSummary:
+def run_quietly(client: BridgeClient, files: list[Path], options: EnhanceOptions) -> JobSummary:
     return run_job(client, [str(f) for f in files], options, emit=lambda event: None)
 
 
 def time_through_daemon(client: BridgeClient, sources: list[Path], out: Path) -> tuple[list[float], float]:
-    options = JobOptions(output_dir=out, overwrite=True)
+    options = EnhanceOptions(output_dir=out, overwrite=True)
     run_quietly(client, sources[:1], options)  # warm-up
     singles = []
     for source in sources:
@@ -84,7 +84,7 @@ def concurrent_clients(connection, sources: list[Path], out: Path, clients: int,
             with BridgeClient(connection) as client:
                 for job in range(jobs):
                     source = sources[(number * jobs + job) % len(sources)]
-                    summary = run_quietly(client, [source], JobOptions(output_dir=out / f"client{number}"))
+                    summary = run_quietly(client, [source], EnhanceOptions(output_dir=out / f"client{number}"))
                     with lock:
                         summaries.append(summary)
         except BaseException as exc:  # reported in the table, never swallowed

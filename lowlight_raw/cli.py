@@ -8,27 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import LowlightError
-
-
-def parse_ev(text: str) -> float | None:
-    """argparse type for ``--ev``: ``auto`` (None) or a number of stops."""
-    if text.lower() == "auto":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number like +6, got {text!r}") from None
-
-
-def parse_strength(text: str) -> float:
-    """argparse type for ``--strength``: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return value
+from .options import EnhanceOptions, add_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,15 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     enhance = sub.add_parser("enhance", help="brighten and denoise RAW files into DNG, TIFF or JPEG")
     enhance.add_argument("files", nargs="+", type=Path, help="camera RAW files (anything LibRaw reads)")
-    enhance.add_argument("-o", "--output-dir", type=Path, help="folder for the outputs (default: next to each source)")
-    enhance.add_argument("-f", "--format", default="dng", choices=("dng", "tiff", "jpeg"), help="output format (default dng)")
-    enhance.add_argument("--ev", type=parse_ev, default=None, metavar="auto|N", help="brightening in EV, or auto (default)")
-    enhance.add_argument("--strength", type=parse_strength, default=1.0, help="0 = amplified input only, 1 = full network (default)")
-    enhance.add_argument("--overwrite", action="store_true", help="replace an existing output instead of numbering a new one")
-    enhance.add_argument("--linear", action="store_true", help="TIFF: write linear values instead of the sRGB curve")
+    add_arguments(enhance)
     enhance.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    enhance.add_argument("--model", default="auto", metavar="auto|fast|quality|PATH",
-                         help="auto (quality on a GPU, fast on CPU), a shipped model, or a weight file")
     enhance.add_argument("--tile", type=int, default=None, help="tile size in packed pixels (memory bound)")
     enhance.add_argument("--noiseprofiles", type=Path, help="darktable noiseprofiles.json (default: darktable's, if installed)")
     enhance.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -69,20 +42,13 @@ def _run_training_tool(name: str, argv: list[str]) -> int:
 def _run_enhance(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .engine import EnhanceOptions, Enhancer
+    from .engine import Enhancer
     from .tiling import DEFAULT_TILE
 
-    options = EnhanceOptions(
-        output_format=args.format,
-        ev=args.ev,
-        strength=args.strength,
-        output_dir=args.output_dir,
-        overwrite=args.overwrite,
-        linear_tiff=args.linear,
-    )
+    options = EnhanceOptions.from_args(args)
     try:
         options.validate()
-        enhancer = Enhancer(args.model, args.device, args.tile or DEFAULT_TILE, args.noiseprofiles)
+        enhancer = Enhancer(options.model or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles)
     except (ValueError, LowlightError) as exc:
         print(f"lowlight-raw: error: {exc}", file=sys.stderr)
         return 2

@@ -16,40 +16,17 @@ import torch
 
 from .bayer import crop_to_visible, pack_bayer, simple_demosaic
 from .errors import Cancelled, LowlightError
-from .exposure import auto_ev, check_manual_ev
+from .exposure import auto_ev
 from .model import load_model
 from .network_input import network_input
 from .noise import profile_for
+from .options import EnhanceOptions
 from .raw import read_raw
 from .registry import resolve_model
 from .tiling import DEFAULT_TILE, choose_device, run_tiled
-from .writers import FORMATS, OutputImage, output_path_for, write_output
+from .writers import OutputImage, output_path_for, write_output
 
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class EnhanceOptions:
-    """What the user asked for one batch of files."""
-
-    output_format: str = "dng"  # "dng" | "tiff" | "jpeg"
-    ev: float | None = None  # None: automatic exposure
-    strength: float = 1.0  # 0 = amplified input (simple demosaic), 1 = network output
-    output_dir: Path | None = None  # None: next to the source
-    overwrite: bool = False
-    linear_tiff: bool = False
-
-    def validate(self) -> "EnhanceOptions":
-        """Raise ``ValueError`` with a plain message for options that make no sense."""
-        if self.output_format not in FORMATS:
-            raise ValueError(f"unknown output format {self.output_format!r} (choose from {', '.join(FORMATS)})")
-        if self.ev is not None:
-            check_manual_ev(self.ev)
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be between 0 and 1, got {self.strength}")
-        if self.linear_tiff and self.output_format != "tiff":
-            raise ValueError("--linear applies to TIFF output only")
-        return self
 
 
 @dataclass(frozen=True)
@@ -86,7 +63,10 @@ class Enhancer:
         progress: Progress | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> EnhanceResult:
-        """Enhance ``source`` into a new file; raises :class:`LowlightError` naming the file on failure."""
+        """Enhance ``source`` into a new file; raises :class:`LowlightError` naming the file on failure.
+
+        ``options.model`` is not read here: it chose which :class:`Enhancer` the caller uses.
+        """
         report = progress or (lambda fraction, stage: None)
         source = Path(source)
         options.validate()

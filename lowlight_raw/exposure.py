@@ -11,7 +11,6 @@ from .color import CameraColor
 TARGET_MEAN = 0.15  # linear mean brightness of a "typical" well-exposed scene after white balance
 HIGHLIGHT_PERCENTILE = 98.0  # at most this share of pixels may be pushed to clipping
 MAX_EV = 10.0  # ×1024: beyond this, shot noise leaves nothing to recover
-MIN_EV, MANUAL_MAX_EV = -4.0, 12.0
 
 
 def auto_ev(packed: np.ndarray, color: CameraColor) -> float:
@@ -30,10 +29,3 @@ def auto_ev(packed: np.ndarray, color: CameraColor) -> float:
     mean = float(body.mean()) if body.size else high
     gain = min(TARGET_MEAN / max(mean, 1e-6), 1.0 / max(high, 1e-6))
     return float(np.clip(math.log2(max(gain, 1e-6)), 0.0, MAX_EV))
-
-
-def check_manual_ev(ev: float) -> float:
-    """Validate a user-given EV; raises ``ValueError`` with a plain message when out of range."""
-    if not math.isfinite(ev) or not MIN_EV <= ev <= MANUAL_MAX_EV:
-        raise ValueError(f"EV must be between {MIN_EV:+g} and {MANUAL_MAX_EV:+g}, got {ev}")
-    return float(ev)

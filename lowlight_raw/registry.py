@@ -25,6 +25,12 @@ MODEL_CHOICES = ("auto", *SHIPPED_MODELS)
 ACCELERATORS = frozenset({"cuda", "mps"})
 
 
+def check_shipped(model: str | Path) -> None:
+    """Raise :class:`LowlightError` when ``model`` names a shipped model this installation lacks."""
+    if isinstance(model, str) and model in SHIPPED_MODELS and not SHIPPED_MODELS[model].is_file():
+        raise LowlightError(SHIPPED_MODELS[model], f"the {model!r} model is not shipped with this installation")
+
+
 def resolve_model(model: str | Path, device: torch.device) -> Path:
     """The weight file for ``model`` (``auto``, a shipped name, or a path) on ``device``.
 
@@ -35,7 +41,5 @@ def resolve_model(model: str | Path, device: torch.device) -> Path:
     if model == "auto":
         quality = SHIPPED_MODELS["quality"]
         return quality if device.type in ACCELERATORS and quality.is_file() else SHIPPED_MODELS["fast"]
-    path = SHIPPED_MODELS[model]
-    if not path.is_file():
-        raise LowlightError(path, f"the {model!r} model is not shipped with this installation")
-    return path
+    check_shipped(model)
+    return SHIPPED_MODELS[model]

@@ -30,9 +30,10 @@ from .dngtags import camera_tags, valid_orientation
 from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
 from .errors import LowlightError
 from .metadata import SOFTWARE, copy_metadata
+from .options import FORMATS
 
-FORMATS = ("dng", "tiff", "jpeg")
 EXTENSIONS = {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
+OUTPUT_SUFFIX = "_lowlight"  # outputs are <stem>_lowlight<ext>, or <stem>_lowlight_<n><ext> beside an existing one
 JPEG_QUALITY = 95
 _DNG_ROWS_PER_STRIP = 64
 _ROWS_PER_BAND = 128  # rows converted at a time
@@ -62,7 +63,7 @@ def output_path_for(source: Path, fmt: str, output_dir: Path | None = None, over
     source = Path(source)
     ext = EXTENSIONS[_check_format(fmt)]
     folder = Path(output_dir) if output_dir is not None else source.parent
-    candidate = folder / f"{source.stem}_lowlight{ext}"
+    candidate = folder / f"{source.stem}{OUTPUT_SUFFIX}{ext}"
     counter = 0
     while True:
         if overwrite and _same_file(candidate, source):
@@ -70,7 +71,7 @@ def output_path_for(source: Path, fmt: str, output_dir: Path | None = None, over
         if overwrite or not (candidate.exists() or candidate.is_symlink()):
             return candidate
         counter += 1
-        candidate = folder / f"{source.stem}_lowlight_{counter}{ext}"
+        candidate = folder / f"{source.stem}{OUTPUT_SUFFIX}_{counter}{ext}"
 
 
 def write_output(

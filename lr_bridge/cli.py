@@ -20,7 +20,7 @@ from typing import Any
 
 import zmq
 
-from lowlight_raw.cli import parse_ev, parse_strength
+from lowlight_raw.options import EnhanceOptions, add_arguments
 from lr_bridge import __version__, darktable_install
 from lr_bridge.client import (
     BridgeClient,
@@ -28,7 +28,6 @@ from lr_bridge.client import (
     DaemonLost,
     DaemonUnreachable,
     Interrupted,
-    JobOptions,
     JobRefused,
     connect,
     find_daemon,
@@ -43,7 +42,7 @@ from lr_bridge.keys import (
     read_keypair,
     read_public_key,
 )
-from lr_bridge.protocol import BAD_OPTIONS, OUTPUT_FORMATS
+from lr_bridge.protocol import BAD_OPTIONS
 from lr_bridge.settings import (
     DEFAULT_BIND,
     SettingsError,
@@ -108,11 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     enhance = commands.add_parser("enhance", help="enhance RAW files through the daemon")
     enhance.add_argument("files", nargs="+", metavar="FILE")
-    enhance.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS, default="dng")
-    enhance.add_argument("--ev", type=parse_ev, default=None, help="'auto' (default) or stops of exposure to add")
-    enhance.add_argument("--strength", type=parse_strength, default=1.0, help="0 = plain demosaic … 1 = network (default)")
-    enhance.add_argument("--output-dir", help="where outputs go (default: beside each source)")
-    enhance.add_argument("--overwrite", action="store_true", help="replace an existing output of the same name")
+    add_arguments(enhance)
     enhance.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     enhance.add_argument("--no-autostart", action="store_true", help="fail instead of starting a daemon")
     enhance.add_argument("--send-bytes", action="store_true", help="send files as bytes even to a local daemon")
@@ -243,13 +238,7 @@ def _enhance(args: argparse.Namespace) -> int:
     from lr_bridge.report import HumanReport, JsonLines
 
     state_dir, endpoint, client_keys, server_key = _connection_settings(args)
-    options = JobOptions(
-        output_format=args.output_format,
-        ev=args.ev,
-        strength=args.strength,
-        output_dir=Path(args.output_dir) if args.output_dir else None,
-        overwrite=args.overwrite,
-    )
+    options = EnhanceOptions.from_args(args)
     report = JsonLines() if args.json else HumanReport()
     job: str | None = None
     succeeded = 0

@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from lowlight_raw.options import EnhanceOptions
 from lr_bridge.keys import KeyPair, make_curve_client
 from lr_bridge.output import write_new_file
 from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S, ProtocolError, Reply, encode, parse_reply
@@ -245,24 +246,6 @@ def _last_log_line(state_dir: Path) -> str:
 
 
 @dataclass(frozen=True)
-class JobOptions:
-    """What ``lr-bridge enhance`` asks for besides the files."""
-
-    output_format: str = "dng"
-    ev: float | None = None
-    strength: float = 1.0
-    output_dir: Path | None = None
-    overwrite: bool = False
-
-    def wire(self, as_bytes: bool) -> dict[str, Any]:
-        options: dict[str, Any] = {"format": self.output_format, "ev": self.ev, "strength": self.strength,
-                                   "overwrite": self.overwrite}
-        if self.output_dir is not None and not as_bytes:
-            options["output_dir"] = os.path.abspath(self.output_dir)
-        return options
-
-
-@dataclass(frozen=True)
 class JobSummary:
     """How a job ended."""
 
@@ -275,7 +258,7 @@ class JobSummary:
 def run_job(
     client: BridgeClient,
     sources: Sequence[str],
-    options: JobOptions,
+    options: EnhanceOptions,
     emit: Callable[[Event], None],
     cancel_requested: Callable[[], bool] = lambda: False,
     as_bytes: bool | None = None,
@@ -303,7 +286,7 @@ def run_job(
         names.append(source)
     if not files:
         return JobSummary(None, 0, unread, False)
-    request_id = client.send("enhance", tuple(blobs), files=files, options=options.wire(as_bytes))
+    request_id = client.send("enhance", tuple(blobs), files=files, options=options.to_wire(as_bytes))
     upload_s = sum(len(b) for b in blobs) / 2e6  # generous time for the request to arrive
     job = _await_accepted(client, request_id, silence_limit_s + upload_s)
     emit({"event": "accepted", "job": job, "files": len(files)})
@@ -332,7 +315,7 @@ def _follow_job(
     request_id: str,
     job: str,
     names: list[str],
-    options: JobOptions,
+    options: EnhanceOptions,
     emit: Callable[[Event], None],
     cancel_requested: Callable[[], bool],
     silence_limit_s: float,
@@ -387,7 +370,7 @@ def _follow_job(
                               int(header.get("failed", failed)) + client_failures, bool(header.get("cancelled")))
 
 
-def _save_returned_output(source: str, name: str, blobs: tuple[bytes, ...], options: JobOptions) -> Path:
+def _save_returned_output(source: str, name: str, blobs: tuple[bytes, ...], options: EnhanceOptions) -> Path:
     if len(blobs) != 1:
         raise OSError(f"the daemon sent {len(blobs)} data frames instead of 1")
     directory = options.output_dir or Path(source).absolute().parent

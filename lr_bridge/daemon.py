@@ -23,6 +23,8 @@ from pathlib import Path
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from lowlight_raw.errors import LowlightError
+from lowlight_raw.registry import MODEL_CHOICES, check_shipped
 from lr_bridge import __version__
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.keys import KeyPair, make_curve_server
@@ -277,9 +279,14 @@ class Daemon:
             raise ProtocolError(SHUTTING_DOWN, "the daemon is shutting down; no new jobs", request.id)
         if self.settings.server_keys is not None and not enhance.as_bytes:
             raise ProtocolError(PATHS_REFUSED, "this remote daemon takes files as bytes, not paths", request.id)
+        model = enhance.options.model
+        if self.settings.server_keys is not None and model not in (None, *MODEL_CHOICES):
+            raise ProtocolError(PATHS_REFUSED, "this remote daemon takes a shipped model's name, not a path", request.id)
         try:
             engine_options(enhance)
-        except ValueError as exc:
+            if model is not None:
+                check_shipped(model)
+        except (ValueError, LowlightError) as exc:
             raise ProtocolError(BAD_OPTIONS, str(exc), request.id) from exc
         job = Job(client=client, request_id=request.id, request=enhance)
         self._active[job.id] = job

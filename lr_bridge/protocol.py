@@ -9,10 +9,11 @@ runs on every message it receives: it either returns a validated :class:`Request
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
+
+from lowlight_raw.options import EnhanceOptions
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -26,7 +27,6 @@ REQUEST_TYPES = frozenset({"ping", "status", "enhance", "cancel", "shutdown"})
 REPLY_TYPES = frozenset(
     {"pong", "status", "accepted", "progress", "result", "error", "done", "heartbeat", "ack"}
 )
-OUTPUT_FORMATS = ("dng", "tiff", "jpeg")
 
 # Error codes (the ``code`` of an ``error`` message).
 BAD_JSON = "bad_json"  # the header frame is not UTF-8 JSON
@@ -68,11 +68,7 @@ class EnhanceRequest:
     """The validated body of an ``enhance`` request."""
 
     files: tuple[InputFile, ...]
-    output_format: str = "dng"
-    ev: float | None = None
-    strength: float = 1.0
-    output_dir: str | None = None
-    overwrite: bool = False
+    options: EnhanceOptions = EnhanceOptions()
 
     @property
     def as_bytes(self) -> bool:
@@ -151,10 +147,6 @@ def parse_request(frames: list[bytes]) -> Request:
     return Request(message_type, request_id)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _parse_enhance(header: dict[str, Any], blobs: tuple[bytes, ...], request_id: str) -> EnhanceRequest:
     def bad(message: str, code: str = BAD_HEADER) -> ProtocolError:
         return ProtocolError(code, message, request_id)
@@ -189,37 +181,13 @@ def _parse_enhance(header: dict[str, Any], blobs: tuple[bytes, ...], request_id:
     if len(used_frames) != len(blobs):
         raise bad(f"{len(blobs) - len(used_frames)} binary frame(s) are not referenced by 'files'", BAD_FRAMES)
 
-    options = header.get("options", {})
-    if not isinstance(options, dict):
-        raise bad("'options' must be an object")
-    unknown = set(options) - {"format", "ev", "strength", "output_dir", "overwrite"}
-    if unknown:
-        raise bad(f"unknown option(s): {', '.join(sorted(unknown))[:200]}")
-    output_format = options.get("format", "dng")
-    if output_format not in OUTPUT_FORMATS:
-        raise bad(f"'format' must be one of {', '.join(OUTPUT_FORMATS)}")
-    ev = options.get("ev")
-    if ev is not None and not _number(ev):
-        raise bad("'ev' must be null (automatic) or a number of stops")
-    strength = options.get("strength", 1.0)
-    if not (_number(strength) and 0.0 <= strength <= 1.0):
-        raise bad("'strength' must be a number from 0 to 1")
-    output_dir = options.get("output_dir")
-    if output_dir is not None and not (isinstance(output_dir, str) and PurePath(output_dir).is_absolute()):
-        raise bad("'output_dir' must be null or an absolute path string")
-    if output_dir is not None and files[0].data is not None:
+    try:
+        options = EnhanceOptions.from_wire(header.get("options", {}))
+    except ValueError as exc:
+        raise bad(str(exc)) from exc
+    if options.output_dir is not None and files[0].data is not None:
         raise bad("'output_dir' does not apply to files sent as bytes (results come back as bytes)")
-    overwrite = options.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        raise bad("'overwrite' must be true or false")
-    return EnhanceRequest(
-        files=tuple(files),
-        output_format=output_format,
-        ev=float(ev) if ev is not None else None,
-        strength=float(strength),
-        output_dir=output_dir,
-        overwrite=overwrite,
-    )
+    return EnhanceRequest(files=tuple(files), options=options)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lowlight_raw.registry import MODEL_CHOICES
+from lowlight_raw.options import parse_model
 from lr_bridge.state import default_state_dir
 
 DEFAULT_BIND = "tcp://127.0.0.1:*"  # loopback, any free port: clients find it in the state file
@@ -86,8 +86,7 @@ def pick_path(flag_value: Any, key: str, config: dict[str, Any], default: Path |
 
 def pick_model(flag_value: Any, config: dict[str, Any]) -> str:
     """The model to serve: a shipped model's name (``auto`` by default) or a user-expanded path."""
-    value = str(pick(flag_value, "model", config, "auto"))
-    return value if value in MODEL_CHOICES else str(Path(value).expanduser().absolute())
+    return parse_model(str(pick(flag_value, "model", config, "auto")))
 
 
 def pick_state_dir(flag_value: Any, config: dict[str, Any]) -> Path:

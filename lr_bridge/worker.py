@@ -1,6 +1,7 @@
 """The daemon's worker thread: it owns the engine (and so the device) and runs jobs one by one.
 
-It loads the :class:`~lowlight_raw.engine.Enhancer` once, then takes jobs from the
+It loads the daemon's default :class:`~lowlight_raw.engine.Enhancer` at start, and any other
+model a job asks for (option ``model``) the first time it is asked for, keeping each warm; it takes jobs from the
 :class:`~lr_bridge.jobs.JobQueue` in order and pushes each job's events (``progress``,
 ``result``, ``error``, ``done``) to the socket loop over an inproc PUSH socket as
 ``[job id, *message frames]``. A failing file fails that file only; a cancelled job stops
@@ -9,6 +10,7 @@ between tiles and the engine writes nothing for the file it was on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import threading
@@ -18,26 +20,22 @@ from typing import Any
 
 import zmq
 
+from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
 
 log = logging.getLogger("lr_bridge.worker")
 
 
-def engine_options(request: EnhanceRequest, output_dir: Path | None = None):
-    """The engine's ``EnhanceOptions`` for ``request``, validated (``ValueError`` if refused).
+def engine_options(request: EnhanceRequest, output_dir: Path | None = None) -> EnhanceOptions:
+    """The engine's options for ``request``, validated (``ValueError`` if refused).
 
-    ``output_dir`` replaces the request's own (the daemon's scratch folder for bytes jobs).
+    ``output_dir``: the daemon's scratch folder of a bytes job, where outputs always overwrite.
     """
-    from lowlight_raw.engine import EnhanceOptions
-
-    return EnhanceOptions(
-        output_format=request.output_format,
-        ev=request.ev,
-        strength=request.strength,
-        output_dir=output_dir or (Path(request.output_dir) if request.output_dir else None),
-        overwrite=request.overwrite or request.as_bytes,
-    ).validate()
+    options = request.options
+    if output_dir is not None:
+        options = dataclasses.replace(options, output_dir=output_dir, overwrite=True)
+    return options.validate()
 
 
 def _one_line(text: str) -> str:
@@ -60,7 +58,8 @@ class Worker(threading.Thread):
         self.model: dict[str, Any] | None = None
         self.running: Job | None = None
         self.running_index = 0
-        self._enhancer = None
+        self._enhancers: dict[Path, Any] = {}  # warm engines by resolved weight file
+        self._device = None  # the torch device every engine runs on, once the first has loaded
         self._push: zmq.Socket | None = None
 
     def run(self) -> None:
@@ -80,20 +79,35 @@ class Worker(threading.Thread):
 
     def _load(self) -> bool:
         try:
-            from lowlight_raw.engine import Enhancer
-
-            self._enhancer = Enhancer(self._model_request, device=self._device_request)
+            enhancer = self._enhancer_for(None)
         except Exception as exc:  # any failure to load means the same: this daemon cannot serve
             self.load_error = _one_line(str(exc)) or exc.__class__.__name__
             self.state = "failed"
             log.error("cannot load the engine: %s", self.load_error)
             return False
-        card = self._enhancer.card
-        self.device = str(self._enhancer.device)
+        card = enhancer.card
+        self.device = str(enhancer.device)
         self.model = {"name": card.name, "sha256": card.sha256}
         self.state = "ready"
         log.info("engine ready on %s (model %s)", self.device, card.name)
         return True
+
+    def _enhancer_for(self, model: str | None):
+        """The warm engine for ``model`` (None: the daemon's default), loaded on first use."""
+        from lowlight_raw.engine import Enhancer
+        from lowlight_raw.registry import resolve_model
+
+        model = model or self._model_request
+        if self._device is None:
+            enhancer = Enhancer(model, device=self._device_request)
+            self._device = enhancer.device
+            self._enhancers[resolve_model(model, self._device)] = enhancer
+            return enhancer
+        weights = resolve_model(model, self._device)
+        if weights not in self._enhancers:
+            self._enhancers[weights] = Enhancer(weights, device=str(self._device))
+            log.info("model %s ready (%s)", model, self._enhancers[weights].card.name)
+        return self._enhancers[weights]
 
     def _emit(self, job: Job, message_type: str, blobs: tuple[bytes, ...] = (), **fields: Any) -> None:
         assert self._push is not None
@@ -103,13 +117,23 @@ class Worker(threading.Thread):
     def _run_job(self, job: Job) -> None:
         ok = failed = 0
         files = job.request.files
+        try:
+            enhancer = self._enhancer_for(job.request.options.model)
+        except Exception as exc:  # a model that cannot load fails this job's files, never the daemon
+            reason = _one_line(str(exc)) or exc.__class__.__name__
+            log.error("job %s: cannot load model %s: %s", job.id, job.request.options.model, reason)
+            for index, item in enumerate(files):
+                self._emit(job, "error", code=FILE_FAILED, index=index, file=item.name,
+                           message=_one_line(f"{item.name}: cannot load the model: {reason}"))
+            self._emit(job, "done", ok=0, failed=len(files), cancelled=False)
+            return
         scratch = tempfile.TemporaryDirectory(prefix="lr-bridge-job-") if job.request.as_bytes else nullcontext(None)
         with scratch as scratch_dir:
             for index, item in enumerate(files):
                 if job.cancel.is_set():
                     break
                 self.running_index = index
-                outcome = self._run_file(job, index, item, Path(scratch_dir) if scratch_dir else None)
+                outcome = self._run_file(job, enhancer, index, item, Path(scratch_dir) if scratch_dir else None)
                 if outcome is None:
                     break
                 ok, failed = ok + outcome, failed + (not outcome)
@@ -117,7 +141,7 @@ class Worker(threading.Thread):
         log.info("job %s: %d ok, %d failed%s", job.id, ok, failed, ", cancelled" if cancelled else "")
         self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)
 
-    def _run_file(self, job: Job, index: int, item: InputFile, scratch: Path | None) -> bool | None:
+    def _run_file(self, job: Job, enhancer, index: int, item: InputFile, scratch: Path | None) -> bool | None:
         """Enhance one file; ``True`` done, ``False`` failed (error sent), ``None`` cancelled."""
         from lowlight_raw.errors import Cancelled, LowlightError
 
@@ -140,7 +164,7 @@ class Worker(threading.Thread):
             source = Path(item.path or item.name)
             options = engine_options(job.request)
         try:
-            result = self._enhancer.enhance(source, options, progress, job.cancel.is_set)
+            result = enhancer.enhance(source, options, progress, job.cancel.is_set)
         except Cancelled:
             return None
         except LowlightError as exc:

@@ -1,9 +1,11 @@
 --[[
   lowlight_enhance.lua - "enhance low light" for darktable
 
-  Sends the selected photos to the lowlight-raw daemon through its `lr-bridge` client,
+  Sends the selected raw photos to the lowlight-raw daemon through its `lr-bridge` client,
   imports each result beside its source, groups it with the source and copies the source's
-  tags, rating, colour labels, title and description. The source files are never modified.
+  tags, rating, colour labels, title and description, then selects the results. Its own
+  results and non-raw images in the selection are skipped. The source files are never modified.
+  Each run's outcome, file by file, is kept in <configdir>/lowlight_enhance.log.
 
   This script does no image processing and speaks no ZeroMQ: it runs
   `lr-bridge enhance --json ... FILE...` in the background and reads the client's JSON lines.
@@ -15,8 +17,8 @@
       require "lowlight/lowlight_enhance"
       to ~/.config/darktable/luarc (or start it from the script manager)
     * select photos in the lighttable and press "enhance low light" in the
-      "selected image[s]" module, or assign a key to "lua > enhance low light"
-      in preferences > shortcuts
+      "actions on selection" module ("selected image[s]" in darktable 4.x), or assign a
+      key to "lua > enhance low light" in preferences > shortcuts
     * settings are in preferences > lua options
 
   Copyright (C) 2026 the lowlight-raw authors. GPL-3.0-or-later.
@@ -29,7 +31,19 @@ local MIN_API = { 9, 0, 0 } -- darktable 4.2: named image actions, shortcut even
 local POLL_MS = 200
 local EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_CANCELLED = 1, 3, 130
 local EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND = 126, 127
-local FORMATS = { "DNG", "TIFF", "JPEG" }
+-- facts the Python side defines; tests/test_plugin_lua.py checks these copies against them
+local FORMATS = { "DNG", "TIFF", "JPEG" } -- lowlight_raw.options.FORMATS, upper case
+local EV_RANGE = { -4, 12 } -- lowlight_raw.options.MIN_EV, MAX_MANUAL_EV
+local STRENGTH_RANGE = { 0.0, 1.0 } -- lowlight_raw.options.MIN_STRENGTH, MAX_STRENGTH
+local MODELS = { "auto", "fast", "quality" } -- lowlight_raw.registry.MODEL_CHOICES
+local OUTPUT_SUFFIX = "_lowlight" -- lowlight_raw.writers.OUTPUT_SUFFIX: <stem>_lowlight[_N].<ext>
+-- images darktable imports that hold no camera mosaic (darktable's `is_raw` is only known once
+-- an image has been loaded, so the extension decides)
+local NOT_RAW_EXTENSIONS = {}
+for ext in ("avif bmp exr gif hdr heic heif j2k jp2 jpeg jpg jxl pfm pgm png pnm ppm qoi tif tiff webp"):gmatch("%S+") do
+  NOT_RAW_EXTENSIONS[ext] = true
+end
+local REPORT_NAME = "lowlight_enhance.log" -- every run, file by file, in darktable's config folder
 local COLOR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description" }
 
@@ -44,18 +58,24 @@ script_data.metadata = {
   name = ACTION_LABEL,
   purpose = _("rescue badly underexposed raw photos with the lowlight-raw network"),
   author = "lowlight-raw authors",
-  help = _("select underexposed raw photos and press 'enhance low light' (selected image[s] module) " ..
+  help = _("select underexposed raw photos and press 'enhance low light' (actions on selection module) " ..
     "or its shortcut; the results are imported and grouped with their sources. " ..
     "Settings: preferences > lua options. Needs the lr-bridge client of lowlight-raw."),
 }
-script_data.destroy = nil
-script_data.destroy_method = nil
+script_data.destroy_method = nil -- script_manager: destroy() removes everything, nothing is hidden
 script_data.restart = nil
 script_data.show = nil
 
--- the pure helpers below are exported for the unit tests and for driver scripts
+-- the helpers and handlers below are exported for the unit tests and for driver scripts
 local M = {}
 script_data.lowlight = M
+M.CONSTANTS = {
+  formats = FORMATS, ev_range = EV_RANGE, strength_range = STRENGTH_RANGE, models = MODELS,
+  output_suffix = OUTPUT_SUFFIX,
+}
+
+--- What script_manager calls to switch the plugin off: set below once something is registered.
+script_data.destroy = function() end
 
 -- ---------------------------------------------------------------------------
 -- messages: every user-facing message is also logged
@@ -108,8 +128,9 @@ function M.parse_ev(text)
     return "auto"
   end
   local number = tonumber(value)
-  if number == nil or number ~= number or number < -4 or number > 14 then
-    return nil, string.format(_("exposure must be 'auto' or a number of stops from -4 to 14, not '%s'"), value)
+  if number == nil or number ~= number or number < EV_RANGE[1] or number > EV_RANGE[2] then
+    return nil, string.format(_("exposure must be 'auto' or a number of stops from %g to %g, not '%s'"),
+      EV_RANGE[1], EV_RANGE[2], value)
   end
   return string.format("%g", number)
 end
@@ -128,8 +149,8 @@ function M.expand_output_folder(pattern, source_folder, home)
   return (folder:gsub("(.)/+$", "%1"))
 end
 
---- The shell command that runs the client on `files` with `settings`
---- ({client, format, ev, strength, endpoint}) writing into `output_dir` (nil: beside sources).
+--- The shell command that runs the client on `files` with `settings` ({client, format, linear,
+--- model, ev, strength, endpoint}) writing into `output_dir` (nil: beside the sources).
 function M.build_command(settings, files, output_dir)
   local q = M.shell_quote
   local words = {
@@ -138,6 +159,12 @@ function M.build_command(settings, files, output_dir)
     "--ev", q(settings.ev),
     "--strength", q(string.format("%g", settings.strength)),
   }
+  if settings.linear and settings.format == "TIFF" then
+    words[#words + 1] = "--linear"
+  end
+  if settings.model and settings.model ~= "auto" then
+    words[#words + 1] = "--model " .. q(settings.model)
+  end
   if output_dir then
     words[#words + 1] = "--output-dir " .. q(output_dir)
   end
@@ -323,32 +350,41 @@ end
 -- preferences
 -- ---------------------------------------------------------------------------
 
---- The preferences: name, type, label, tooltip, default, extra register arguments.
+--- The preferences, in the order *preferences > lua options* shows them: name, type, label,
+--- tooltip, default, extra register arguments.
 M.PREFERENCES = {
-  { "client", "string", _("low light: client command"),
-    _("the lr-bridge command (a name on PATH or a full path)"), "lr-bridge" },
   { "format", "enum", _("low light: output format"),
     _("file format of the enhanced photos"), "DNG", table.unpack(FORMATS) },
+  { "linear", "bool", _("low light: linear TIFF"),
+    _("TIFF only: linear values with a linear profile instead of the sRGB curve"), false },
   { "ev", "string", _("low light: exposure"),
-    _("'auto' to let the network choose, or stops of brightening such as 5 or 6.5"), "auto" },
+    string.format(_("'auto' to let the network choose, or stops of brightening from %g to %g such as 5 or 6.5"),
+      EV_RANGE[1], EV_RANGE[2]), "auto" },
   { "strength", "float", _("low light: strength"),
-    _("1 = the network's result, 0 = plain brightening; values between blend the two"), 1.0, 0.0, 1.0, 0.05 },
+    _("1 = the network's result, 0 = plain brightening; values between blend the two"),
+    STRENGTH_RANGE[2], STRENGTH_RANGE[1], STRENGTH_RANGE[2], 0.05 },
+  { "model", "enum", _("low light: model"),
+    _("auto = the daemon's choice (quality on a GPU when installed, else fast); fast; quality"),
+    MODELS[1], table.unpack(MODELS) },
   { "output_folder", "string", _("low light: output folder"),
     _("empty = beside the source; variables: $(FILE_FOLDER), $(HOME), e.g. $(FILE_FOLDER)/lowlight"), "" },
   { "group_leader", "bool", _("low light: make result the group leader"),
-    _("show the enhanced photo instead of the source when the group is collapsed"), false },
+    _("show the enhanced photo instead of the dark source when the group is collapsed"), true },
+  { "client", "string", _("low light: client command"),
+    _("the lr-bridge command (a name on PATH or a full path)"), "lr-bridge" },
   { "endpoint", "string", _("low light: daemon endpoint"),
     _("empty = the local daemon (started when needed); or tcp://HOST:PORT of a remote one"), "" },
 }
 
+-- darktable lists a script's Lua options in the reverse order of registration
 local function register_preferences()
-  for _, pref in ipairs(M.PREFERENCES) do
-    dt.preferences.register(MODULE, table.unpack(pref))
+  for i = #M.PREFERENCES, 1, -1 do
+    dt.preferences.register(MODULE, table.unpack(M.PREFERENCES[i]))
   end
 end
 
---- The current settings: {client, format, ev, strength, output_folder, group_leader, endpoint},
---- or nil and a message when one is unusable.
+--- The current settings: {format, linear, ev, strength, model, output_folder, group_leader,
+--- client, endpoint}, or nil and a message when one is unusable.
 function M.read_settings()
   local settings = {}
   for _, pref in ipairs(M.PREFERENCES) do
@@ -527,10 +563,46 @@ end
 -- ---------------------------------------------------------------------------
 
 local busy = false
+local running = nil -- the state of the running batch (its cancel flag), for destroy()
 
 --- Whether a batch is running (one at a time).
 function M.is_busy()
   return busy
+end
+
+--- Why `image` is not sent to the daemon (nil: it is): one of the plugin's own results
+--- (<stem>_lowlight[_N].<ext>, which are not Bayer mosaics) or not a raw file (by extension).
+function M.skip_reason(image)
+  local stem, ext = image.filename:match("^(.*)%.([^.]*)$")
+  stem = stem or image.filename
+  if stem:match(OUTPUT_SUFFIX .. "$") or stem:match(OUTPUT_SUFFIX .. "_%d+$") then
+    return _("a low light result")
+  end
+  if ext and NOT_RAW_EXTENSIONS[ext:lower()] then
+    return _("not a raw file")
+  end
+  return nil
+end
+
+--- The file that keeps every run's outcome, file by file.
+function M.report_path()
+  return dt.configuration.config_dir .. "/" .. REPORT_NAME
+end
+
+-- append the run's summary and its lines to the report; returns the report's path or nil
+local function write_report(summary, lines)
+  local path = M.report_path()
+  local f, err = io.open(path, "a")
+  if not f then
+    warn(string.format(_("low light: cannot write the report %s: %s"), path, tostring(err)))
+    return nil
+  end
+  f:write(os.date("%Y-%m-%d %H:%M:%S"), "  ", summary, "\n")
+  for _, line in ipairs(lines) do
+    f:write("  ", line, "\n")
+  end
+  f:close()
+  return path
 end
 
 -- the selected images as batches that share one output folder, in selection order
@@ -548,7 +620,7 @@ local function batches_by_output_folder(images, pattern)
   return batches
 end
 
--- handle one client event; `state` holds the batch's counters and source lookup
+-- handle one client event; `state` holds the batch's counters, report lines and source lookup
 local function handle_event(event, state, settings)
   if event.event == "accepted" then
     dt.print_log(string.format("%s: daemon job %s (%d photo(s))", MODULE, event.job, event.files))
@@ -566,17 +638,22 @@ local function handle_event(event, state, settings)
     if imported then
       state.ok = state.ok + 1
       state.imported[#state.imported + 1] = imported
-      dt.print_log(string.format("%s: %s -> %s (%+.2f EV)", MODULE, event.file, event.output, event.ev or 0))
+      local line = string.format("%s -> %s (%+.2f EV)", event.file, event.output, event.ev or 0)
+      state.report[#state.report + 1] = "ok      " .. line
+      dt.print_log(MODULE .. ": " .. line)
     else
       state.failed = state.failed + 1
+      state.report[#state.report + 1] = string.format("failed  %s: %s", event.file, err)
       warn(string.format(_("low light: %s: %s"), basename(event.file), err))
     end
   elseif event.event == "error" then
     if event.file then
       state.failed = state.failed + 1
+      state.report[#state.report + 1] = string.format("failed  %s: %s", event.file, event.message)
       warn(string.format(_("low light: %s failed: %s"), basename(event.file), event.message))
     else
       state.general_error = event.message
+      state.report[#state.report + 1] = "error   " .. event.message
       warn(string.format(_("low light: %s"), event.message))
     end
   elseif event.event == "done" then
@@ -622,6 +699,7 @@ local function run_batch(batch, state, settings)
   local message = status and status ~= 0 and not state.general_error and M.exit_message(status, M.stderr_tail(run), settings.client)
   if message then
     warn(_("low light: ") .. message)
+    state.report[#state.report + 1] = "error   " .. message
   end
   M.remove_run_files(run)
   state.files_before = state.files_before + #files
@@ -633,8 +711,43 @@ local function run_batch(batch, state, settings)
     and status ~= EXIT_NOT_EXECUTABLE
 end
 
+-- where the results went, in words: one folder, or how many
+local function where_results_went(imported)
+  local folders, count, first = {}, 0, nil
+  for _, image in ipairs(imported) do
+    if not folders[image.path] then
+      folders[image.path] = true
+      count = count + 1
+      first = first or image.path
+    end
+  end
+  if count == 1 then
+    return string.format(_("in %s"), first)
+  end
+  return string.format(_("in %d folders"), count)
+end
+
+-- the one-line summary of a batch
+local function summary_line(state, total)
+  local summary = string.format(_("low light: %d of %d photo(s) enhanced"), state.ok, total)
+  if state.failed > 0 then
+    summary = summary .. string.format(_(", %d failed"), state.failed)
+  end
+  if state.cancelled then
+    summary = summary .. _(", cancelled")
+  end
+  if state.skipped > 0 then
+    summary = summary .. string.format(_(", %d skipped (low light results or not raw)"), state.skipped)
+  end
+  if #state.imported > 0 then
+    summary = summary .. string.format(_("; results selected, grouped with their sources %s"),
+      where_results_went(state.imported))
+  end
+  return summary
+end
+
 --- Enhance `images` (darktable images) with the current preferences. Runs until the
---- client(s) finish; returns the summary {ok, failed, cancelled, imported}.
+--- client(s) finish; returns the summary {ok, failed, skipped, cancelled, imported, report}.
 function M.enhance_images(images)
   if busy then
     tell(_("low light: a batch is already running; wait for it or cancel it"))
@@ -649,33 +762,59 @@ function M.enhance_images(images)
     warn(_("low light: ") .. err)
     return nil
   end
-  busy = true
-  local state = { ok = 0, failed = 0, cancelled = false, files_before = 0, total = #images, imported = {} }
-  state.job = dt.gui.create_job(string.format(_("enhancing %d photo(s) in low light"), #images), true,
-    function() state.cancel_requested = true end)
-  local ok, failure = pcall(function()
-    for _, batch in ipairs(batches_by_output_folder(images, settings.output_folder)) do
-      if not run_batch(batch, state, settings) then
-        break
-      end
+  local state = { ok = 0, failed = 0, skipped = 0, cancelled = false, files_before = 0, imported = {}, report = {} }
+  local wanted = {}
+  for _, image in ipairs(images) do
+    local reason = M.skip_reason(image)
+    if reason then
+      state.skipped = state.skipped + 1
+      state.report[#state.report + 1] = string.format("skipped %s: %s", image_file(image), reason)
+    else
+      wanted[#wanted + 1] = image
     end
-  end)
-  busy = false
-  if state.job.valid then
-    state.job.valid = false
   end
-  if not ok then
-    warn(_("low light: internal error: ") .. tostring(failure))
+  state.total = #wanted
+  if #wanted > 0 then
+    busy, running = true, state
+    state.job = dt.gui.create_job(string.format(_("enhancing %d photo(s) in low light"), #wanted), true,
+      function() state.cancel_requested = true end)
+    local ok, failure = pcall(function()
+      for _, batch in ipairs(batches_by_output_folder(wanted, settings.output_folder)) do
+        if not run_batch(batch, state, settings) then
+          break
+        end
+      end
+    end)
+    busy, running = false, nil
+    if state.job.valid then
+      state.job.valid = false
+    end
+    if not ok then
+      warn(_("low light: internal error: ") .. tostring(failure))
+      state.report[#state.report + 1] = "error   internal error: " .. tostring(failure)
+    end
   end
-  local summary = string.format(_("low light: %d of %d photo(s) enhanced"), state.ok, #images)
-  if state.failed > 0 then
-    summary = summary .. string.format(_(", %d failed"), state.failed)
+  if #state.imported > 0 then
+    -- with grouping on, a result that does not lead its group is hidden: the selection shows it
+    dt.gui.selection(state.imported)
   end
-  if state.cancelled then
-    summary = summary .. _(", cancelled")
-  end
-  tell(summary)
-  return { ok = state.ok, failed = state.failed, cancelled = state.cancelled, imported = state.imported }
+  local summary = #wanted > 0 and summary_line(state, #wanted) or
+    string.format(_("low light: nothing to enhance, %d skipped (low light results or not raw)"), state.skipped)
+  local report = write_report(summary, state.report)
+  tell(report and (summary .. string.format(_("; report: %s"), report)) or summary)
+  return { ok = state.ok, failed = state.failed, skipped = state.skipped, cancelled = state.cancelled,
+    imported = state.imported, report = report }
+end
+
+--- The button's handler ("enhance low light" in the lighttable's actions on selection module).
+function M.on_button(event, images)
+  M.enhance_images(images)
+end
+
+--- The shortcut's handler (lua > enhance low light). darktable 5.x does not run it for a
+--- dt.gui.action() call made from Lua, so driver scripts call it directly.
+function M.on_shortcut(event, shortcut)
+  M.enhance_images(dt.gui.action_images)
 end
 
 -- ---------------------------------------------------------------------------
@@ -690,15 +829,15 @@ end
 
 register_preferences()
 
-dt.gui.libs.image.register_action(MODULE, ACTION_LABEL,
-  function(event, images) M.enhance_images(images) end,
+dt.gui.libs.image.register_action(MODULE, ACTION_LABEL, M.on_button,
   _("brighten and denoise the selected underexposed raw photos; results are grouped with their sources"))
 
-dt.register_event(MODULE, "shortcut",
-  function(event, shortcut) M.enhance_images(dt.gui.action_images) end,
-  ACTION_LABEL)
+dt.register_event(MODULE, "shortcut", M.on_shortcut, ACTION_LABEL)
 
 script_data.destroy = function()
+  if running then
+    running.cancel_requested = true -- the batch stops its client at the next poll
+  end
   dt.gui.libs.image.destroy_action(MODULE)
   dt.destroy_event(MODULE, "shortcut")
 end

@@ -2,7 +2,8 @@
 # Install lowlight-raw into ./.venv (CPU torch 2.13.0).
 #   scripts/setup.sh          the engine, daemon and client
 #   scripts/setup.sh --test   also the test tools: pytest, and (as root, via apt) darktable,
-#                             xvfb, exiftool and lua5.4 for the real-darktable and DNG checks
+#                             xvfb, exiftool and lua5.4 for the real-darktable and DNG checks,
+#                             debootstrap for the darktable 5 chroot (scripts/darktable5_chroot.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
@@ -13,6 +14,7 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v xvfb-run >/dev/null || need+=(xvfb)
   command -v exiftool >/dev/null || need+=(libimage-exiftool-perl)
   command -v lua5.4 >/dev/null || need+=(lua5.4)
+  command -v debootstrap >/dev/null || need+=(debootstrap)
   if ((${#need[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       echo "setup: installing ${need[*]} (apt)"

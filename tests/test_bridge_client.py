@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -13,10 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 
 from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S
-from lr_bridge.state import STATE_FILE, pid_alive, read_state
+from lr_bridge.state import LOG_FILE, STATE_FILE, pid_alive, read_state
 
 from helpers import file_sha256, finished_outputs
 
@@ -179,10 +182,15 @@ def test_failures_before_a_job_are_one_json_line_and_an_exit_code(bridge, make_d
     assert line["message"].startswith("the daemon failed to start: ") and "no-such-weights.pt" in line["message"]
     assert "weight file not found" in line["message"]
 
-    refused = bridge.run("enhance", "--json", "--ev", "40", str(source))
+    too_bright = bridge.run("enhance", "--json", "--ev", "40", str(source))
+    assert too_bright.returncode == 2
+    (line,) = json_lines(too_bright.stdout)
+    assert line["code"] == "usage" and "EV must be between -4 and +12, got 40.0" in line["message"]
+
+    refused = bridge.run("enhance", "--json", "-f", "jpeg", "--linear", str(source))  # the daemon's check
     assert refused.returncode == 2
     (line,) = json_lines(refused.stdout)
-    assert line["code"] == "bad_options" and "40" in line["message"]
+    assert line["code"] == "bad_options" and line["message"] == "--linear applies to TIFF output only"
 
 
 @pytest.mark.slow
@@ -263,3 +271,74 @@ def test_an_ipc_endpoint_given_on_the_command_line_is_started_and_used(bridge, m
     assert read_state(bridge.state_dir).endpoint == endpoint
     status = bridge.run("status", "--json", "--endpoint", endpoint)
     assert json.loads(status.stdout)["endpoint"] == endpoint
+
+
+NO_TORCH_CLIENT = """
+import sys
+
+class RefuseHeavyImports:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "numpy"):
+            raise ImportError(f"the client must not import {name}")
+
+sys.meta_path.insert(0, RefuseHeavyImports())
+from lr_bridge.cli import main
+status = main(sys.argv[1:])
+print("heavy modules:", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "numpy")), file=sys.stderr)
+from importlib.metadata import packages_distributions
+owners = packages_distributions()
+top_level = {m.split(".")[0] for m in sys.modules if not m.startswith("_")}  # not site's startup hooks
+used = {d for m in top_level for d in owners.get(m, []) if d != "lowlight-raw"}
+print("distributions:", " ".join(sorted(used)), file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def test_the_client_imports_neither_torch_nor_numpy(bridge, make_dng, tmp_path):
+    """What lets the client run where torch is not installed (the darktable 5 chroot)."""
+    source = make_dng("night.dng")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", NO_TORCH_CLIENT, "enhance", "--json", "-o", str(out), "-f", "tiff",
+                          "--linear", "--ev", "3", "--strength", "0.5", str(source)],
+                         env=bridge.env, capture_output=True, text=True, timeout=120)
+    bridge.remember_daemon()
+    assert run.returncode == 0, run.stderr
+    assert "heavy modules: []" in run.stderr
+    # exactly what the darktable 5 chroot installs for it
+    chroot_script = (Path(__file__).parent.parent / "scripts" / "darktable5_chroot.sh").read_text()
+    (packages,) = re.findall(r"^CLIENT_PACKAGES=\((.*)\)$", chroot_script, re.MULTILINE)
+    assert f"distributions: {' '.join(sorted(packages.split()))}\n" in run.stderr
+    (result,) = [e for e in json_lines(run.stdout) if e["event"] == "result"]
+    assert result["output"] == str(out / "night_lowlight.tif") and result["ev"] == 3.0
+    assert Path(result["output"]).is_file()
+
+
+def test_each_job_can_name_its_model_and_a_bad_one_fails_only_that_job(bridge, make_dng, tmp_path):
+    from lowlight_raw.registry import SHIPPED_MODELS
+
+    source = make_dng("night.dng")
+    default = bridge.run("enhance", "--json", "-o", str(tmp_path / "default"), str(source))
+    fast = bridge.run("enhance", "--json", "-o", str(tmp_path / "fast"), "--model", "fast", str(source))
+    fast_again = bridge.run("enhance", "--json", "-o", str(tmp_path / "fast again"), "--model", "fast", str(source))
+    assert default.returncode == fast.returncode == fast_again.returncode == 0, fast.stderr
+    pixels = [tifffile.imread(tmp_path / d / "night_lowlight.dng") for d in ("default", "fast", "fast again")]
+    assert np.array_equal(pixels[1], pixels[2]), "the same model gives the same result"
+    assert np.abs(pixels[0].astype(float) - pixels[1]).mean() > 100, "the daemon's tiny default is another network"
+    log = (bridge.state_dir / LOG_FILE).read_text()
+    assert log.count("model fast ready (lowlight-sid12)") == 1, "loaded once, then kept warm"
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a model")
+    bad = bridge.run("enhance", "--json", "--model", str(broken), str(source))
+    assert bad.returncode == 1
+    (error,) = [e for e in json_lines(bad.stdout) if e["event"] == "error"]
+    assert error["file"] == str(source) and error["message"].startswith(f"{source}: cannot load the model: ")
+    if not SHIPPED_MODELS["quality"].is_file():
+        quality = bridge.run("enhance", "--json", "--model", "quality", str(source))
+        assert quality.returncode == 2
+        (line,) = json_lines(quality.stdout)
+        assert line["code"] == "bad_options"
+        assert line["message"].endswith("the 'quality' model is not shipped with this installation")
+
+    status = json.loads(bridge.run("status", "--json").stdout)
+    assert status["state"] == "ready" and status["model"]["name"] == "tiny-test", "the daemon lives on, unchanged"

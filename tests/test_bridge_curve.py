@@ -78,6 +78,11 @@ def test_authorised_client_sends_bytes_and_writes_the_result(curve_daemon, keys,
         assert pong is not None and pong.header["ready"] is True
         refused = client.request("enhance", 10.0, files=[{"path": "/etc/passwd"}])
         assert refused.type == "error" and refused.header["code"] == "paths_refused"
+        request_id = client.send("enhance", (b"raw bytes",), files=[{"name": "a.dng", "frame": 1}],
+                                 options={"model": "/etc/passwd"})
+        weights = client.receive(10.0)
+        assert weights is not None and weights.id == request_id
+        assert weights.type == "error" and weights.header["code"] == "paths_refused", "no weight file paths either"
 
     source = make_dng("remote.dng")
     (tmp_path / "remote_lowlight.jpg").write_bytes(b"keep me")  # an earlier result is never overwritten

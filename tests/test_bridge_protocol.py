@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from lowlight_raw.options import EnhanceOptions
 from lr_bridge.output import write_new_file
 from lr_bridge.protocol import (
     BAD_FRAMES,
@@ -43,12 +45,12 @@ def test_every_request_type_round_trips_through_encode():
 def test_enhance_with_paths_and_options():
     request = parse_request(encode(
         "enhance", "r", files=[{"path": "/photos/a.dng"}, {"path": "/photos/b.dng"}],
-        options={"format": "jpeg", "ev": 3.5, "strength": 0.25, "output_dir": "/out", "overwrite": True},
+        options={"format": "tiff", "ev": 3.5, "strength": 0.25, "output_dir": "/out", "overwrite": True,
+                 "linear": True, "model": "fast"},
     ))
     enhance = request.enhance
     assert [f.path for f in enhance.files] == ["/photos/a.dng", "/photos/b.dng"]
-    assert (enhance.output_format, enhance.ev, enhance.strength, enhance.output_dir, enhance.overwrite) == (
-        "jpeg", 3.5, 0.25, "/out", True)
+    assert enhance.options == EnhanceOptions("tiff", 3.5, 0.25, Path("/out"), True, True, "fast")
     assert not enhance.as_bytes
 
 
@@ -57,7 +59,7 @@ def test_enhance_with_bytes_maps_frames_to_names():
                     files=[{"name": "x/b.dng", "frame": 2}, {"name": "a.dng", "frame": 1}])
     enhance = parse_request(frames).enhance
     assert [(f.name, f.data) for f in enhance.files] == [("x/b.dng", b"second"), ("a.dng", b"first")]
-    assert enhance.as_bytes and enhance.ev is None and enhance.output_format == "dng"
+    assert enhance.as_bytes and enhance.options == EnhanceOptions(), "absent options are the defaults"
 
 
 @pytest.mark.parametrize(
@@ -89,6 +91,9 @@ def test_enhance_with_bytes_maps_frames_to_names():
         ([header(type="enhance", files=[{"path": "/a.dng"}], options={"ev": "3"})], BAD_HEADER),
         ([header(type="enhance", files=[{"path": "/a.dng"}], options={"overwrite": 1})], BAD_HEADER),
         ([header(type="enhance", files=[{"path": "/a.dng"}], options={"colour": "red"})], BAD_HEADER),
+        ([header(type="enhance", files=[{"path": "/a.dng"}], options={"linear": "yes"})], BAD_HEADER),
+        ([header(type="enhance", files=[{"path": "/a.dng"}], options={"model": "relative.pt"})], BAD_HEADER),
+        ([header(type="enhance", files=[{"path": "/a.dng"}], options=[])], BAD_HEADER),
         ([header(type="enhance", files=[{"frame": 1, "name": "a"}], options={"output_dir": "/o"}), b"x"], BAD_HEADER),
     ],
 )

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lowlight_raw.color import CameraColor
-from lowlight_raw.exposure import auto_ev, check_manual_ev
+from lowlight_raw.exposure import auto_ev
+from lowlight_raw.options import check_manual_ev
 
 NEUTRAL = CameraColor(wb=np.ones(3), cam_xyz=np.eye(3))
 

@@ -1,10 +1,13 @@
 """The darktable plugin: its installer, and end to end in a real darktable with the real client,
 daemon and (tiny) model.
 
-The end-to-end test runs Debian's darktable 4.2 headless under ``xvfb-run`` with a throw-away
-configdir and an in-memory library; tests/darktable/e2e_driver.lua drives it and reports what
-darktable's database holds afterwards. It is marked ``darktable`` and skipped where darktable or
-xvfb-run are missing.
+The end-to-end tests run darktable headless under ``xvfb-run`` with a throw-away configdir and
+an in-memory library; tests/darktable/e2e_driver.lua drives it and reports what darktable's
+database holds afterwards. Two darktables: Debian 12's 4.2 on this machine (marked ``darktable``,
+skipped where darktable or xvfb-run are missing), and 5.x from trixie-backports in a cached
+Debian trixie chroot (scripts/darktable5_chroot.sh; marked ``darktable5``, skipped with the
+script's one-line reason where it cannot be built, e.g. not root or Debian's archive unreachable).
+In the chroot only the client runs (it needs no torch); the daemon runs here.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "plugin" / "lowlight_enhance.lua"
 DRIVER = REPO / "tests" / "darktable" / "e2e_driver.lua"
 HAVE_DARKTABLE = shutil.which("darktable") is not None and shutil.which("xvfb-run") is not None
+CHROOT_SCRIPT = REPO / "scripts" / "darktable5_chroot.sh"
+CHROOT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 # -- installer ----------------------------------------------------------------------------------
@@ -125,10 +132,53 @@ def _isolated_bridge(tmp_path: Path, client: Path, tiny_weights: Path) -> tuple[
     return env, state_dir
 
 
-@pytest.mark.darktable
-@pytest.mark.slow
-@pytest.mark.skipif(not HAVE_DARKTABLE, reason="needs darktable and xvfb-run")
-def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: Path) -> None:
+def _run_darktable(command: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess:
+    """Run darktable (under xvfb-run, maybe in the chroot) in its own process group.
+
+    ``timeout`` does not stop xvfb-run's darktable (a grandchild that ignores SIGTERM): on a
+    timeout, and after a normal end for anything left behind, the whole group is killed.
+    """
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               errors="replace", start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"darktable did not finish within {timeout_s:.0f} s: {(stdout + stderr)[-3000:]}")
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _start_host_daemon(env: dict[str, str], state_dir: Path) -> subprocess.Popen:
+    """Start this test's daemon on the host (where torch is) and wait for its state file."""
+    daemon = subprocess.Popen([sys.executable, "-m", "lr_bridge", "serve"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    while read_state(state_dir) is None:
+        assert daemon.poll() is None, f"the daemon exited with status {daemon.returncode}"
+        time.sleep(0.1)
+    return daemon
+
+
+@pytest.fixture(scope="session")
+def darktable5_chroot() -> Path:
+    """The cached darktable 5.x chroot, built on first use; skipped (one line) where it cannot be."""
+    build = subprocess.run([str(CHROOT_SCRIPT), "build"], capture_output=True, text=True, timeout=3600)
+    if build.returncode == 3:
+        pytest.skip(build.stderr.strip().splitlines()[-1])
+    assert build.returncode == 0, build.stderr[-3000:]
+    return Path(build.stdout.strip().splitlines()[-1])
+
+
+def _enhance_in_darktable(tmp_path: Path, make_dng, tiny_weights: Path, chroot: Path | None) -> tuple[dict, str, Path]:
+    """Run tests/darktable/e2e_driver.lua in darktable 4.2 (host) or 5.x (``chroot``).
+
+    Returns the driver's report, darktable's log and the photos' folder.
+    """
     folder = tmp_path / "low light ü 夜"
     good = make_dng("night's shot.dng", directory=folder)
     broken = make_dng("broken one.dng", directory=folder, seed=1)
@@ -145,46 +195,106 @@ def test_enhance_low_light_in_darktable(tmp_path: Path, make_dng, tiny_weights: 
         LOWLIGHT_E2E_BROKEN=str(broken),
         LOWLIGHT_E2E_CLIENT=str(client),
         LOWLIGHT_E2E_REPORT=str(report_path),
+        LOWLIGHT_E2E_TRIGGER="action" if chroot is None else "handler",
     )
-    command = [
-        "timeout", "-k", "10", "300", "xvfb-run", "-a", "darktable",
+    darktable = [
+        "xvfb-run", "-a", "darktable",
         "--configdir", str(configdir), "--cachedir", str(tmp_path / "dt cache"), "--library", ":memory:",
         "--disable-opencl", "--conf", "write_sidecar_files=never", "-d", "lua",
         "--luacmd", 'dofile(os.getenv("LOWLIGHT_E2E_DRIVER"))',
     ]
+    if chroot is not None:
+        # the chroot's client (no torch there) reaches this test's daemon, started here, through
+        # the state folder under /tmp, which the chroot shares
+        client.write_text(f"#!/bin/sh\nPYTHONPATH='{REPO}' exec /opt/lr-client/bin/python -m lr_bridge \"$@\"\n")
+        env["LR_DT5_BINDS"] = str(REPO)
+        darktable = [str(CHROOT_SCRIPT), "run", "env", f"PATH={CHROOT_PATH}", *darktable]
+    daemon = _start_host_daemon(env, state_dir) if chroot is not None else None
     try:
-        run = subprocess.run(command, env=env, capture_output=True, text=True, errors="replace", timeout=330)
+        run = _run_darktable(darktable, env, timeout_s=300)
     finally:
         _stop_daemon(env, state_dir)
+        if daemon is not None:
+            daemon.wait(timeout=60)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-4000:]
     assert report_path.is_file(), log[-4000:]
     report = json.loads(report_path.read_text())
     assert report["ok"], report.get("error")
+    assert file_sha256(good) == good_digest, "the source file is never modified"
+    return report, log, folder
+
+
+def _check_the_batch(report: dict, log: str, folder: Path, configdir: Path) -> None:
     assert report["plugin_loaded"] and report["api"].startswith("9.")
     assert report["action_images"] == 2
-    assert report["busy_after_trigger"] is True and report["busy_at_end"] is False
+    assert report["busy_at_end"] is False
 
     good_group, broken_group = report["groups"]
+    good = folder / "night's shot.dng"
     result_file = folder / "lowlight" / "night's shot_lowlight.dng"
     assert result_file.is_file()
     assert sorted(m["file"] for m in good_group["members"]) == sorted([str(good), str(result_file)])
     result = next(m for m in good_group["members"] if m["file"] == str(result_file))
-    assert result["leader"] == str(result_file), "the result leads the group (preference set)"
+    assert result["leader"] == str(result_file), "the result leads the group (the default)"
     assert good_group["source"]["leader"] == str(result_file)
     assert "lowlight e2e|nuit étoilée" in result["tags"]
     assert result["rating"] == good_group["source"]["rating"] == 4
     assert result["labels"] == ["red", "blue"]
     assert result["title"] == "night 1 «test»" and result["description"] == "it's dark, 1"
-    assert file_sha256(good) == good_digest, "the source file is never modified"
+    assert report["selection"] == [str(result_file)], "the result is selected afterwards"
 
     # the broken photo failed alone, said so in plain words, and nothing was imported for it
+    broken = folder / "broken one.dng"
     assert [m["file"] for m in broken_group["members"]] == [str(broken)]
     assert not (folder / "lowlight" / "broken one_lowlight.dng").exists()
     assert "broken one.dng failed" in log
-    assert "1 of 2 photo(s) enhanced, 1 failed" in log
+    report_file = configdir / "lowlight_enhance.log"
+    summary = (f"1 of 2 photo(s) enhanced, 1 failed; results selected, grouped with their sources in "
+               f"{folder / 'lowlight'}; report: {report_file}")
+    assert summary in log
     lua_errors = [line for line in log.splitlines() if "LUA ERROR" in line]
     assert len(lua_errors) == 1 and "broken one.dng failed" in lua_errors[0], lua_errors
+
+    # the report keeps every file's outcome; a second run on the results skips them all
+    assert f"ok      {good} -> {result_file} (+" in report["report_file"]
+    assert f"failed  {broken}: " in report["report_file"]
+    assert report["second_run"] == {"ok": 0, "failed": 0, "skipped": 1}
+    assert f"skipped {result_file}: a low light result" in report["report_file"]
+    assert "nothing to enhance, 1 skipped (low light results or not raw)" in log
+    assert report["reloaded"] is True, "switched off (destroy) and on again, as script_manager does"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the chroot is built and entered as root")
+def test_a_chroot_that_cannot_be_built_is_one_line_and_status_3(tmp_path: Path) -> None:
+    env = dict(os.environ, LR_DT5_CHROOT=str(tmp_path / "chroot"), LR_DT5_MIRROR="http://127.0.0.1:9/debian")
+    build = subprocess.run([str(CHROOT_SCRIPT), "build"], env=env, capture_output=True, text=True, timeout=300)
+    assert (build.returncode, build.stdout) == (3, "")
+    assert build.stderr == "darktable 5 chroot: Debian's archive http://127.0.0.1:9/debian is unreachable\n"
+    assert not (tmp_path / "chroot").exists() and not (tmp_path / "chroot.partial").exists()
+
+    enter = subprocess.run([str(CHROOT_SCRIPT), "run", "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert enter.returncode == 3
+    assert enter.stderr == (f"darktable 5 chroot: {tmp_path / 'chroot'} is not built "
+                            "(run: scripts/darktable5_chroot.sh build)\n")
+
+
+@pytest.mark.darktable
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_DARKTABLE, reason="needs darktable and xvfb-run")
+def test_enhance_low_light_in_darktable_4(tmp_path: Path, make_dng, tiny_weights: Path) -> None:
+    report, log, folder = _enhance_in_darktable(tmp_path, make_dng, tiny_weights, chroot=None)
+    assert report["api"].startswith("9.0."), "Debian 12's darktable 4.2"
+    assert report["busy_after_trigger"] is True, "the shortcut action started the batch in the background"
+    _check_the_batch(report, log, folder, tmp_path / "dt config")
+
+
+@pytest.mark.darktable5
+@pytest.mark.slow
+def test_enhance_low_light_in_darktable_5(tmp_path: Path, make_dng, tiny_weights: Path, darktable5_chroot: Path) -> None:
+    report, log, folder = _enhance_in_darktable(tmp_path, make_dng, tiny_weights, chroot=darktable5_chroot)
+    assert tuple(int(n) for n in report["api"].split(".")) >= (9, 4, 0), "darktable 5.x"
+    _check_the_batch(report, log, folder, tmp_path / "dt config")
 
 
 # -- the cancel button against the real client (fake darktable, real processes) ------------------

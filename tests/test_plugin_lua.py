@@ -29,3 +29,34 @@ def test_lua(name: str) -> None:
     run = subprocess.run([LUA, str(LUA_TESTS), name], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"PASS {name}" in run.stdout
+
+
+PLUGIN_CONSTANTS = """
+package.path = arg[1] .. "/?.lua;" .. package.path
+local fake = require "fake_darktable"
+local C = fake.load_plugin(fake.new(), arg[2]).lowlight.CONSTANTS
+fake.cleanup()
+print("formats " .. table.concat(C.formats, " "))
+print("ev_range " .. string.format("%.17g %.17g", C.ev_range[1], C.ev_range[2]))
+print("strength_range " .. string.format("%.17g %.17g", C.strength_range[1], C.strength_range[2]))
+print("models " .. table.concat(C.models, " "))
+print("output_suffix " .. C.output_suffix)
+"""
+
+
+@pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed")
+def test_the_plugins_constants_equal_the_python_definitions() -> None:
+    from lowlight_raw.options import FORMATS, MAX_MANUAL_EV, MAX_STRENGTH, MIN_EV, MIN_STRENGTH
+    from lowlight_raw.registry import MODEL_CHOICES
+    from lowlight_raw.writers import OUTPUT_SUFFIX
+
+    plugin = LUA_TESTS.parent.parent.parent / "plugin" / "lowlight_enhance.lua"
+    run = subprocess.run([LUA, "-", str(LUA_TESTS.parent), str(plugin)], input=PLUGIN_CONSTANTS,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    constants = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    assert constants["formats"].split() == [f.upper() for f in FORMATS]
+    assert [float(v) for v in constants["ev_range"].split()] == [MIN_EV, MAX_MANUAL_EV]
+    assert [float(v) for v in constants["strength_range"].split()] == [MIN_STRENGTH, MAX_STRENGTH]
+    assert tuple(constants["models"].split()) == MODEL_CHOICES
+    assert constants["output_suffix"] == OUTPUT_SUFFIX

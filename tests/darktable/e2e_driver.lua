@@ -6,9 +6,14 @@
     LOWLIGHT_E2E_BROKEN   optional: one of them, overwritten with junk after the import so the
                           engine rejects it (darktable already knows the image)
     LOWLIGHT_E2E_CLIENT   the client command preference
+    LOWLIGHT_E2E_TRIGGER  "action": press the shortcut action with dt.gui.action (darktable 4.x);
+                          "handler": call the plugin's shortcut handler (darktable 5.x runs no
+                          Lua shortcut for a dt.gui.action() made from Lua)
     LOWLIGHT_E2E_REPORT   where to write what it sees, as JSON
-  It tags, rates, labels and titles the photos, selects them, presses the plugin's shortcut
-  action, waits until the batch is over, reports every group and always quits darktable.
+  It tags, rates, labels and titles the photos, selects them, triggers the plugin, waits until
+  the batch is over and reports every group and the selection. Then it runs the plugin on the
+  results alone (all skipped), switches the plugin off and on again as script_manager does, and
+  always quits darktable.
 ]]
 
 local dt = require "darktable"
@@ -95,8 +100,13 @@ local ok, err = pcall(function()
 
   dt.gui.selection(sources)
   report.action_images = #dt.gui.action_images
-  dt.gui.action("lua/enhance low light", 0, "", "", 1.0)
-  report.busy_after_trigger = plugin.lowlight.is_busy()
+  if os.getenv("LOWLIGHT_E2E_TRIGGER") == "action" then
+    dt.gui.action("lua/enhance low light", 0, "", "", 1.0)
+    report.busy_after_trigger = plugin.lowlight.is_busy()
+  else
+    -- the handler runs the whole batch before it returns
+    plugin.lowlight.on_shortcut("shortcut", "enhance low light")
+  end
   local waited = 0
   while plugin.lowlight.is_busy() and waited < WAIT_LIMIT_MS do
     dt.control.sleep(250)
@@ -112,6 +122,25 @@ local ok, err = pcall(function()
     end
     report.groups[#report.groups + 1] = group
   end
+  local results = {}
+  for _, image in ipairs(dt.gui.selection()) do
+    report.selection = report.selection or {}
+    table.insert(report.selection, file_of(image))
+    results[#results + 1] = image
+  end
+
+  -- the results alone (as a select-all with grouping on would include them): all skipped
+  local again = plugin.lowlight.enhance_images(results)
+  report.second_run = { ok = again.ok, failed = again.failed, skipped = again.skipped }
+  local log = io.open(plugin.lowlight.report_path(), "r")
+  report.report_file = log and log:read("a") or nil
+  if log then log:close() end
+
+  -- script_manager switches the plugin off (destroy) and on again (require)
+  plugin.destroy()
+  package.loaded["lowlight/lowlight_enhance"] = nil
+  local reloaded = require "lowlight/lowlight_enhance"
+  report.reloaded = reloaded ~= nil and reloaded.lowlight ~= nil and reloaded ~= plugin
 end)
 
 report.ok = ok

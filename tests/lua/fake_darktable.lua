@@ -5,6 +5,7 @@
 ]]
 
 local fake = {}
+local config_dirs = {}
 
 --- A fake darktable image at `path`/`filename` with the fields the plugin reads and writes.
 function fake.new_image(dt, path, filename, fields)
@@ -26,18 +27,23 @@ function fake.new_image(dt, path, filename, fields)
   return image
 end
 
---- A fresh fake `darktable` table; `api` = {major, minor, patch} (default 9.0.0).
+--- A fresh fake `darktable` table; `api` = {major, minor, patch} (default 9.0.0). Its config
+--- folder is a new temporary folder (removed by fake.cleanup()).
 function fake.new(api)
   api = api or { 9, 0, 0 }
+  local probe = io.popen("mktemp -d")
+  local config_dir = probe:read("l")
+  probe:close()
+  config_dirs[#config_dirs + 1] = config_dir
   local dt = {
     messages = {}, log = {}, errors = {}, prefs = {}, registered_prefs = {},
-    actions = {}, events = {}, jobs = {}, imports = {}, all_images = {},
+    actions = {}, events = {}, jobs = {}, imports = {}, all_images = {}, selections = {},
     sleep_hook = nil, -- function(dt) called at every dt.control.sleep
     sleeps = 0,
   }
   dt.configuration = {
     api_version_major = api[1], api_version_minor = api[2], api_version_patch = api[3],
-    api_version_string = table.concat(api, "."), has_gui = true, config_dir = "/tmp",
+    api_version_string = table.concat(api, "."), has_gui = true, config_dir = config_dir,
   }
   dt.gettext = { gettext = function(msg) return msg end }
   function dt.print(msg) dt.messages[#dt.messages + 1] = msg end
@@ -69,6 +75,12 @@ function fake.new(api)
   end
 
   dt.gui = { libs = { image = {} }, action_images = {} }
+  function dt.gui.selection(images)
+    if images ~= nil then
+      dt.selections[#dt.selections + 1] = images
+    end
+    return dt.selections[#dt.selections] or {}
+  end
   function dt.gui.libs.image.register_action(name, label, callback, tooltip)
     dt.actions[name] = { label = label, callback = callback, tooltip = tooltip }
   end
@@ -132,6 +144,14 @@ function fake.new(api)
     image.tags[#image.tags + 1] = tag
   end
   return dt
+end
+
+--- Remove the config folders fake.new() made.
+function fake.cleanup()
+  for _, dir in ipairs(config_dirs) do
+    os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'")
+  end
+  config_dirs = {}
 end
 
 --- Load the plugin at `plugin_path` against the fake `dt`; returns its script_data.

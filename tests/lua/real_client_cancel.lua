@@ -36,3 +36,4 @@ print(string.format("summary ok=%d failed=%d cancelled=%s", summary.ok, summary.
 for _, message in ipairs(dt.messages) do
   print("message " .. message)
 end
+fake.cleanup()

@@ -124,6 +124,24 @@ local function plugin_with_client(client, prefs)
   return dt, data.lowlight
 end
 
+-- a client that runs for 10 s unless it gets SIGTERM: then it prints a cancelled done, leaves
+-- a marker file and exits 130 (as lr-bridge does); returns its path and the marker's
+local function slow_client(dir)
+  local marker = dir .. "/got TERM"
+  local client = dir .. "/slow client"
+  write_file(client, table.concat({
+    "#!/bin/sh",
+    "trap 'echo \"{\\\"event\\\":\\\"done\\\",\\\"job\\\":\\\"j\\\",\\\"ok\\\":0,\\\"failed\\\":0,\\\"cancelled\\\":true}\"; " ..
+      "touch " .. q(marker):gsub("'", "'\\''") .. "; exit 130' TERM",
+    "echo '{\"event\":\"accepted\",\"job\":\"j\",\"files\":1}'",
+    "i=0",
+    "while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
+    "exit 0",
+  }, "\n") .. "\n")
+  os.execute("chmod +x " .. q(client))
+  return client, marker
+end
+
 local AWKWARD_FOLDER = "night shots 'Ünïcødé' 夜"
 
 -- two source images in a folder whose name has spaces, quotes and non-ASCII characters
@@ -236,10 +254,13 @@ test("parse_ev_accepts_auto_and_stops", function()
   eq(M.parse_ev(" 5.5 "), "5.5", "number")
   eq(M.parse_ev("-1"), "-1", "negative")
   eq(M.parse_ev("6"), "6", "integer")
-  for _, bad in ipairs({ "bright", "20", "-5", "nan", "5 EV" }) do
+  eq(M.parse_ev("12"), "12", "the engine's highest")
+  eq(M.parse_ev("-4"), "-4", "the engine's lowest")
+  for _, bad in ipairs({ "bright", "12.5", "14", "-5", "nan", "5 EV" }) do
     local value, err = M.parse_ev(bad)
     eq(value, nil, "ev " .. bad)
     contains(err, "'" .. bad .. "'", "message names the value")
+    contains(err, "from -4 to 12", "message gives the range")
   end
 end)
 
@@ -262,20 +283,22 @@ test("build_command_keeps_every_argument_intact", function()
   write_file(client, "#!/bin/sh\nprintf '%s\\n' \"$@\"\n")
   os.execute("chmod +x " .. q(client))
   local files = { "/ph/it's dark 🌙.dng", "/ph/a  b/$(x) `y`.dng" }
-  local settings = { client = client, format = "TIFF", ev = "6.5", strength = 0.75, endpoint = "tcp://gpu box:5599" }
+  local settings = { client = client, format = "TIFF", linear = true, model = "quality", ev = "6.5", strength = 0.75,
+    endpoint = "tcp://gpu box:5599" }
   local args = {}
   for line in capture(M.build_command(settings, files, "/out dir/Ü")):gmatch("[^\n]+") do
     args[#args + 1] = line
   end
   local expected = { "enhance", "--json", "--format", "tiff", "--ev", "6.5", "--strength", "0.75",
-    "--output-dir", "/out dir/Ü", "--endpoint", "tcp://gpu box:5599", files[1], files[2] }
+    "--linear", "--model", "quality", "--output-dir", "/out dir/Ü", "--endpoint", "tcp://gpu box:5599", files[1], files[2] }
   eq(#args, #expected, "argument count (" .. table.concat(args, "|") .. ")")
   for i, want in ipairs(expected) do
     eq(args[i], want, "argument " .. i)
   end
-  local plain = M.build_command({ client = "lr-bridge", format = "DNG", ev = "auto", strength = 1, endpoint = "" },
-    { "/a.dng" }, nil)
-  eq(plain, "'lr-bridge' enhance --json --format 'dng' --ev 'auto' --strength '1' '/a.dng'", "defaults")
+  local plain = M.build_command({ client = "lr-bridge", format = "DNG", linear = true, model = "auto", ev = "auto",
+    strength = 1, endpoint = "" }, { "/a.dng" }, nil)
+  eq(plain, "'lr-bridge' enhance --json --format 'dng' --ev 'auto' --strength '1' '/a.dng'",
+    "defaults: no --linear but for TIFF, no --model for auto (the daemon's choice)")
 end)
 
 test("next_lines_waits_for_complete_lines", function()
@@ -345,7 +368,7 @@ test("old_api_is_refused_with_a_clear_message", function()
   contains(msg, "Lua API 9.0.0", "needed API")
   contains(msg, "8.2.1", "running API")
   find_message(dt.errors, "needs darktable 4.2")
-  eq(data.destroy, nil, "nothing to destroy")
+  data.destroy() -- script_manager may still switch it off: nothing to undo, no error
   assert(data.metadata.name, "metadata still there for the script manager")
 end)
 
@@ -363,14 +386,32 @@ test("preference_defaults", function()
   eq(kinds.strength.kind, "float", "strength kind")
   eq(table.concat(kinds.strength.extra, ","), "0.0,1.0,0.05", "strength range")
   eq(kinds.group_leader.kind, "bool", "leader kind")
+  eq(kinds.linear.kind, "bool", "linear kind")
+  eq(kinds.model.kind, "enum", "model kind")
+  eq(table.concat(kinds.model.extra, ","), "auto,fast,quality", "model choices")
   local s = assert(M.read_settings())
   eq(s.client, "lr-bridge", "client")
   eq(s.format, "DNG", "format")
   eq(s.ev, "auto", "ev")
   eq(s.strength, 1.0, "strength")
   eq(s.output_folder, "", "output folder: beside the source")
-  eq(s.group_leader, false, "leader")
+  eq(s.group_leader, true, "the result leads its group, so it shows when grouping is on")
   eq(s.endpoint, "", "endpoint: local daemon")
+  eq(s.linear, false, "linear")
+  eq(s.model, "auto", "model")
+end)
+
+test("preferences_read_in_a_natural_order", function()
+  local dt = fake.new()
+  local M = fake.load_plugin(dt, PLUGIN).lowlight
+  -- darktable shows a script's Lua options in the reverse order of registration
+  local shown = {}
+  for i = #dt.registered_prefs, 1, -1 do
+    shown[#shown + 1] = dt.registered_prefs[i].name
+  end
+  eq(table.concat(shown, ","), "format,linear,ev,strength,model,output_folder,group_leader,client,endpoint",
+    "order in preferences > lua options")
+  eq(#M.PREFERENCES, #dt.registered_prefs, "every preference registered once")
 end)
 
 test("read_settings_cleans_and_validates", function()
@@ -440,7 +481,17 @@ test("enhance_imports_groups_and_copies_metadata", function()
     assert(job.percents[i] >= job.percents[i - 1], "progress never goes back")
   end
   eq(job.percents[1], 0, "progress starts at 0")
-  find_message(dt.messages, "2 of 2 photo(s) enhanced")
+  local summary = find_message(dt.messages, "2 of 2 photo(s) enhanced")
+  contains(summary, "results selected, grouped with their sources in " .. folder, "says where the results went")
+  contains(summary, "report: " .. dt.configuration.config_dir .. "/lowlight_enhance.log", "names the report")
+  eq(#dt.selections, 1, "one selection change")
+  eq(dt.selections[1][1], dt.imports[1], "first result selected")
+  eq(dt.selections[1][2], dt.imports[2], "second result selected")
+  eq(#dt.selections[1], 2, "only the results are selected")
+  local report = read_file(dt.configuration.config_dir .. "/lowlight_enhance.log")
+  contains(report, summary:gsub("; report: .*$", ""), "the report starts with the summary")
+  contains(report, "ok      " .. folder .. "/it's dark 🌙.dng -> " .. folder .. "/it's dark 🌙_lowlight.tiff", "first line")
+  contains(report, "ok      " .. folder .. "/plain.dng -> " .. folder .. "/plain_lowlight.tiff", "second line")
   eq(M.is_busy(), false, "not busy afterwards")
   eq(count_run_files(), run_files_before, "the client's temporary files are removed")
 end)
@@ -462,7 +513,7 @@ test("button_runs_the_same_batch_and_output_folder_pattern", function()
   eq(#dt.imports, 3, "three imports")
   eq(dt.imports[3].path, dir .. "/B ü/low light", "imported from the output folder")
   eq(dt.imports[3].grouped_with, b, "grouped across folders")
-  eq(dt.imports[1].leader, false, "not leader by default")
+  eq(dt.imports[1].leader, true, "leader by default")
   local percents = dt.jobs[1].percents
   eq(percents[#percents], 1, "progress spans both runs")
   find_message(dt.messages, "3 of 3 photo(s) enhanced")
@@ -471,7 +522,7 @@ end)
 test("a_failed_file_is_reported_and_the_others_continue", function()
   local dir = tmpdir()
   local client = fake_client(dir, "fail_second")
-  local dt = plugin_with_client(client)
+  local dt, M = plugin_with_client(client)
   local sources = awkward_sources(dt, dir)
   local third = fake.new_image(dt, sources[1].path, "third.dng")
   dt.actions.lowlight_enhance.callback("clicked", { sources[1], sources[2], third })
@@ -481,6 +532,87 @@ test("a_failed_file_is_reported_and_the_others_continue", function()
   contains(msg, "not a raw file LibRaw can read", "reason shown")
   find_message(dt.errors, "plain.dng failed")
   find_message(dt.messages, "2 of 3 photo(s) enhanced, 1 failed")
+  local report = read_file(M.report_path())
+  contains(report, "failed  " .. sources[2].path .. "/plain.dng: ", "the failure is kept in the report")
+  contains(report, "not a raw file LibRaw can read", "with its reason")
+end)
+
+test("own_results_and_non_raw_images_are_skipped_and_counted", function()
+  local dir = tmpdir()
+  local client, record = fake_client(dir, "ok")
+  local dt, M = plugin_with_client(client)
+  local source = fake.new_image(dt, dir, "night.dng")
+  local selection = {
+    fake.new_image(dt, dir, "night_lowlight.dng"),
+    source,
+    fake.new_image(dt, dir, "night_lowlight_2.tif"),
+    fake.new_image(dt, dir, "phone.jpg"),
+    fake.new_image(dt, dir, "lowlight_party.dng"), -- only the suffix marks a result
+    fake.new_image(dt, dir, "scan.TIFF"),
+    fake.new_image(dt, dir, "night.CR3"),
+  }
+  M.on_button("clicked", selection)
+  local runs = recorded_runs(record)
+  eq(#runs, 1, "one client run")
+  eq(runs[1][#runs[1] - 2], dir .. "/night.dng", "the raw source is sent")
+  eq(runs[1][#runs[1] - 1], dir .. "/lowlight_party.dng", "a name that merely contains lowlight is sent")
+  eq(runs[1][#runs[1]], dir .. "/night.CR3", "any other raw is sent")
+  eq(index_of(runs[1], dir .. "/night_lowlight.dng"), nil, "a result is not sent")
+  local summary = find_message(dt.messages, "3 of 3 photo(s) enhanced, 4 skipped (low light results or not raw)")
+  local report = read_file(M.report_path())
+  contains(report, "skipped " .. dir .. "/night_lowlight.dng: a low light result", "result skipped")
+  contains(report, "skipped " .. dir .. "/night_lowlight_2.tif: a low light result", "numbered result skipped")
+  contains(report, "skipped " .. dir .. "/phone.jpg: not a raw file", "JPEG skipped")
+  contains(report, "skipped " .. dir .. "/scan.TIFF: not a raw file", "TIFF skipped, any case")
+  contains(summary, "report: " .. M.report_path(), "report named")
+end)
+
+test("a_selection_of_results_only_starts_nothing", function()
+  local dir = tmpdir()
+  local client, record = fake_client(dir, "ok")
+  local dt, M = plugin_with_client(client)
+  M.on_shortcut("shortcut", "enhance low light") -- nothing selected
+  find_message(dt.messages, "select the photos to enhance first")
+  dt.gui.action_images = { fake.new_image(dt, dir, "a_lowlight.dng"), fake.new_image(dt, dir, "b_lowlight_1.jpg") }
+  M.on_shortcut("shortcut", "enhance low light")
+  eq(#recorded_runs(record), 0, "the client never ran")
+  eq(#dt.jobs, 0, "no background job")
+  eq(#dt.selections, 0, "the selection is left alone")
+  find_message(dt.messages, "nothing to enhance, 2 skipped (low light results or not raw)")
+  contains(read_file(M.report_path()), "skipped " .. dir .. "/b_lowlight_1.jpg: a low light result", "report")
+end)
+
+test("an_unwritable_report_is_said_and_the_batch_still_ends", function()
+  local dir = tmpdir()
+  local dt, M = plugin_with_client((fake_client(dir, "ok")))
+  dt.configuration.config_dir = dir .. "/no such folder"
+  M.on_button("clicked", { fake.new_image(dt, dir, "a.dng") })
+  eq(#dt.imports, 1, "the result is imported")
+  contains(find_message(dt.errors, "cannot write the report"), dir .. "/no such folder/lowlight_enhance.log", "names it")
+  local summary = find_message(dt.messages, "1 of 1 photo(s) enhanced")
+  eq(summary:find("report:", 1, true), nil, "no report is named")
+end)
+
+test("destroy_stops_a_running_batch_and_unregisters", function()
+  local dir = tmpdir()
+  local dt = fake.new()
+  local data = fake.load_plugin(dt, PLUGIN)
+  local M = data.lowlight
+  local client, marker = slow_client(dir)
+  dt.preferences.write("lowlight_enhance", "client", "string", client)
+  local polls = 0
+  dt.sleep_hook = function()
+    polls = polls + 1
+    if polls == 3 then
+      data.destroy() -- script_manager switches the plugin off mid-batch
+    end
+  end
+  local summary = M.enhance_images({ fake.new_image(dt, dir, "a.dng"), fake.new_image(dt, dir, "b.dng") })
+  eq(summary.cancelled, true, "the batch was cancelled")
+  assert(exists(marker), "the client got SIGTERM")
+  eq(M.is_busy(), false, "not busy")
+  eq(dt.actions.lowlight_enhance, nil, "button removed")
+  eq(dt.events["lowlight_enhance/shortcut"], nil, "shortcut removed")
 end)
 
 test("a_missing_result_file_is_not_imported", function()
@@ -538,18 +670,7 @@ end)
 
 test("cancel_terminates_the_client_and_imports_nothing_more", function()
   local dir = tmpdir()
-  local marker = dir .. "/got TERM"
-  local client = dir .. "/slow client"
-  write_file(client, table.concat({
-    "#!/bin/sh",
-    "trap 'echo \"{\\\"event\\\":\\\"done\\\",\\\"job\\\":\\\"j\\\",\\\"ok\\\":0,\\\"failed\\\":0,\\\"cancelled\\\":true}\"; " ..
-      "touch " .. q(marker):gsub("'", "'\\''") .. "; exit 130' TERM",
-    "echo '{\"event\":\"accepted\",\"job\":\"j\",\"files\":1}'",
-    "i=0",
-    "while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
-    "exit 0",
-  }, "\n") .. "\n")
-  os.execute("chmod +x " .. q(client))
+  local client, marker = slow_client(dir)
   local dt = plugin_with_client(client)
   local polls = 0
   dt.sleep_hook = function(d)
@@ -626,5 +747,6 @@ end
 for _, dir in ipairs(tmp_dirs) do
   os.execute("rm -rf " .. q(dir))
 end
+fake.cleanup()
 print(string.format("%d passed, %d failed", #selected - failures, failures))
 os.exit(failures == 0 and 0 or 1)
