@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import skimage.data
@@ -15,7 +16,7 @@ from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import NoiseProfile
-from lowlight_raw.training import evaluate, sensor_noise, train
+from lowlight_raw.training import evaluate, sensor_noise, sources, train
 from lowlight_raw.training.dataset import SyntheticBatches, augment, make_batch, make_sample
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import inverse_smoothstep, mosaic, render_srgb, sample_params, unprocess
@@ -204,3 +205,25 @@ def test_evaluation_table_on_tiny_inputs() -> None:
         assert 0.0 < rows["model"]["ssim"] <= 1.0
     assert table["x300"]["naive"]["psnr"] < table["x1-10"]["naive"]["psnr"]
     assert "| x100 | naive |" in evaluate.format_table(table)
+
+
+def test_cache_keeps_the_encoded_photos_and_decodes_them(tmp_path: Path) -> None:
+    """The cache holds each JPEG's own bytes (small enough to send to a GPU machine) and
+    cached_images gives the decoded pixels; a cache of decoded pixels still loads."""
+    rng = np.random.default_rng(7)
+    root = tmp_path / "bsds"
+    for split in ("train", "val", "test"):
+        (root / split).mkdir(parents=True)
+        for i in range(2):
+            iio.imwrite(root / split / f"{i}.jpg", rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8))
+    cache = sources.prepare_cache(tmp_path / "cache", root)
+    jpeg_bytes = sum(p.stat().st_size for p in (root / "val").glob("*.jpg"))
+    assert (cache / "validation.npz").stat().st_size < jpeg_bytes + 1000
+    validation = sources.cached_images("validation", cache)
+    expected = [iio.imread(p) for p in sorted((root / "val").glob("*.jpg"))]
+    assert all(np.array_equal(a, b) and a.dtype == np.uint8 for a, b in zip(validation, expected))
+    train_images = sources.cached_images("train", cache)
+    assert len(train_images) == 2 + len(sources.SKIMAGE_PHOTOS)
+    assert np.array_equal(train_images[-1], skimage.data.rocket())  # PNG: lossless
+    np.savez(cache / "validation.npz", **{f"{i:04d}": im for i, im in enumerate(expected)})
+    assert all(np.array_equal(a, b) for a, b in zip(sources.cached_images("validation", cache), expected))

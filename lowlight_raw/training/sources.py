@@ -33,11 +33,15 @@ SKIMAGE_PHOTOS = {
 
 @dataclass(frozen=True)
 class Photo:
-    """One clean photo: an identifier, its licence, and the uint8 ``(H, W, 3)`` sRGB pixels."""
+    """One clean photo: an identifier, its licence, and its encoded file (JPEG as published, or PNG).
+
+    The cache keeps the encoded bytes, not the decoded pixels: BSDS500's ``train/`` + ``val/``
+    are 23 MB as JPEGs but 130 MB decoded, and the cache must travel to a GPU machine (64 MiB).
+    """
 
     name: str
     licence: str
-    pixels: np.ndarray
+    encoded: bytes
 
 
 def bsds_root(explicit: Path | None = None) -> Path:
@@ -57,11 +61,16 @@ def bsds_files(split: str, root: Path | None = None) -> list[Path]:
     return sorted((bsds_root(root) / split).glob("*.jpg"))
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    image = iio.imread(path)
+def decode_rgb(encoded: bytes | np.ndarray) -> np.ndarray:
+    """An encoded image file (bytes, or their uint8 array) → uint8 ``(H, W, 3)`` sRGB pixels."""
+    image = iio.imread(bytes(encoded))
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    return iio.imwrite("<bytes>", pixels, extension=".png")
 
 
 def load_split(split: str, root: Path | None = None) -> list[Photo]:
@@ -75,23 +84,27 @@ def load_split(split: str, root: Path | None = None) -> list[Photo]:
         paths = bsds_files("train", root) + bsds_files("val", root)[VALIDATION_COUNT:]
     else:
         raise ValueError(f"unknown split {split!r}")
-    photos = [Photo(f"bsds500/{p.parent.name}/{p.name}", BSDS_LICENCE, _read_rgb(p)) for p in paths]
+    photos = [Photo(f"bsds500/{p.parent.name}/{p.name}", BSDS_LICENCE, p.read_bytes()) for p in paths]
     if split == "train":
         import skimage.data
 
-        photos += [Photo(f"skimage.data.{n}", lic, getattr(skimage.data, n)()[..., :3]) for n, lic in SKIMAGE_PHOTOS.items()]
+        photos += [Photo(f"skimage.data.{n}", lic, _png(getattr(skimage.data, n)()[..., :3])) for n, lic in SKIMAGE_PHOTOS.items()]
     return photos
 
 
 def prepare_cache(cache_dir: Path = DEFAULT_CACHE, root: Path | None = None) -> Path:
-    """Decode every split once into ``cache_dir/<split>.npz`` plus ``sources.json``; returns the dir."""
+    """Gather every split's encoded photos into ``cache_dir/<split>.npz`` plus ``sources.json``; returns the dir.
+
+    ``train.npz``, ``validation.npz`` and ``sources.json`` are all that training needs (about
+    24 MB): what a GPU machine is sent (``docs/gpu.md``).
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for split in ("train", "validation", "test"):
         photos = load_split(split, root)
         tmp = cache_dir / f"{split}.tmp.npz"
-        np.savez(tmp, **{f"{i:04d}": p.pixels for i, p in enumerate(photos)})
+        np.savez(tmp, **{f"{i:04d}": np.frombuffer(p.encoded, dtype=np.uint8) for i, p in enumerate(photos)})
         tmp.replace(cache_dir / f"{split}.npz")
         manifest[split] = [{"name": p.name, "licence": p.licence} for p in photos]
     (cache_dir / "sources.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -99,12 +112,15 @@ def prepare_cache(cache_dir: Path = DEFAULT_CACHE, root: Path | None = None) -> 
 
 
 def cached_images(split: str, cache_dir: Path = DEFAULT_CACHE, root: Path | None = None) -> list[np.ndarray]:
-    """uint8 photos of ``split`` from the cache (built first when missing)."""
+    """uint8 ``(H, W, 3)`` photos of ``split`` from the cache (built first when missing).
+
+    Entries are encoded files (1-D uint8, decoded here) or, in caches made before, the pixels.
+    """
     path = Path(cache_dir) / f"{split}.npz"
     if not path.is_file():
         prepare_cache(cache_dir, root)
     with np.load(path) as data:
-        return [data[k] for k in sorted(data.files)]
+        return [decode_rgb(a) if a.ndim == 1 else a for a in (data[k] for k in sorted(data.files))]
 
 
 def source_summary(cache_dir: Path = DEFAULT_CACHE) -> dict:
