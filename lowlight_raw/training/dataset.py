@@ -33,18 +33,30 @@ class Sample:
     sensor: SensorModel
 
 
+def draw_orientation(rng: np.random.Generator) -> tuple[int, bool]:
+    """A random orientation: quarter turns (0–3) and whether to mirror left-right after them."""
+    return int(rng.integers(4)), bool(rng.random() < 0.5)
+
+
+def orient(crop: np.ndarray, quarter_turns: int, mirror: bool) -> np.ndarray:
+    """``np.rot90(crop, quarter_turns)``, then mirrored left-right if ``mirror``."""
+    crop = np.rot90(crop, k=quarter_turns)
+    return np.ascontiguousarray(crop[:, ::-1] if mirror else crop)
+
+
 def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random flips and 90° rotations of an ``(H, W, 3)`` RGB crop (done before mosaicing)."""
-    crop = np.rot90(crop, k=int(rng.integers(4)))
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    return np.ascontiguousarray(crop)
+    return orient(crop, *draw_orientation(rng))
+
+
+def draw_crop(shape: tuple[int, ...], height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a random ``height × width`` window of an image of ``shape`` (H, W, ...)."""
+    return int(rng.integers(shape[0] - height + 1)), int(rng.integers(shape[1] - width + 1))
 
 
 def random_crop(image: np.ndarray, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A random ``height × width`` window of ``image`` (which must be at least that big)."""
-    y = int(rng.integers(image.shape[0] - height + 1))
-    x = int(rng.integers(image.shape[1] - width + 1))
+    y, x = draw_crop(image.shape, height, width, rng)
     return image[y : y + height, x : x + width]
 
 
@@ -100,12 +112,16 @@ def make_batch(images: list[np.ndarray], batch: int, patch: int, rng: np.random.
 def batch_arrays(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stacked ``inputs`` (N, 8, h, w), ``target`` (N, 3, 2h, 2w) and camera → linear sRGB
     matrices (N, 3, 3, white balance folded in), all float32."""
-    matrices = [s.color.matrix_to("srgb") * s.color.wb[None, :] for s in samples]
     return (
         np.stack([s.inputs for s in samples]),
         np.stack([s.target for s in samples]),
-        np.stack(matrices).astype(np.float32),
+        np.stack([render_matrix(s.color) for s in samples]),
     )
+
+
+def render_matrix(color: CameraColor) -> np.ndarray:
+    """(3, 3) float32 camera RGB → linear sRGB with the white balance folded in (the loss renders with it)."""
+    return (color.matrix_to("srgb") * color.wb[None, :]).astype(np.float32)
 
 
 class SyntheticBatches(torch.utils.data.IterableDataset):

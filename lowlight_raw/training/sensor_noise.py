@@ -84,15 +84,31 @@ def sample_ratio(rng: np.random.Generator) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
+TUKEY_U_MARGIN = 1e-7  # uniform samples are drawn from (margin, 1 - margin): finite quantiles
+
+
+def tukey_lambda_std(lam: float) -> float:
+    """Standard deviation of the standard Tukey-lambda distribution (``lam`` in (-0.5, 0.14])."""
+    if abs(lam) < 1e-4:  # the logistic limit
+        return math.pi / math.sqrt(3.0)
+    var = 2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - math.gamma(lam + 1.0) ** 2 / math.gamma(2.0 * lam + 2.0))
+    return math.sqrt(var)
+
+
+def tukey_lambda_from_uniform(u, lam: float):
+    """Zero-mean, unit-variance Tukey-lambda samples from uniform ``u`` (a numpy array or a torch
+    tensor, the result is the same type): the quantile function, divided by :func:`tukey_lambda_std`."""
+    if abs(lam) < 1e-4:
+        odds = u / (1.0 - u)
+        x = odds.log() if hasattr(odds, "log") else np.log(odds)
+    else:
+        x = (u**lam - (1.0 - u) ** lam) / lam
+    return x / tukey_lambda_std(lam)
+
+
 def tukey_lambda_noise(rng: np.random.Generator, shape: tuple[int, ...], lam: float) -> np.ndarray:
     """Zero-mean, unit-variance Tukey-lambda samples (``lam`` in (-0.5, 0.14]; < 0: heavy tails)."""
-    u = rng.uniform(1e-7, 1.0 - 1e-7, size=shape)
-    if abs(lam) < 1e-4:
-        x = np.log(u / (1.0 - u))
-        return x / (math.pi / math.sqrt(3.0))
-    x = (u**lam - (1.0 - u) ** lam) / lam
-    var = 2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - math.gamma(lam + 1.0) ** 2 / math.gamma(2.0 * lam + 2.0))
-    return x / math.sqrt(var)
+    return tukey_lambda_from_uniform(rng.uniform(TUKEY_U_MARGIN, 1.0 - TUKEY_U_MARGIN, size=shape), lam)
 
 
 def simulate_dark_raw(clean_mosaic: np.ndarray, ratio: float, sensor: SensorModel, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,184 @@
+"""Synthetic low-light batches made on the training device, in torch (``train --synth device``).
+
+The numpy pipeline (:func:`.dataset.make_sample`) is the reference, and this module holds none
+of its facts: every random *choice* of a sample (photo, crop, orientation, Bayer phase, camera
+colour and brightness, sensor, exposure ratio) is drawn on the CPU by the reference's own
+samplers from the trainer's numpy generator (:func:`draw_samples`; they are a few scalars).
+Only the pixel work runs on the device, batched: crop and orient, unify the Bayer phase to
+RGGB, unprocess (inverse tone curve, sRGB decode, camera matrix, white balance, brightness),
+mosaic and pack, Poisson shot / read / row noise, black level, quantisation, clipping, and the
+noise-sigma planes. A GPU then makes its own batches instead of waiting for CPU workers.
+
+``tests/test_device_synth.py`` checks it against the reference: the same clean target and
+packing for the same choices, and the noise variance that :meth:`SensorModel.profile` promises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..bayer import PATTERNS, BayerLayout
+from ..color import srgb_decode_torch
+from ..network_input import network_input_torch
+from ..noise import NoiseProfile
+from .dataset import draw_crop, draw_orientation, render_matrix
+from .sensor_noise import TUKEY_U_MARGIN, SensorModel, sample_ratio, sample_sensor, tukey_lambda_from_uniform
+from .unprocess import UnprocessParams, camera_matrix_from_srgb, sample_params
+
+# pixel_unshuffle(·, 2) puts full-resolution channel c, site (i, j) at channel 4·c + 2·i + j:
+# R at (0, 0), G at (0, 1) and (1, 0), B at (1, 1) are the packed planes R, G1, G2, B.
+_RGGB_CHANNELS = [0, 5, 6, 11]
+
+
+@dataclass(frozen=True)
+class SampleDraw:
+    """Every random choice of one training sample (what :func:`.dataset.make_batch` draws)."""
+
+    image: int  # index into the photos
+    y: int  # top-left corner of the 2·patch crop
+    x: int
+    quarter_turns: int  # orientation, as :func:`.dataset.orient`
+    mirror: bool
+    pattern: str  # Bayer phase of the simulated sensor
+    params: UnprocessParams
+    sensor: SensorModel
+    ratio: float
+
+
+def draw_samples(shapes: list[tuple[int, ...]], batch: int, patch: int, rng: np.random.Generator) -> list[SampleDraw]:
+    """``batch`` sets of choices for photos of ``shapes``, in :func:`.dataset.make_batch`'s order."""
+    draws = []
+    for _ in range(batch):
+        image = int(rng.integers(len(shapes)))
+        y, x = draw_crop(shapes[image], 2 * patch, 2 * patch, rng)
+        turns, mirror = draw_orientation(rng)
+        pattern = str(rng.choice(PATTERNS))
+        params = sample_params(rng)
+        sensor = sample_sensor(rng)
+        draws.append(SampleDraw(image, y, x, turns, mirror, pattern, params, sensor, sample_ratio(rng)))
+    return draws
+
+
+def _per_sample(values: list[float], device: torch.device) -> torch.Tensor:
+    """Per-sample scalars as an ``(N, 1, 1, 1)`` float32 tensor on ``device``."""
+    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1, 1)
+
+
+def crops(images: list[torch.Tensor], draws: list[SampleDraw], patch: int) -> torch.Tensor:
+    """``(N, 3, 2p, 2p)`` sRGB in [0, 1]: each draw's crop of its ``(H, W, 3)`` uint8 photo, oriented."""
+    out = []
+    for d in draws:
+        crop = images[d.image][d.y : d.y + 2 * patch, d.x : d.x + 2 * patch]
+        crop = torch.rot90(crop, d.quarter_turns, dims=(0, 1))
+        out.append(crop.flip(1) if d.mirror else crop)
+    return torch.stack(out).permute(0, 3, 1, 2).float() / 255.0
+
+
+def unify_phase(full: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
+    """Full-resolution ``(N, C, 2p, 2p)`` → the same in unified RGGB coordinates.
+
+    :func:`.dataset.make_sample` keeps the visible mosaic ``crop[dy:, dx:]`` of each phase and
+    :func:`lowlight_raw.bayer.pack_bayer` mirrors one row/column back on top/left: row 0
+    becomes a copy of row 2 (and column 0 of column 2), the rest stays where it is.
+    """
+    offsets = torch.tensor([BayerLayout(d.pattern, 2, 2).offset for d in draws], device=full.device, dtype=torch.bool)
+    top = torch.where(offsets[:, 0, None, None], full[:, :, 2], full[:, :, 0])
+    full = torch.cat([top[:, :, None], full[:, :, 1:]], dim=2)
+    left = torch.where(offsets[:, 1, None, None], full[:, :, :, 2], full[:, :, :, 0])
+    return torch.cat([left[..., None], full[..., 1:]], dim=3)
+
+
+def unify_phase_packed(packed: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
+    """:func:`unify_phase` on packed RGGB planes: full row 0 is planes R, G1 row 0 (copied from
+    their row 1, full row 2); full column 0 is planes R, G2 column 0 (from their column 1)."""
+    offsets = torch.tensor([BayerLayout(d.pattern, 2, 2).offset for d in draws], device=packed.device, dtype=torch.bool)
+    n = packed.shape[0]
+    rows = torch.tensor([1, 1, 0, 0], dtype=torch.bool, device=packed.device)  # planes with full row 0
+    cols = torch.tensor([1, 0, 1, 0], dtype=torch.bool, device=packed.device)  # planes with full column 0
+    top = torch.where((offsets[:, 0, None] & rows).view(n, 4, 1), packed[:, :, 1], packed[:, :, 0])
+    packed = torch.cat([top[:, :, None], packed[:, :, 1:]], dim=2)
+    left = torch.where((offsets[:, 1, None] & cols).view(n, 4, 1), packed[..., 1], packed[..., 0])
+    return torch.cat([left[..., None], packed[..., 1:]], dim=3)
+
+
+def inverse_smoothstep_torch(y: torch.Tensor) -> torch.Tensor:
+    """:func:`.unprocess.inverse_smoothstep` for tensors."""
+    return 0.5 - torch.sin(torch.asin(1.0 - 2.0 * y.clamp(0.0, 1.0)) / 3.0)
+
+
+def unprocess_torch(srgb: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
+    """:func:`.unprocess.unprocess` of ``(N, 3, H, W)`` sRGB with each draw's camera → camera RGB."""
+    device = srgb.device
+    to_camera = torch.from_numpy(np.stack([camera_matrix_from_srgb(d.params.color) for d in draws])).float().to(device)
+    wb = torch.from_numpy(np.stack([d.params.color.wb for d in draws])).float().to(device).view(-1, 3, 1, 1)
+    brightness = _per_sample([d.params.brightness for d in draws], device)
+    linear = srgb_decode_torch(inverse_smoothstep_torch(srgb)) / brightness
+    camera = torch.einsum("nij,njhw->nihw", to_camera, linear) / wb
+    return camera.clamp(0.0, 1.0)
+
+
+def pack_rggb(full: torch.Tensor) -> torch.Tensor:
+    """Mosaic ``(N, 3, 2h, 2w)`` RGB in RGGB and pack it: ``(N, 4, h, w)`` planes R, G1, G2, B."""
+    return F.pixel_unshuffle(full, 2)[:, _RGGB_CHANNELS]
+
+
+def dark_raw_torch(clean: torch.Tensor, draws: list[SampleDraw], generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`.sensor_noise.simulate_dark_raw` of packed RGGB planes ``(N, 4, h, w)``, each with
+    its draw's sensor and ratio: Poisson shot noise, Gaussian or Tukey-lambda read noise, row
+    noise (one value per full-resolution row: rows of R/G1 and of G2/B differ), black level,
+    rounding, clipping at 0 and white, normalised back."""
+    device = clean.device
+    sensors = [d.sensor for d in draws]
+    gain = _per_sample([s.system_gain for s in sensors], device)
+    black = _per_sample([s.black for s in sensors], device)
+    span = _per_sample([s.span for s in sensors], device)
+    white = _per_sample([s.white for s in sensors], device)
+    electrons_per_unit = _per_sample([s.span / s.system_gain / d.ratio for s, d in zip(sensors, draws)], device)
+    point_sigma = _per_sample([s.read_sigma * (1.0 - s.row_fraction) ** 0.5 for s in sensors], device)
+    row_sigma = _per_sample([s.read_sigma * s.row_fraction**0.5 for s in sensors], device)
+
+    signal = torch.poisson(clean.clamp(0.0, 1.0) * electrons_per_unit, generator=generator) * gain
+    read = torch.randn(clean.shape, generator=generator, device=device)
+    for i, s in enumerate(sensors):
+        if s.tukey_lambda is not None:
+            u = torch.rand(clean.shape[1:], generator=generator, device=device)
+            u = u.clamp(TUKEY_U_MARGIN, 1.0 - TUKEY_U_MARGIN)
+            read[i] = tukey_lambda_from_uniform(u, s.tukey_lambda)
+    n, _, h, _ = clean.shape
+    rows = torch.randn((n, 2, h), generator=generator, device=device)[:, [0, 0, 1, 1], :, None]  # even, odd full rows
+    raw = torch.round(signal + point_sigma * read + row_sigma * rows + black)
+    raw = torch.minimum(raw.clamp_min(0.0), white)
+    return (raw - black) / span
+
+
+@dataclass(frozen=True)
+class DeviceBatch:
+    """A training batch on the device, as :func:`.dataset.batch_arrays` makes on the CPU."""
+
+    inputs: torch.Tensor  # (N, 8, p, p) network input
+    target: torch.Tensor  # (N, 3, 2p, 2p) clean camera RGB in [0, 1]
+    matrices: torch.Tensor  # (N, 3, 3) camera → linear sRGB, white balance folded in
+
+
+def clean_pair(images: list[torch.Tensor], draws: list[SampleDraw], patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The noise-free part: clean full-resolution target ``(N, 3, 2p, 2p)`` and its packed
+    mosaic ``(N, 4, p, p)``, both in unified RGGB coordinates."""
+    target = unprocess_torch(unify_phase(crops(images, draws, patch), draws), draws)
+    return target, pack_rggb(target)
+
+
+def synthesize(images: list[torch.Tensor], draws: list[SampleDraw], patch: int, generator: torch.Generator | None = None) -> DeviceBatch:
+    """One batch made on the photos' device: :func:`.dataset.make_batch` + ``batch_arrays``."""
+    device = images[0].device
+    target, clean = clean_pair(images, draws, patch)
+    dark = unify_phase_packed(dark_raw_torch(clean, draws, generator), draws)
+    profiles = [d.sensor.profile() for d in draws]
+    profile = NoiseProfile(a=_per_sample([p.a for p in profiles], device), b=_per_sample([p.b for p in profiles], device),
+                           source="synthetic")
+    inputs = network_input_torch(dark, _per_sample([d.ratio for d in draws], device), profile)
+    matrices = torch.from_numpy(np.stack([render_matrix(d.params.color) for d in draws])).to(device)
+    return DeviceBatch(inputs=inputs, target=target, matrices=matrices)
