@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import json
 from pathlib import Path
 
@@ -227,3 +228,33 @@ def test_cache_keeps_the_encoded_photos_and_decodes_them(tmp_path: Path) -> None
     assert np.array_equal(train_images[-1], skimage.data.rocket())  # PNG: lossless
     np.savez(cache / "validation.npz", **{f"{i:04d}": im for i, im in enumerate(expected)})
     assert all(np.array_equal(a, b) for a, b in zip(sources.cached_images("validation", cache), expected))
+
+
+def test_gpu_recipe_rehearsed_on_the_cpu(tmp_path: Path, photo_cache: Path, capsys: pytest.CaptureFixture) -> None:
+    """scripts/gpu_train.sh's options at toy scale: batches made in torch on the device, bf16
+    autocast, channels-last, float16 exports every interval; progress printed; a resume continues."""
+    out = tmp_path / "out"
+    weights = out / "quality.pt"
+    out.mkdir()
+    common = ["--run-dir", str(tmp_path / "run"), "--cache", str(photo_cache), "--device", "cpu", "--synth", "device",
+              "--amp", "bf16", "--channels-last", "--width", "4", "--depth", "2", "--batch", "2", "--patch", "32",
+              "--threads", "1", "--log-every", "2", "--steps", "100000", "--validate-minutes", "0.01",
+              "--export", str(weights), "--export-minutes", "0.01", "--export-dtype", "float16"]
+    assert train.main(common + ["--minutes", "0.04"]) == 0
+    printed = capsys.readouterr().out
+    rates = [float(v) for v in re.findall(r"steps/s ([0-9.]+)", printed)]
+    psnrs = [float(v) for v in re.findall(r"ema_psnr ([0-9.]+)", printed)]
+    assert rates and min(rates) > 0 and len(psnrs) >= 2 and all(5.0 < p < 60.0 for p in psnrs)
+    stop = int(re.search(r"# stop step (\d+)", printed).group(1))
+    model, card = load_model(weights)
+    assert card.extra["training"]["steps"] == stop and card.extra["training"]["batch_synthesis"] == "device"
+    assert card.extra["training"]["autocast"] == "bf16" and card.config == UNetConfig(width=4, depth=2)
+    stored = torch.load(weights, weights_only=True)
+    assert stored["head.weight"].dtype == torch.float16
+    ema = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["ema"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, ema[name].float(), atol=1e-3, rtol=1e-3)  # float16 storage
+    assert train.main(common + ["--minutes", "0.08", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"# start step {stop} " in printed
+    assert int(re.search(r"# stop step (\d+)", printed).group(1)) > stop
