@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..bayer import PATTERNS, BayerLayout
 from ..color import srgb_decode_torch
@@ -28,11 +27,6 @@ from ..noise import NoiseProfile
 from .dataset import draw_crop, draw_orientation, render_matrix
 from .sensor_noise import TUKEY_U_MARGIN, SensorModel, sample_ratio, sample_sensor, tukey_lambda_from_uniform
 from .unprocess import UnprocessParams, camera_matrix_from_srgb, sample_params
-
-# pixel_unshuffle(·, 2) puts full-resolution channel c, site (i, j) at channel 4·c + 2·i + j:
-# R at (0, 0), G at (0, 1) and (1, 0), B at (1, 1) are the packed planes R, G1, G2, B.
-_RGGB_CHANNELS = [0, 5, 6, 11]
-
 
 @dataclass(frozen=True)
 class SampleDraw:
@@ -63,9 +57,18 @@ def draw_samples(shapes: list[tuple[int, ...]], batch: int, patch: int, rng: np.
     return draws
 
 
+def _upload(values, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A small CPU array onto ``device`` without waiting for the GPU's queue (pinned, asynchronous
+    copy), so the CPU draws the next batch while the GPU still trains on this one."""
+    tensor = torch.as_tensor(np.asarray(values), dtype=dtype)
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def _per_sample(values: list[float], device: torch.device) -> torch.Tensor:
     """Per-sample scalars as an ``(N, 1, 1, 1)`` float32 tensor on ``device``."""
-    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1, 1)
+    return _upload(values, device).view(-1, 1, 1, 1)
 
 
 def crops(images: list[torch.Tensor], draws: list[SampleDraw], patch: int) -> torch.Tensor:
@@ -85,24 +88,21 @@ def unify_phase(full: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
     :func:`lowlight_raw.bayer.pack_bayer` mirrors one row/column back on top/left: row 0
     becomes a copy of row 2 (and column 0 of column 2), the rest stays where it is.
     """
-    offsets = torch.tensor([BayerLayout(d.pattern, 2, 2).offset for d in draws], device=full.device, dtype=torch.bool)
-    top = torch.where(offsets[:, 0, None, None], full[:, :, 2], full[:, :, 0])
-    full = torch.cat([top[:, :, None], full[:, :, 1:]], dim=2)
-    left = torch.where(offsets[:, 1, None, None], full[:, :, :, 2], full[:, :, :, 0])
-    return torch.cat([left[..., None], full[..., 1:]], dim=3)
+    offsets = _upload([BayerLayout(d.pattern, 2, 2).offset for d in draws], full.device, torch.bool)
+    top, left = offsets[:, 0, None, None], offsets[:, 1, None, None]
+    full = torch.cat([torch.where(top, full[:, :, 2], full[:, :, 0])[:, :, None], full[:, :, 1:]], dim=2)
+    return torch.cat([torch.where(left, full[..., 2], full[..., 0])[..., None], full[..., 1:]], dim=3)
 
 
 def unify_phase_packed(packed: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
-    """:func:`unify_phase` on packed RGGB planes: full row 0 is planes R, G1 row 0 (copied from
-    their row 1, full row 2); full column 0 is planes R, G2 column 0 (from their column 1)."""
-    offsets = torch.tensor([BayerLayout(d.pattern, 2, 2).offset for d in draws], device=packed.device, dtype=torch.bool)
-    n = packed.shape[0]
-    rows = torch.tensor([1, 1, 0, 0], dtype=torch.bool, device=packed.device)  # planes with full row 0
-    cols = torch.tensor([1, 0, 1, 0], dtype=torch.bool, device=packed.device)  # planes with full column 0
-    top = torch.where((offsets[:, 0, None] & rows).view(n, 4, 1), packed[:, :, 1], packed[:, :, 0])
-    packed = torch.cat([top[:, :, None], packed[:, :, 1:]], dim=2)
-    left = torch.where((offsets[:, 1, None] & cols).view(n, 4, 1), packed[..., 1], packed[..., 0])
-    return torch.cat([left[..., None], packed[..., 1:]], dim=3)
+    """:func:`unify_phase` on packed RGGB planes ``(N, 4, h, w)``: full row 0 is row 0 of planes
+    R and G1 (copied from their row 1, full row 2); full column 0 is column 0 of planes R and G2
+    (copied from their column 1)."""
+    offsets = np.array([BayerLayout(d.pattern, 2, 2).offset for d in draws], dtype=bool)
+    rows = _upload(offsets[:, :1] & np.array([True, True, False, False]), packed.device, torch.bool)[..., None]
+    cols = _upload(offsets[:, 1:] & np.array([True, False, True, False]), packed.device, torch.bool)[..., None]
+    packed = torch.cat([torch.where(rows, packed[:, :, 1], packed[:, :, 0])[:, :, None], packed[:, :, 1:]], dim=2)
+    return torch.cat([torch.where(cols, packed[..., 1], packed[..., 0])[..., None], packed[..., 1:]], dim=3)
 
 
 def inverse_smoothstep_torch(y: torch.Tensor) -> torch.Tensor:
@@ -113,8 +113,8 @@ def inverse_smoothstep_torch(y: torch.Tensor) -> torch.Tensor:
 def unprocess_torch(srgb: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
     """:func:`.unprocess.unprocess` of ``(N, 3, H, W)`` sRGB with each draw's camera → camera RGB."""
     device = srgb.device
-    to_camera = torch.from_numpy(np.stack([camera_matrix_from_srgb(d.params.color) for d in draws])).float().to(device)
-    wb = torch.from_numpy(np.stack([d.params.color.wb for d in draws])).float().to(device).view(-1, 3, 1, 1)
+    to_camera = _upload(np.stack([camera_matrix_from_srgb(d.params.color) for d in draws]), device)
+    wb = _upload(np.stack([d.params.color.wb for d in draws]), device).view(-1, 3, 1, 1)
     brightness = _per_sample([d.params.brightness for d in draws], device)
     linear = srgb_decode_torch(inverse_smoothstep_torch(srgb)) / brightness
     camera = torch.einsum("nij,njhw->nihw", to_camera, linear) / wb
@@ -123,7 +123,7 @@ def unprocess_torch(srgb: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor
 
 def pack_rggb(full: torch.Tensor) -> torch.Tensor:
     """Mosaic ``(N, 3, 2h, 2w)`` RGB in RGGB and pack it: ``(N, 4, h, w)`` planes R, G1, G2, B."""
-    return F.pixel_unshuffle(full, 2)[:, _RGGB_CHANNELS]
+    return torch.stack([full[:, 0, 0::2, 0::2], full[:, 1, 0::2, 1::2], full[:, 1, 1::2, 0::2], full[:, 2, 1::2, 1::2]], dim=1)
 
 
 def dark_raw_torch(clean: torch.Tensor, draws: list[SampleDraw], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -149,7 +149,7 @@ def dark_raw_torch(clean: torch.Tensor, draws: list[SampleDraw], generator: torc
             u = u.clamp(TUKEY_U_MARGIN, 1.0 - TUKEY_U_MARGIN)
             read[i] = tukey_lambda_from_uniform(u, s.tukey_lambda)
     n, _, h, _ = clean.shape
-    rows = torch.randn((n, 2, h), generator=generator, device=device)[:, [0, 0, 1, 1], :, None]  # even, odd full rows
+    rows = torch.randn((n, 2, h), generator=generator, device=device).repeat_interleave(2, dim=1)[..., None]  # even, odd full rows
     raw = torch.round(signal + point_sigma * read + row_sigma * rows + black)
     raw = torch.minimum(raw.clamp_min(0.0), white)
     return (raw - black) / span
@@ -180,5 +180,5 @@ def synthesize(images: list[torch.Tensor], draws: list[SampleDraw], patch: int, 
     profile = NoiseProfile(a=_per_sample([p.a for p in profiles], device), b=_per_sample([p.b for p in profiles], device),
                            source="synthetic")
     inputs = network_input_torch(dark, _per_sample([d.ratio for d in draws], device), profile)
-    matrices = torch.from_numpy(np.stack([render_matrix(d.params.color) for d in draws])).to(device)
+    matrices = _upload(np.stack([render_matrix(d.params.color) for d in draws]), device)
     return DeviceBatch(inputs=inputs, target=target, matrices=matrices)
