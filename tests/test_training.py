@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import subprocess
+import sys
 import json
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from lowlight_raw.training.dataset import SyntheticBatches, augment, make_batch,
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import inverse_smoothstep, mosaic, render_srgb, sample_params, unprocess
 
+REPO = Path(__file__).resolve().parents[1]
 QUIET_SENSOR = SensorModel(bits=14, black=512.0, system_gain=1e-4, read_sigma=0.01, row_fraction=0.0, tukey_lambda=None)
 
 
@@ -230,31 +234,31 @@ def test_cache_keeps_the_encoded_photos_and_decodes_them(tmp_path: Path) -> None
     assert all(np.array_equal(a, b) for a, b in zip(sources.cached_images("validation", cache), expected))
 
 
-def test_gpu_recipe_rehearsed_on_the_cpu(tmp_path: Path, photo_cache: Path, capsys: pytest.CaptureFixture) -> None:
-    """scripts/gpu_train.sh's options at toy scale: batches made in torch on the device, bf16
-    autocast, channels-last, float16 exports every interval; progress printed; a resume continues."""
+def test_gpu_recipe_rehearsed_on_the_cpu(tmp_path: Path, photo_cache: Path) -> None:
+    """scripts/gpu_train.sh itself at toy scale on the CPU (later options win): batches made in
+    torch on the device, bf16 autocast, channels-last, float16 weights + card exported every
+    interval, steps/s and validation PSNR printed and logged; a resume continues the count."""
     out = tmp_path / "out"
-    weights = out / "quality.pt"
-    out.mkdir()
-    common = ["--run-dir", str(tmp_path / "run"), "--cache", str(photo_cache), "--device", "cpu", "--synth", "device",
-              "--amp", "bf16", "--channels-last", "--width", "4", "--depth", "2", "--batch", "2", "--patch", "32",
-              "--threads", "1", "--log-every", "2", "--steps", "100000", "--validate-minutes", "0.01",
-              "--export", str(weights), "--export-minutes", "0.01", "--export-dtype", "float16"]
-    assert train.main(common + ["--minutes", "0.04"]) == 0
-    printed = capsys.readouterr().out
-    rates = [float(v) for v in re.findall(r"steps/s ([0-9.]+)", printed)]
-    psnrs = [float(v) for v in re.findall(r"ema_psnr ([0-9.]+)", printed)]
+    toy = ["--device", "cpu", "--cache", str(photo_cache), "--run-dir", str(tmp_path / "run"), "--width", "4",
+           "--depth", "2", "--batch", "2", "--patch", "32", "--threads", "1", "--log-every", "2",
+           "--validate-minutes", "0.01", "--export-minutes", "0.01"]
+    script, env = [str(REPO / "scripts" / "gpu_train.sh"), str(out)], {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(script + ["0.04"] + toy, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "train.log").read_text() == done.stdout
+    rates = [float(v) for v in re.findall(r"steps/s ([0-9.]+)", done.stdout)]
+    psnrs = [float(v) for v in re.findall(r"ema_psnr ([0-9.]+)", done.stdout)]
     assert rates and min(rates) > 0 and len(psnrs) >= 2 and all(5.0 < p < 60.0 for p in psnrs)
-    stop = int(re.search(r"# stop step (\d+)", printed).group(1))
+    stop = int(re.search(r"# stop step (\d+)", done.stdout).group(1))
+    weights = out / "lowlight-quality.pt"
     model, card = load_model(weights)
-    assert card.extra["training"]["steps"] == stop and card.extra["training"]["batch_synthesis"] == "device"
-    assert card.extra["training"]["autocast"] == "bf16" and card.config == UNetConfig(width=4, depth=2)
-    stored = torch.load(weights, weights_only=True)
-    assert stored["head.weight"].dtype == torch.float16
+    training = card.extra["training"]
+    assert training["steps"] == stop and training["batch_synthesis"] == "device" and training["autocast"] == "bf16"
+    assert card.config == UNetConfig(width=4, depth=2) and card.name == "lowlight-quality"
+    assert torch.load(weights, weights_only=True)["head.weight"].dtype == torch.float16
     ema = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["ema"]
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, ema[name].float(), atol=1e-3, rtol=1e-3)  # float16 storage
-    assert train.main(common + ["--minutes", "0.08", "--resume"]) == 0
-    printed = capsys.readouterr().out
-    assert f"# start step {stop} " in printed
-    assert int(re.search(r"# stop step (\d+)", printed).group(1)) > stop
+    done = subprocess.run(script + ["0.08"] + toy + ["--resume"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and f"# start step {stop} " in done.stdout, done.stdout + done.stderr
+    assert int(re.search(r"# stop step (\d+)", done.stdout).group(1)) > stop
