@@ -22,6 +22,8 @@ mkdir -p "$out"
 # shellcheck disable=SC2086  # TRAIN_OPTIONS / BENCH_OPTIONS are word lists
 PYTHON="$python" scripts/gpu_train.sh "$out" "$minutes" --device "$device" ${TRAIN_OPTIONS:-} \
   || echo "gpu_run: training exited with $?"
+# $OUT is emptied before the next command; a bench-only rerun on the still-warm machine finds them here
+cp "$out"/lowlight-quality.* /tmp/ 2>/dev/null
 if compgen -G ".whl/*.whl" >/dev/null; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
