@@ -9,9 +9,9 @@ import torch
 from lowlight_raw.bayer import PATTERNS, BayerLayout
 from lowlight_raw.network_input import network_input, network_input_torch
 from lowlight_raw.noise import NoiseProfile
-from lowlight_raw.training.dataset import batch_arrays, draw_crop, draw_orientation, make_sample, orient
+from lowlight_raw.training.dataset import Choices, batch_arrays, draw_choices, draw_crop, draw_orientation, make_sample, orient
 from lowlight_raw.training.device_synth import SampleDraw, clean_pair, crops, dark_raw_torch, draw_samples, synthesize
-from lowlight_raw.training.sensor_noise import SensorModel, sample_ratio, sample_sensor
+from lowlight_raw.training.sensor_noise import SensorModel
 from lowlight_raw.training.unprocess import sample_params
 
 # ratio 1, 1e-6 DN per electron (shot noise 0.1 DN), 0.01 DN read noise: ±1 DN of rounding is left
@@ -19,8 +19,9 @@ QUIET_SENSOR = SensorModel(bits=14, black=512.0, system_gain=1e-6, read_sigma=0.
 
 
 def _draw(pattern: str, seed: int, sensor: SensorModel = QUIET_SENSOR, ratio: float = 1.0) -> SampleDraw:
-    params = sample_params(np.random.default_rng(seed))
-    return SampleDraw(image=0, y=0, x=0, quarter_turns=0, mirror=False, pattern=pattern, params=params, sensor=sensor, ratio=ratio)
+    """The whole photo, as it is, with a camera drawn from ``seed``."""
+    choices = Choices(pattern=pattern, params=sample_params(np.random.default_rng(seed)), sensor=sensor, ratio=ratio)
+    return SampleDraw(image=0, y=0, x=0, quarter_turns=0, mirror=False, choices=choices)
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -30,7 +31,7 @@ def test_same_choices_give_make_samples_target_packing_and_input(pattern: str) -
     rng = np.random.default_rng(10)
     photo = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
     draw = _draw(pattern, seed=11)
-    reference = make_sample(photo.astype(np.float32) / 255.0, rng, pattern=pattern, ratio=1.0, sensor=QUIET_SENSOR, params=draw.params)
+    reference = make_sample(photo.astype(np.float32) / 255.0, rng, pattern=pattern, ratio=1.0, sensor=QUIET_SENSOR, params=draw.choices.params)
     images = [torch.from_numpy(photo)]
     target, clean = clean_pair(images, [draw], patch=16)
     np.testing.assert_allclose(target[0].numpy(), reference.target, atol=2e-6)
@@ -53,7 +54,7 @@ def test_noisy_edges_are_mirrored_as_pack_bayer_does(pattern: str) -> None:
     photo = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
     sensor = SensorModel(bits=14, black=1024.0, system_gain=2.0, read_sigma=6.0, row_fraction=0.1, tukey_lambda=None)
     draw = _draw(pattern, seed=14, sensor=sensor, ratio=20.0)
-    reference = make_sample(photo.astype(np.float32) / 255.0, rng, pattern=pattern, ratio=20.0, sensor=sensor, params=draw.params)
+    reference = make_sample(photo.astype(np.float32) / 255.0, rng, pattern=pattern, ratio=20.0, sensor=sensor, params=draw.choices.params)
     batch = synthesize([torch.from_numpy(photo)], [draw], patch=16, generator=torch.Generator().manual_seed(1))
     expected = _mirrored_edges(reference.inputs[:4])
     assert _mirrored_edges(batch.inputs[0, :4].numpy()) == expected
@@ -64,7 +65,7 @@ def test_crop_and_orientation_follow_the_numpy_augmentation() -> None:
     photo = np.random.default_rng(12).integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
     for turns in range(4):
         for mirror in (False, True):
-            draw = SampleDraw(0, 3, 7, turns, mirror, "RGGB", sample_params(np.random.default_rng(0)), QUIET_SENSOR, 1.0)
+            draw = SampleDraw(0, 3, 7, turns, mirror, _draw("RGGB", 0).choices)
             got = crops([torch.from_numpy(photo)], [draw], patch=8)[0].permute(1, 2, 0).numpy()
             np.testing.assert_array_equal(got, orient(photo[3:19, 7:23], turns, mirror) / np.float32(255.0))
 
@@ -94,8 +95,8 @@ def test_row_noise_is_one_value_per_full_resolution_row() -> None:
 
 
 def test_draws_use_the_reference_samplers() -> None:
-    """draw_samples takes photo, crop, orientation, phase, camera, sensor, ratio from the
-    reference's own samplers, in make_batch's order."""
+    """draw_samples takes photo, crop, orientation and the sample's choices from the reference's
+    own functions, in make_batch's order."""
     draws = draw_samples([(100, 120, 3), (40, 64, 3)], batch=16, patch=16, rng=np.random.default_rng(5))
     assert {d.image for d in draws} == {0, 1} and all(d.y <= (68, 8)[d.image] and d.x <= (88, 32)[d.image] for d in draws)
     first = draw_samples([(100, 120, 3)], batch=1, patch=16, rng=np.random.default_rng(5))[0]
@@ -103,9 +104,9 @@ def test_draws_use_the_reference_samplers() -> None:
     assert int(rng.integers(1)) == first.image
     assert draw_crop((100, 120, 3), 32, 32, rng) == (first.y, first.x)
     assert draw_orientation(rng) == (first.quarter_turns, first.mirror)
-    assert str(rng.choice(PATTERNS)) == first.pattern
-    assert sample_params(rng).brightness == first.params.brightness
-    assert first.sensor == sample_sensor(rng) and first.ratio == sample_ratio(rng)
+    choices = draw_choices(rng)
+    assert (choices.pattern, choices.sensor, choices.ratio) == (first.choices.pattern, first.choices.sensor, first.choices.ratio)
+    assert choices.params.brightness == first.choices.params.brightness
 
 
 def test_network_input_torch_matches_the_numpy_one() -> None:

@@ -60,6 +60,34 @@ def random_crop(image: np.ndarray, height: int, width: int, rng: np.random.Gener
     return image[y : y + height, x : x + width]
 
 
+@dataclass(frozen=True)
+class Choices:
+    """The random choices that make one sample from a crop (besides the noise itself)."""
+
+    pattern: str  # Bayer phase of the simulated sensor
+    params: UnprocessParams  # camera colour and brightness
+    sensor: SensorModel
+    ratio: float  # exposure ratio: how much darker than the clean crop
+
+
+def draw_choices(
+    rng: np.random.Generator,
+    pattern: str | None = None,
+    ratio: float | None = None,
+    sensor: SensorModel | None = None,
+    params: UnprocessParams | None = None,
+) -> Choices:
+    """A sample's choices: the given ones kept, the rest drawn from ``rng`` (phase, camera,
+    sensor, ratio, in that order). The one place that says how a training sample is chosen:
+    :func:`make_sample` and the GPU's :mod:`.device_synth` both draw through it."""
+    return Choices(
+        pattern=pattern or str(rng.choice(PATTERNS)),
+        params=params or sample_params(rng),
+        sensor=sensor or sample_sensor(rng),
+        ratio=ratio if ratio is not None else sample_ratio(rng),
+    )
+
+
 def make_sample(
     srgb_crop: np.ndarray,
     rng: np.random.Generator,
@@ -74,10 +102,8 @@ def make_sample(
     sampled from ``rng``. The visible mosaic is cropped by the phase's padding so the packed
     planes are exactly ``h × w``.
     """
-    pattern = pattern or str(rng.choice(PATTERNS))
-    params = params or sample_params(rng)
-    sensor = sensor or sample_sensor(rng)
-    ratio = ratio if ratio is not None else sample_ratio(rng)
+    choices = draw_choices(rng, pattern, ratio, sensor, params)
+    pattern, params, sensor, ratio = choices.pattern, choices.params, choices.sensor, choices.ratio
     full_h, full_w = srgb_crop.shape[:2]
     probe = BayerLayout(pattern, full_h, full_w)
     dy, dx = probe.offset

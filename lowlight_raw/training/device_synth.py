@@ -3,7 +3,9 @@
 The numpy pipeline (:func:`.dataset.make_sample`) is the reference, and this module holds none
 of its facts: every random *choice* of a sample (photo, crop, orientation, Bayer phase, camera
 colour and brightness, sensor, exposure ratio) is drawn on the CPU by the reference's own
-samplers from the trainer's numpy generator (:func:`draw_samples`; they are a few scalars).
+functions (:func:`.dataset.draw_choices` & co.) from the trainer's numpy generator
+(:func:`draw_samples`; they are a few scalars), so a change to how samples are chosen reaches
+both pipelines.
 Only the pixel work runs on the device, batched: crop and orient, unify the Bayer phase to
 RGGB, unprocess (inverse tone curve, sRGB decode, camera matrix, white balance, brightness),
 mosaic and pack, Poisson shot / read / row noise, black level, quantisation, clipping, and the
@@ -20,13 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..bayer import PATTERNS, BayerLayout
+from ..bayer import BayerLayout
 from ..color import srgb_decode_torch
 from ..network_input import network_input_torch
 from ..noise import NoiseProfile
-from .dataset import draw_crop, draw_orientation, render_matrix
-from .sensor_noise import TUKEY_U_MARGIN, SensorModel, sample_ratio, sample_sensor, tukey_lambda_from_uniform
-from .unprocess import UnprocessParams, camera_matrix_from_srgb, sample_params
+from .dataset import Choices, draw_choices, draw_crop, draw_orientation, render_matrix
+from .sensor_noise import TUKEY_U_MARGIN, tukey_lambda_from_uniform
+from .unprocess import camera_matrix_from_srgb
 
 @dataclass(frozen=True)
 class SampleDraw:
@@ -37,10 +39,7 @@ class SampleDraw:
     x: int
     quarter_turns: int  # orientation, as :func:`.dataset.orient`
     mirror: bool
-    pattern: str  # Bayer phase of the simulated sensor
-    params: UnprocessParams
-    sensor: SensorModel
-    ratio: float
+    choices: Choices  # phase, camera, sensor, ratio
 
 
 def draw_samples(shapes: list[tuple[int, ...]], batch: int, patch: int, rng: np.random.Generator) -> list[SampleDraw]:
@@ -50,10 +49,7 @@ def draw_samples(shapes: list[tuple[int, ...]], batch: int, patch: int, rng: np.
         image = int(rng.integers(len(shapes)))
         y, x = draw_crop(shapes[image], 2 * patch, 2 * patch, rng)
         turns, mirror = draw_orientation(rng)
-        pattern = str(rng.choice(PATTERNS))
-        params = sample_params(rng)
-        sensor = sample_sensor(rng)
-        draws.append(SampleDraw(image, y, x, turns, mirror, pattern, params, sensor, sample_ratio(rng)))
+        draws.append(SampleDraw(image, y, x, turns, mirror, draw_choices(rng)))
     return draws
 
 
@@ -88,7 +84,7 @@ def unify_phase(full: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
     :func:`lowlight_raw.bayer.pack_bayer` mirrors one row/column back on top/left: row 0
     becomes a copy of row 2 (and column 0 of column 2), the rest stays where it is.
     """
-    offsets = _upload([BayerLayout(d.pattern, 2, 2).offset for d in draws], full.device, torch.bool)
+    offsets = _upload([BayerLayout(d.choices.pattern, 2, 2).offset for d in draws], full.device, torch.bool)
     top, left = offsets[:, 0, None, None], offsets[:, 1, None, None]
     full = torch.cat([torch.where(top, full[:, :, 2], full[:, :, 0])[:, :, None], full[:, :, 1:]], dim=2)
     return torch.cat([torch.where(left, full[..., 2], full[..., 0])[..., None], full[..., 1:]], dim=3)
@@ -98,7 +94,7 @@ def unify_phase_packed(packed: torch.Tensor, draws: list[SampleDraw]) -> torch.T
     """:func:`unify_phase` on packed RGGB planes ``(N, 4, h, w)``: full row 0 is row 0 of planes
     R and G1 (copied from their row 1, full row 2); full column 0 is column 0 of planes R and G2
     (copied from their column 1)."""
-    offsets = np.array([BayerLayout(d.pattern, 2, 2).offset for d in draws], dtype=bool)
+    offsets = np.array([BayerLayout(d.choices.pattern, 2, 2).offset for d in draws], dtype=bool)
     rows = _upload(offsets[:, :1] & np.array([True, True, False, False]), packed.device, torch.bool)[..., None]
     cols = _upload(offsets[:, 1:] & np.array([True, False, True, False]), packed.device, torch.bool)[..., None]
     packed = torch.cat([torch.where(rows, packed[:, :, 1], packed[:, :, 0])[:, :, None], packed[:, :, 1:]], dim=2)
@@ -113,9 +109,9 @@ def inverse_smoothstep_torch(y: torch.Tensor) -> torch.Tensor:
 def unprocess_torch(srgb: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
     """:func:`.unprocess.unprocess` of ``(N, 3, H, W)`` sRGB with each draw's camera → camera RGB."""
     device = srgb.device
-    to_camera = _upload(np.stack([camera_matrix_from_srgb(d.params.color) for d in draws]), device)
-    wb = _upload(np.stack([d.params.color.wb for d in draws]), device).view(-1, 3, 1, 1)
-    brightness = _per_sample([d.params.brightness for d in draws], device)
+    to_camera = _upload(np.stack([camera_matrix_from_srgb(d.choices.params.color) for d in draws]), device)
+    wb = _upload(np.stack([d.choices.params.color.wb for d in draws]), device).view(-1, 3, 1, 1)
+    brightness = _per_sample([d.choices.params.brightness for d in draws], device)
     linear = srgb_decode_torch(inverse_smoothstep_torch(srgb)) / brightness
     camera = torch.einsum("nij,njhw->nihw", to_camera, linear) / wb
     return camera.clamp(0.0, 1.0)
@@ -132,12 +128,12 @@ def dark_raw_torch(clean: torch.Tensor, draws: list[SampleDraw], generator: torc
     noise (one value per full-resolution row: rows of R/G1 and of G2/B differ), black level,
     rounding, clipping at 0 and white, normalised back."""
     device = clean.device
-    sensors = [d.sensor for d in draws]
+    sensors = [d.choices.sensor for d in draws]
     gain = _per_sample([s.system_gain for s in sensors], device)
     black = _per_sample([s.black for s in sensors], device)
     span = _per_sample([s.span for s in sensors], device)
     white = _per_sample([s.white for s in sensors], device)
-    electrons_per_unit = _per_sample([s.span / s.system_gain / d.ratio for s, d in zip(sensors, draws)], device)
+    electrons_per_unit = _per_sample([s.span / s.system_gain / d.choices.ratio for s, d in zip(sensors, draws)], device)
     point_sigma = _per_sample([s.read_sigma * (1.0 - s.row_fraction) ** 0.5 for s in sensors], device)
     row_sigma = _per_sample([s.read_sigma * s.row_fraction**0.5 for s in sensors], device)
 
@@ -176,9 +172,9 @@ def synthesize(images: list[torch.Tensor], draws: list[SampleDraw], patch: int, 
     device = images[0].device
     target, clean = clean_pair(images, draws, patch)
     dark = unify_phase_packed(dark_raw_torch(clean, draws, generator), draws)
-    profiles = [d.sensor.profile() for d in draws]
+    profiles = [d.choices.sensor.profile() for d in draws]
     profile = NoiseProfile(a=_per_sample([p.a for p in profiles], device), b=_per_sample([p.b for p in profiles], device),
                            source="synthetic")
-    inputs = network_input_torch(dark, _per_sample([d.ratio for d in draws], device), profile)
-    matrices = _upload(np.stack([render_matrix(d.params.color) for d in draws]), device)
+    inputs = network_input_torch(dark, _per_sample([d.choices.ratio for d in draws], device), profile)
+    matrices = _upload(np.stack([render_matrix(d.choices.params.color) for d in draws]), device)
     return DeviceBatch(inputs=inputs, target=target, matrices=matrices)
