@@ -6,6 +6,7 @@ colour and brightness, sensor, exposure ratio) is drawn on the CPU by the refere
 functions (:func:`.dataset.draw_choices` & co.) from the trainer's numpy generator
 (:func:`draw_samples`; they are a few scalars), so a change to how samples are chosen reaches
 both pipelines.
+
 Only the pixel work runs on the device, batched: crop and orient, unify the Bayer phase to
 RGGB, unprocess (inverse tone curve, sRGB decode, camera matrix, white balance, brightness),
 mosaic and pack, Poisson shot / read / row noise, black level, quantisation, clipping, and the
@@ -29,6 +30,7 @@ from ..noise import NoiseProfile
 from .dataset import Choices, draw_choices, draw_crop, draw_orientation, render_matrix
 from .sensor_noise import TUKEY_U_MARGIN, tukey_lambda_from_uniform
 from .unprocess import camera_matrix_from_srgb
+
 
 @dataclass(frozen=True)
 class SampleDraw:
@@ -57,9 +59,9 @@ def _upload(values, device: torch.device, dtype: torch.dtype = torch.float32) ->
     """A small CPU array onto ``device`` without waiting for the GPU's queue (pinned, asynchronous
     copy), so the CPU draws the next batch while the GPU still trains on this one."""
     tensor = torch.as_tensor(np.asarray(values), dtype=dtype)
-    if device.type != "cuda":
-        return tensor
-    return tensor.pin_memory().to(device, non_blocking=True)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def _per_sample(values: list[float], device: torch.device) -> torch.Tensor:
@@ -119,7 +121,8 @@ def unprocess_torch(srgb: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor
 
 def pack_rggb(full: torch.Tensor) -> torch.Tensor:
     """Mosaic ``(N, 3, 2h, 2w)`` RGB in RGGB and pack it: ``(N, 4, h, w)`` planes R, G1, G2, B."""
-    return torch.stack([full[:, 0, 0::2, 0::2], full[:, 1, 0::2, 1::2], full[:, 1, 1::2, 0::2], full[:, 2, 1::2, 1::2]], dim=1)
+    r, g1, g2, b = full[:, 0, 0::2, 0::2], full[:, 1, 0::2, 1::2], full[:, 1, 1::2, 0::2], full[:, 2, 1::2, 1::2]
+    return torch.stack([r, g1, g2, b], dim=1)
 
 
 def dark_raw_torch(clean: torch.Tensor, draws: list[SampleDraw], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -133,11 +136,11 @@ def dark_raw_torch(clean: torch.Tensor, draws: list[SampleDraw], generator: torc
     black = _per_sample([s.black for s in sensors], device)
     span = _per_sample([s.span for s in sensors], device)
     white = _per_sample([s.white for s in sensors], device)
-    electrons_per_unit = _per_sample([s.span / s.system_gain / d.choices.ratio for s, d in zip(sensors, draws)], device)
-    point_sigma = _per_sample([s.read_sigma * (1.0 - s.row_fraction) ** 0.5 for s in sensors], device)
-    row_sigma = _per_sample([s.read_sigma * s.row_fraction**0.5 for s in sensors], device)
+    electrons_at_white = _per_sample([s.electrons_at_white(d.choices.ratio) for s, d in zip(sensors, draws)], device)
+    point_sigma = _per_sample([s.point_sigma for s in sensors], device)
+    row_sigma = _per_sample([s.row_sigma for s in sensors], device)
 
-    signal = torch.poisson(clean.clamp(0.0, 1.0) * electrons_per_unit, generator=generator) * gain
+    signal = torch.poisson(clean.clamp(0.0, 1.0) * electrons_at_white, generator=generator) * gain
     read = torch.randn(clean.shape, generator=generator, device=device)
     for i, s in enumerate(sensors):
         if s.tukey_lambda is not None:
@@ -145,7 +148,8 @@ def dark_raw_torch(clean: torch.Tensor, draws: list[SampleDraw], generator: torc
             u = u.clamp(TUKEY_U_MARGIN, 1.0 - TUKEY_U_MARGIN)
             read[i] = tukey_lambda_from_uniform(u, s.tukey_lambda)
     n, _, h, _ = clean.shape
-    rows = torch.randn((n, 2, h), generator=generator, device=device).repeat_interleave(2, dim=1)[..., None]  # even, odd full rows
+    rows = torch.randn((n, 2, h), generator=generator, device=device)  # even and odd full-resolution rows
+    rows = rows.repeat_interleave(2, dim=1)[..., None]  # → planes R, G1 (even rows) and G2, B (odd rows)
     raw = torch.round(signal + point_sigma * read + row_sigma * rows + black)
     raw = torch.minimum(raw.clamp_min(0.0), white)
     return (raw - black) / span
@@ -173,8 +177,8 @@ def synthesize(images: list[torch.Tensor], draws: list[SampleDraw], patch: int, 
     target, clean = clean_pair(images, draws, patch)
     dark = unify_phase_packed(dark_raw_torch(clean, draws, generator), draws)
     profiles = [d.choices.sensor.profile() for d in draws]
-    profile = NoiseProfile(a=_per_sample([p.a for p in profiles], device), b=_per_sample([p.b for p in profiles], device),
-                           source="synthetic")
+    a, b = _per_sample([p.a for p in profiles], device), _per_sample([p.b for p in profiles], device)
+    profile = NoiseProfile(a=a, b=b, source="synthetic")  # one a, b per sample
     inputs = network_input_torch(dark, _per_sample([d.choices.ratio for d in draws], device), profile)
     matrices = _upload(np.stack([render_matrix(d.choices.params.color) for d in draws]), device)
     return DeviceBatch(inputs=inputs, target=target, matrices=matrices)

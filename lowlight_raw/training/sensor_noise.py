@@ -50,6 +50,20 @@ class SensorModel:
         """``white - black``: one unit of the normalised scale, in DN."""
         return self.white - self.black
 
+    @property
+    def point_sigma(self) -> float:
+        """Sigma (DN) of the per-pixel read noise: the read noise less its row part."""
+        return self.read_sigma * math.sqrt(1.0 - self.row_fraction)
+
+    @property
+    def row_sigma(self) -> float:
+        """Sigma (DN) of the per-row banding noise."""
+        return self.read_sigma * math.sqrt(self.row_fraction)
+
+    def electrons_at_white(self, ratio: float) -> float:
+        """Mean electrons a pixel collects for a clean value of 1 shot ``ratio``× darker."""
+        return self.span / self.system_gain / ratio
+
     def profile(self) -> NoiseProfile:
         """``Var = a·x + b`` of this sensor on the normalised scale (quantisation included)."""
         a = self.system_gain / self.span
@@ -116,14 +130,13 @@ def simulate_dark_raw(clean_mosaic: np.ndarray, ratio: float, sensor: SensorMode
 
     Returns ``(raw - black) / (white - black)`` of the simulated dark raw, float32.
     """
-    electrons = np.clip(clean_mosaic, 0.0, 1.0) * (sensor.span / sensor.system_gain / ratio)
+    electrons = np.clip(clean_mosaic, 0.0, 1.0) * sensor.electrons_at_white(ratio)
     signal_dn = rng.poisson(electrons).astype(np.float64) * sensor.system_gain
-    point_sigma = sensor.read_sigma * math.sqrt(1.0 - sensor.row_fraction)
     if sensor.tukey_lambda is None:
         read = rng.normal(0.0, 1.0, size=clean_mosaic.shape)
     else:
         read = tukey_lambda_noise(rng, clean_mosaic.shape, sensor.tukey_lambda)
-    row = rng.normal(0.0, sensor.read_sigma * math.sqrt(sensor.row_fraction), size=(clean_mosaic.shape[0], 1))
-    raw = np.round(signal_dn + point_sigma * read + row + sensor.black)
+    row = rng.normal(0.0, sensor.row_sigma, size=(clean_mosaic.shape[0], 1))
+    raw = np.round(signal_dn + sensor.point_sigma * read + row + sensor.black)
     raw = np.clip(raw, 0.0, sensor.white)
     return ((raw - sensor.black) / sensor.span).astype(np.float32)
