@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU session as one command (docs/gpu.md): train the quality model for MINUTES, then
 # benchmark fast vs quality (float32 and bf16, end to end, network alone, daemon per file).
-#   scripts/gpu_run.sh OUT_DIR [MINUTES]        MINUTES of training, default 6: the run ends
+#   scripts/gpu_run.sh OUT_DIR [MINUTES]        MINUTES of training, default 5.5: with start-up
+#                                               (~30 s) and the bench (≤ 200 s) the run ends
 #                                               within ~9.5 min, inside one 10-minute command
 # OUT_DIR gets lowlight-quality.pt + .json (written every minute), train.log, bench.txt, gpu.txt.
 # Needs cache/training (training photos) and .whl (rawpy, exiv2, exifread, pyzmq for the engine
@@ -12,7 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: scripts/gpu_run.sh OUT_DIR [MINUTES]}"
-minutes="${2:-6}"
+minutes="${2:-5.5}"
 device="${DEVICE:-cuda}"
 python="${PYTHON:-python3}"
 [[ -z "${PYTHON:-}" && -x .venv/bin/python ]] && python=.venv/bin/python
@@ -30,5 +31,5 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # shellcheck disable=SC2086
-timeout 150 "$python" bench/bench_engine.py --device "$device" --models "fast,$out/lowlight-quality.pt" \
+timeout 200 "$python" bench/bench_engine.py --device "$device" --models "fast,$out/lowlight-quality.pt" --repeats 2 \
   ${BENCH_OPTIONS:-} 2>&1 | tee "$out/bench.txt"
