@@ -1,4 +1,4 @@
-"""Decode the clean training/validation/test photos into the local cache (``cache/training``).
+"""Gather the clean training/validation/test photos (their encoded files) into the local cache (``cache/training``).
 
 Usage: ``python scripts/prepare_training_data.py [--bsds PATH] [--cache DIR]``
 """
