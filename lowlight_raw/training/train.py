@@ -266,7 +266,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="storage type of the exported weights (float16: half the file)")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.synth == "device" and args.workers:
+        parser.error("--synth device makes the batches on the device: --workers does not apply")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
