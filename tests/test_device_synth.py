@@ -62,12 +62,14 @@ def test_noisy_edges_are_mirrored_as_pack_bayer_does(pattern: str) -> None:
 
 
 def test_crop_and_orientation_follow_the_numpy_augmentation() -> None:
-    photo = np.random.default_rng(12).integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
-    for turns in range(4):
-        for mirror in (False, True):
-            draw = SampleDraw(0, 3, 7, turns, mirror, _draw("RGGB", 0).choices)
-            got = crops([torch.from_numpy(photo)], [draw], patch=8)[0].permute(1, 2, 0).numpy()
-            np.testing.assert_array_equal(got, orient(photo[3:19, 7:23], turns, mirror) / np.float32(255.0))
+    """All eight orientations in one batch, each as :func:`.dataset.orient` makes it."""
+    photos = [np.random.default_rng(seed).integers(0, 256, size=(40, 50, 3), dtype=np.uint8) for seed in (12, 13)]
+    choices = _draw("RGGB", 0).choices
+    draws = [SampleDraw(i % 2, 3 + i, 7 + 2 * i, i // 2, bool(i % 2), choices) for i in range(8)]
+    got = crops([torch.from_numpy(p) for p in photos], draws, patch=8).permute(0, 2, 3, 1).numpy()
+    for d, image in zip(draws, got):
+        crop = photos[d.image][d.y : d.y + 16, d.x : d.x + 16]
+        np.testing.assert_array_equal(image, orient(crop, d.quarter_turns, d.mirror) / np.float32(255.0))
 
 
 @pytest.mark.parametrize("tukey", [None, -0.2])

@@ -70,13 +70,23 @@ def _per_sample(values: list[float], device: torch.device) -> torch.Tensor:
 
 
 def crops(images: list[torch.Tensor], draws: list[SampleDraw], patch: int) -> torch.Tensor:
-    """``(N, 3, 2p, 2p)`` sRGB in [0, 1]: each draw's crop of its ``(H, W, 3)`` uint8 photo, oriented."""
-    out = []
-    for d in draws:
-        crop = images[d.image][d.y : d.y + 2 * patch, d.x : d.x + 2 * patch]
-        crop = torch.rot90(crop, d.quarter_turns, dims=(0, 1))
-        out.append(crop.flip(1) if d.mirror else crop)
-    return torch.stack(out).permute(0, 3, 1, 2).float() / 255.0
+    """``(N, 3, 2p, 2p)`` sRGB in [0, 1]: each draw's crop of its ``(H, W, 3)`` uint8 photo, oriented.
+
+    Samples with the same turn (or mirror) are turned together: a few operations per batch, not
+    a few per sample (each is a kernel launch on a GPU).
+    """
+    device = images[0].device
+    batch = torch.stack([images[d.image][d.y : d.y + 2 * patch, d.x : d.x + 2 * patch] for d in draws])
+    for turns in (1, 2, 3):
+        chosen = [i for i, d in enumerate(draws) if d.quarter_turns == turns]
+        if chosen:
+            index = _upload(chosen, device, torch.long)
+            batch[index] = torch.rot90(batch[index], turns, dims=(1, 2))  # square crops keep their shape
+    mirrored = [i for i, d in enumerate(draws) if d.mirror]
+    if mirrored:
+        index = _upload(mirrored, device, torch.long)
+        batch[index] = batch[index].flip(2)
+    return batch.permute(0, 3, 1, 2).float() / 255.0
 
 
 def unify_phase(full: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
