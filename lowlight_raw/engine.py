@@ -49,12 +49,15 @@ class Enhancer:
         device: str = "auto",
         tile: int = DEFAULT_TILE,
         noiseprofiles: Path | None = None,
+        bf16: bool = True,
     ) -> None:
-        """``model``: ``auto``, a shipped model's name or a weight file (see :mod:`.registry`)."""
+        """``model``: ``auto``, a shipped model's name or a weight file (see :mod:`.registry`);
+        ``bf16``: autocast the network on CUDA (see :func:`.tiling.run_tiled`)."""
         self.device = choose_device(device)
         self.model, self.card = load_model(resolve_model(model, self.device), self.device)
         self.tile = tile
         self.noiseprofiles = noiseprofiles
+        self.bf16 = bf16
 
     def enhance(
         self,
@@ -97,6 +100,7 @@ class Enhancer:
                 tile=self.tile,
                 should_cancel=should_cancel,
                 on_progress=lambda f: report(0.1 + 0.8 * f, "network"),
+                bf16=self.bf16,
             )
         except torch.OutOfMemoryError as exc:
             raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc

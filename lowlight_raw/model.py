@@ -164,11 +164,18 @@ def build_model(arch: str, config: object) -> nn.Module:
     return ARCHITECTURES[arch].module(config)
 
 
-def save_weights(model: nn.Module, path: Path, name: str, extra: dict | None = None) -> ModelCard:
-    """Write ``model``'s weights to ``path`` and its card beside it (atomically, each)."""
+def save_weights(
+    model: nn.Module, path: Path, name: str, extra: dict | None = None, dtype: torch.dtype = torch.float32
+) -> ModelCard:
+    """Write ``model``'s weights to ``path`` and its card beside it (atomically, each).
+
+    ``dtype``: how floating-point weights are stored (``torch.float16`` halves the file, e.g. to
+    fit a transfer limit); :func:`load_model` loads any of them into the float32 network.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, tmp)
     tmp.replace(path)
     card = ModelCard(name=name, arch=model.arch.name, config=model.config, sha256=file_sha256(path), extra=dict(extra or {}))
     card_tmp = card_path(path).with_name(card_path(path).name + ".tmp")

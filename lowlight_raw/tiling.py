@@ -86,12 +86,14 @@ def run_tiled(
     overlap: int = DEFAULT_OVERLAP,
     should_cancel: Callable[[], bool] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    bf16: bool = True,
 ) -> np.ndarray:
     """``(C, h, w)`` network input → ``(2h, 2w, 3)`` float32 output (pixel-interleaved), tile by tile.
 
     ``tile`` and ``overlap`` are in packed pixels and are rounded to multiples of the network's
     pooling factor. ``should_cancel`` is polled before each tile (raises :class:`Cancelled`);
-    ``on_progress`` gets the fraction of tiles done.
+    ``on_progress`` gets the fraction of tiles done. On CUDA the network runs under bf16
+    autocast unless ``bf16`` is false (float32: ``bench/bench_engine.py`` compares the two).
     """
     m = model.config.multiple
     _, h, w = inputs.shape
@@ -108,7 +110,7 @@ def run_tiled(
     tw, xs = _split(W, tile, overlap, m)
     out = np.zeros((2 * H, 2 * W, 3), dtype=np.float32)
     weight_sum = np.zeros((2 * H, 2 * W), dtype=np.float32)
-    autocast = device.type == "cuda"
+    autocast = bf16 and device.type == "cuda"
     done, total = 0, len(ys) * len(xs)
     with torch.inference_mode():
         for y in ys:

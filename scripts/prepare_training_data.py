@@ -1,4 +1,4 @@
-"""Fetch the Debian photos and decode the clean training/validation/test photos into the local cache.
+"""Fetch the Debian photos and gather the clean training/validation/test photos (their encoded files) into the local cache.
 
 Usage: ``python scripts/prepare_training_data.py [--bsds PATH] [--cache DIR] [--photos DIR] [--max-mb MB]``
 

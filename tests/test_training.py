@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
+import re
+import subprocess
+import sys
 import json
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import skimage.data
@@ -15,11 +20,12 @@ from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import NoiseProfile
-from lowlight_raw.training import evaluate, sensor_noise, train
+from lowlight_raw.training import evaluate, sensor_noise, sources, train
 from lowlight_raw.training.dataset import SyntheticBatches, augment, make_batch, make_sample
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import inverse_smoothstep, mosaic, render_srgb, sample_params, unprocess
 
+REPO = Path(__file__).resolve().parents[1]
 QUIET_SENSOR = SensorModel(bits=14, black=512.0, system_gain=1e-4, read_sigma=0.01, row_fraction=0.0, tukey_lambda=None)
 
 
@@ -218,3 +224,56 @@ def test_evaluation_table_on_tiny_inputs() -> None:
         assert 0.0 < rows["model"]["ssim"] <= 1.0
     assert table["x300"]["naive"]["psnr"] < table["x1-10"]["naive"]["psnr"]
     assert "| x100 | naive |" in evaluate.format_table(table)
+
+
+def test_cache_keeps_the_encoded_photos_and_decodes_them(tmp_path: Path, monkeypatch) -> None:
+    """The cache holds each JPEG's own bytes (small enough to send to a GPU machine) and
+    cached_images gives the decoded pixels; a cache of decoded pixels still loads."""
+    monkeypatch.setattr(sources, "debian_training_photos", lambda *args: [])  # tests/test_training_data.py has them
+    rng = np.random.default_rng(7)
+    root = tmp_path / "bsds"
+    for split in ("train", "val", "test"):
+        (root / split).mkdir(parents=True)
+        for i in range(2):
+            iio.imwrite(root / split / f"{i}.jpg", rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8))
+    cache = sources.prepare_cache(tmp_path / "cache", root)
+    jpeg_bytes = sum(p.stat().st_size for p in (root / "val").glob("*.jpg"))
+    assert (cache / "validation.npz").stat().st_size < jpeg_bytes + 1000
+    validation = sources.cached_images("validation", cache)
+    expected = [iio.imread(p) for p in sorted((root / "val").glob("*.jpg"))]
+    assert all(np.array_equal(a, b) and a.dtype == np.uint8 for a, b in zip(validation, expected))
+    train_images = sources.cached_images("train", cache)
+    assert len(train_images) == 2 + len(sources.SKIMAGE_PHOTOS)
+    assert np.array_equal(train_images[2 + list(sources.SKIMAGE_PHOTOS).index("rocket")], skimage.data.rocket())  # PNG: lossless
+    np.savez(cache / "validation.npz", **{f"{i:04d}": im for i, im in enumerate(expected)})
+    assert all(np.array_equal(a, b) for a, b in zip(sources.cached_images("validation", cache), expected))
+
+
+def test_gpu_recipe_rehearsed_on_the_cpu(tmp_path: Path, photo_cache: Path) -> None:
+    """scripts/gpu_train.sh itself at toy scale on the CPU (later options win): batches made in
+    torch on the device, bf16 autocast, channels-last, float16 weights + card exported every
+    interval, steps/s and validation PSNR printed and logged; a resume continues the count."""
+    out = tmp_path / "out"
+    toy = ["--device", "cpu", "--cache", str(photo_cache), "--run-dir", str(tmp_path / "run"), "--width", "4",
+           "--depth", "2", "--batch", "2", "--patch", "32", "--threads", "1", "--log-every", "2",
+           "--validate-minutes", "0.01", "--export-minutes", "0.01"]
+    script, env = [str(REPO / "scripts" / "gpu_train.sh"), str(out)], {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(script + ["0.04"] + toy, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "train.log").read_text() == done.stdout
+    rates = [float(v) for v in re.findall(r"steps/s ([0-9.]+)", done.stdout)]
+    psnrs = [float(v) for v in re.findall(r"ema_psnr ([0-9.]+)", done.stdout)]
+    assert rates and min(rates) > 0 and len(psnrs) >= 2 and all(5.0 < p < 60.0 for p in psnrs)
+    stop = int(re.search(r"# stop step (\d+)", done.stdout).group(1))
+    weights = out / "lowlight-quality.pt"
+    model, card = load_model(weights)
+    training = card.extra["training"]
+    assert training["steps"] == stop and training["batch_synthesis"] == "device" and training["autocast"] == "bf16"
+    assert card.config == UNetConfig(width=4, depth=2) and card.name == "lowlight-quality"
+    assert torch.load(weights, weights_only=True)["head.weight"].dtype == torch.float16
+    ema = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["ema"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, ema[name].float(), atol=1e-3, rtol=1e-3)  # float16 storage
+    done = subprocess.run(script + ["0.08"] + toy + ["--resume"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and f"# start step {stop} " in done.stdout, done.stdout + done.stderr
+    assert int(re.search(r"# stop step (\d+)", done.stdout).group(1)) > stop

@@ -33,37 +33,77 @@ class Sample:
     sensor: SensorModel
 
 
+def draw_orientation(rng: np.random.Generator) -> tuple[int, bool]:
+    """A random orientation: quarter turns (0–3) and whether to mirror left-right after them."""
+    return int(rng.integers(4)), bool(rng.random() < 0.5)
+
+
+def orient(crop: np.ndarray, quarter_turns: int, mirror: bool) -> np.ndarray:
+    """``np.rot90(crop, quarter_turns)``, then mirrored left-right if ``mirror``."""
+    crop = np.rot90(crop, k=quarter_turns)
+    return np.ascontiguousarray(crop[:, ::-1] if mirror else crop)
+
+
 def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random flips and 90° rotations of an ``(H, W, 3)`` RGB crop (done before mosaicing)."""
-    crop = np.rot90(crop, k=int(rng.integers(4)))
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    return np.ascontiguousarray(crop)
+    return orient(crop, *draw_orientation(rng))
+
+
+def draw_crop(shape: tuple[int, ...], height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a random ``height × width`` window of an image of ``shape`` (H, W, ...)."""
+    return int(rng.integers(shape[0] - height + 1)), int(rng.integers(shape[1] - width + 1))
 
 
 def random_crop(image: np.ndarray, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A random ``height × width`` window of ``image`` (which must be at least that big)."""
-    y = int(rng.integers(image.shape[0] - height + 1))
-    x = int(rng.integers(image.shape[1] - width + 1))
+    y, x = draw_crop(image.shape, height, width, rng)
     return image[y : y + height, x : x + width]
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The random choices that make one sample from a crop (besides the noise itself)."""
+
+    pattern: str  # Bayer phase of the simulated sensor
+    params: UnprocessParams  # camera colour and brightness
+    sensor: SensorModel
+    ratio: float  # exposure ratio: how much darker than the clean crop
+
+
+def draw_choices(
+    rng: np.random.Generator,
+    pattern: str | None = None,
+    ratio: float | None = None,
+    sensor: SensorModel | None = None,
+    params: UnprocessParams | None = None,
+) -> Choices:
+    """A sample's choices: the given ones kept, the rest drawn from ``rng`` (phase, camera,
+    sensor, ratio, in that order). The one place that says how a training sample is chosen:
+    :func:`make_sample` and the GPU's :mod:`.device_synth` both draw through it."""
+    pattern = pattern or str(rng.choice(PATTERNS))
+    params = params or sample_params(rng)
+    if sensor is None or ratio is None:
+        drawn_sensor, drawn_ratio = sample_exposure(rng)
+        sensor, ratio = sensor or drawn_sensor, drawn_ratio if ratio is None else ratio
+    return Choices(pattern=pattern, params=params, sensor=sensor, ratio=ratio)
 
 
 def make_sample(
     srgb_crop: np.ndarray,
     rng: np.random.Generator,
-    ratio: float,
-    sensor: SensorModel,
+    ratio: float | None = None,
+    sensor: SensorModel | None = None,
     pattern: str | None = None,
     params: UnprocessParams | None = None,
 ) -> Sample:
     """Synthetic raw shot ``ratio``× too dark on ``sensor`` + clean target, from an sRGB crop of
     ``2h × 2w`` (values in [0, 1]).
 
-    Unset choices (Bayer ``pattern``, camera ``params``) are sampled from ``rng``. The visible
-    mosaic is cropped by the phase's padding so the packed planes are exactly ``h × w``.
+    Unset choices are drawn by :func:`draw_choices`. The visible mosaic is cropped by the
+    phase's padding so the packed planes are exactly ``h × w``.
     """
-    pattern = pattern or str(rng.choice(PATTERNS))
-    params = params or sample_params(rng)
+    choices = draw_choices(rng, pattern, ratio, sensor, params)
+    pattern, params, sensor, ratio = choices.pattern, choices.params, choices.sensor, choices.ratio
     full_h, full_w = srgb_crop.shape[:2]
     probe = BayerLayout(pattern, full_h, full_w)
     dy, dx = probe.offset
@@ -101,20 +141,23 @@ def make_batch(images: list[np.ndarray], batch: int, patch: int, rng: np.random.
     for _ in range(batch):
         image = images[int(rng.integers(len(images)))]
         crop = augment(random_crop(image, 2 * patch, 2 * patch, rng), rng)
-        sensor, ratio = sample_exposure(rng)
-        samples.append(make_sample(crop.astype(np.float32) / 255.0, rng, ratio, sensor))
+        samples.append(make_sample(crop.astype(np.float32) / 255.0, rng))
     return samples
 
 
 def batch_arrays(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stacked ``inputs`` (N, 8, h, w), ``target`` (N, 3, 2h, 2w) and camera → linear sRGB
     matrices (N, 3, 3, white balance folded in), all float32."""
-    matrices = [s.color.matrix_to("srgb") * s.color.wb[None, :] for s in samples]
     return (
         np.stack([s.inputs for s in samples]),
         np.stack([s.target for s in samples]),
-        np.stack(matrices).astype(np.float32),
+        np.stack([render_matrix(s.color) for s in samples]),
     )
+
+
+def render_matrix(color: CameraColor) -> np.ndarray:
+    """(3, 3) float32 camera RGB → linear sRGB with the white balance folded in (the loss renders with it)."""
+    return (color.matrix_to("srgb") * color.wb[None, :]).astype(np.float32)
 
 
 class SyntheticBatches(torch.utils.data.IterableDataset):

@@ -58,6 +58,19 @@ class SensorModel:
         span = 2.0**bits - 1.0 - black
         return cls(bits=bits, black=black, system_gain=a * span,
                    read_sigma=math.sqrt(max(b * span**2 - 1.0 / 12.0, 0.0)), row_fraction=0.0, tukey_lambda=None)
+    @property
+    def point_sigma(self) -> float:
+        """Sigma (DN) of the per-pixel read noise: the read noise less its row part."""
+        return self.read_sigma * math.sqrt(1.0 - self.row_fraction)
+
+    @property
+    def row_sigma(self) -> float:
+        """Sigma (DN) of the per-row banding noise."""
+        return self.read_sigma * math.sqrt(self.row_fraction)
+
+    def electrons_at_white(self, ratio: float) -> float:
+        """Mean electrons a pixel collects for a clean value of 1 shot ``ratio``× darker."""
+        return self.span / self.system_gain / ratio
 
     def profile(self) -> NoiseProfile:
         """``Var = a·x + b`` of this sensor on the normalised scale (quantisation included)."""
@@ -105,15 +118,31 @@ def sample_ratio(rng: np.random.Generator) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
+TUKEY_U_MARGIN = 1e-7  # uniform samples are drawn from (margin, 1 - margin): finite quantiles
+
+
+def tukey_lambda_std(lam: float) -> float:
+    """Standard deviation of the standard Tukey-lambda distribution (``lam`` in (-0.5, 0.14])."""
+    if abs(lam) < 1e-4:  # the logistic limit
+        return math.pi / math.sqrt(3.0)
+    var = 2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - math.gamma(lam + 1.0) ** 2 / math.gamma(2.0 * lam + 2.0))
+    return math.sqrt(var)
+
+
+def tukey_lambda_from_uniform(u, lam: float):
+    """Zero-mean, unit-variance Tukey-lambda samples from uniform ``u`` (a numpy array or a torch
+    tensor, the result is the same type): the quantile function, divided by :func:`tukey_lambda_std`."""
+    if abs(lam) < 1e-4:
+        odds = u / (1.0 - u)
+        x = odds.log() if hasattr(odds, "log") else np.log(odds)
+    else:
+        x = (u**lam - (1.0 - u) ** lam) / lam
+    return x / tukey_lambda_std(lam)
+
+
 def tukey_lambda_noise(rng: np.random.Generator, shape: tuple[int, ...], lam: float) -> np.ndarray:
     """Zero-mean, unit-variance Tukey-lambda samples (``lam`` in (-0.5, 0.14]; < 0: heavy tails)."""
-    u = rng.uniform(1e-7, 1.0 - 1e-7, size=shape)
-    if abs(lam) < 1e-4:
-        x = np.log(u / (1.0 - u))
-        return x / (math.pi / math.sqrt(3.0))
-    x = (u**lam - (1.0 - u) ** lam) / lam
-    var = 2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - math.gamma(lam + 1.0) ** 2 / math.gamma(2.0 * lam + 2.0))
-    return x / math.sqrt(var)
+    return tukey_lambda_from_uniform(rng.uniform(TUKEY_U_MARGIN, 1.0 - TUKEY_U_MARGIN, size=shape), lam)
 
 
 def simulate_dark_raw(clean_mosaic: np.ndarray, ratio: float, sensor: SensorModel, rng: np.random.Generator) -> np.ndarray:
@@ -121,14 +150,13 @@ def simulate_dark_raw(clean_mosaic: np.ndarray, ratio: float, sensor: SensorMode
 
     Returns ``(raw - black) / (white - black)`` of the simulated dark raw, float32.
     """
-    electrons = np.clip(clean_mosaic, 0.0, 1.0) * (sensor.span / sensor.system_gain / ratio)
+    electrons = np.clip(clean_mosaic, 0.0, 1.0) * sensor.electrons_at_white(ratio)
     signal_dn = rng.poisson(electrons).astype(np.float64) * sensor.system_gain
-    point_sigma = sensor.read_sigma * math.sqrt(1.0 - sensor.row_fraction)
     if sensor.tukey_lambda is None:
         read = rng.normal(0.0, 1.0, size=clean_mosaic.shape)
     else:
         read = tukey_lambda_noise(rng, clean_mosaic.shape, sensor.tukey_lambda)
-    row = rng.normal(0.0, sensor.read_sigma * math.sqrt(sensor.row_fraction), size=(clean_mosaic.shape[0], 1))
-    raw = np.round(signal_dn + point_sigma * read + row + sensor.black)
+    row = rng.normal(0.0, sensor.row_sigma, size=(clean_mosaic.shape[0], 1))
+    raw = np.round(signal_dn + sensor.point_sigma * read + row + sensor.black)
     raw = np.clip(raw, 0.0, sensor.white)
     return ((raw - sensor.black) / sensor.span).astype(np.float32)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -49,15 +49,34 @@ SOURCE_SELECTIONS = {"all": ("bsds500", "skimage", "debian"), "licence-clean": (
 @dataclass(frozen=True)
 class Photo:
     """One clean photo: an identifier, its source (``bsds500``, ``skimage`` or ``debian``: what
-    :data:`SOURCE_SELECTIONS` name), its licence, the uint8 ``(H, W, 3)`` sRGB pixels, who to
-    credit, and by how much the pixels were downscaled."""
+    :data:`SOURCE_SELECTIONS` name), its licence, its encoded file, its size, who to credit, and
+    by how much it was downscaled.
+
+    The cache keeps encoded files (BSDS500's JPEGs as published, the others as PNG), not decoded
+    pixels: BSDS500's ``train/`` + ``val/`` are 23 MB as JPEGs but 130 MB decoded, and the
+    training photos must travel to a GPU machine (64 MiB, ``docs/gpu.md``).
+    """
 
     name: str
     source: str
     licence: str
-    pixels: np.ndarray
+    encoded: bytes
+    size: tuple[int, int]
     attribution: str = ""
     downscale: int = 1
+
+    @staticmethod
+    def of_pixels(name: str, source: str, licence: str, pixels: np.ndarray, attribution: str = "",
+                  downscale: int = 1) -> "Photo":
+        """A photo from uint8 ``(H, W, 3)`` pixels, kept as PNG."""
+        encoded = iio.imwrite("<bytes>", np.ascontiguousarray(pixels), extension=".png")
+        return Photo(name, source, licence, encoded, pixels.shape[:2], attribution, downscale)
+
+    @staticmethod
+    def of_file(name: str, source: str, licence: str, path: Path) -> "Photo":
+        """A photo from its file, kept as it is."""
+        encoded = path.read_bytes()
+        return Photo(name, source, licence, encoded, decode_rgb(encoded).shape[:2])
 
 
 def bsds_root(explicit: Path | None = None) -> Path:
@@ -77,8 +96,9 @@ def bsds_files(split: str, root: Path | None = None) -> list[Path]:
     return sorted((bsds_root(root) / split).glob("*.jpg"))
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    image = iio.imread(path)
+def decode_rgb(encoded: bytes | np.ndarray) -> np.ndarray:
+    """An encoded image file (bytes, or their uint8 array) → uint8 ``(H, W, 3)`` sRGB pixels."""
+    image = iio.imread(bytes(encoded))
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
@@ -97,16 +117,16 @@ def debian_training_photos(photo_dir: Path = DEFAULT_PHOTOS, max_mb: float | Non
     except debian_photos.ArchiveUnavailable as exc:
         print(f"training data: no Debian photos: {exc}", file=sys.stderr)
         return []
-    photos = []
+    scaled = []  # (entry, licence, factor, pixels)
     for entry, path in selected:
         licence = entry.licence + (f" (package metadata: {entry.upstream_licence})" if entry.upstream_licence else "")
         for factor, pixels in debian_photos.multiscale(debian_photos.read_rgb(path)):
-            photos.append(Photo(entry.name, "debian", licence, pixels, entry.attribution, factor))
+            scaled.append((entry, licence, factor, pixels))
     if max_mb is not None:
-        cap = debian_photos.pixel_cap([p.pixels.shape[0] * p.pixels.shape[1] for p in photos], int(max_mb * 1e6 / 3))
+        cap = debian_photos.pixel_cap([p.shape[0] * p.shape[1] for *_, p in scaled], int(max_mb * 1e6 / 3))
         rng = np.random.default_rng(0)
-        photos = [replace(p, pixels=debian_photos.random_window(p.pixels, cap, rng)) for p in photos]
-    return photos
+        scaled = [(e, lic, f, debian_photos.random_window(p, cap, rng)) for e, lic, f, p in scaled]
+    return [Photo.of_pixels(e.name, "debian", lic, p, e.attribution, f) for e, lic, f, p in scaled]
 
 
 def load_split(split: str, root: Path | None = None, photo_dir: Path = DEFAULT_PHOTOS,
@@ -122,11 +142,11 @@ def load_split(split: str, root: Path | None = None, photo_dir: Path = DEFAULT_P
         paths = bsds_files("train", root) + bsds_files("val", root)[VALIDATION_COUNT:]
     else:
         raise ValueError(f"unknown split {split!r}")
-    photos = [Photo(f"bsds500/{p.parent.name}/{p.name}", "bsds500", BSDS_LICENCE, _read_rgb(p)) for p in paths]
+    photos = [Photo.of_file(f"bsds500/{p.parent.name}/{p.name}", "bsds500", BSDS_LICENCE, p) for p in paths]
     if split == "train":
         import skimage.data
 
-        photos += [Photo(f"skimage.data.{n}", "skimage", lic, getattr(skimage.data, n)()[..., :3])
+        photos += [Photo.of_pixels(f"skimage.data.{n}", "skimage", lic, getattr(skimage.data, n)()[..., :3])
                    for n, lic in SKIMAGE_PHOTOS.items()]
         photos += debian_training_photos(photo_dir, max_mb)
     return photos
@@ -134,20 +154,21 @@ def load_split(split: str, root: Path | None = None, photo_dir: Path = DEFAULT_P
 
 def prepare_cache(cache_dir: Path = DEFAULT_CACHE, root: Path | None = None, photo_dir: Path = DEFAULT_PHOTOS,
                   max_mb: float | None = DEFAULT_MAX_MB) -> Path:
-    """Decode every split once into ``cache_dir/<split>.npz`` plus ``sources.json`` (each cached
-    image's name, source, licence, attribution, downscale factor and size); returns the dir.
-    ``max_mb`` caps the Debian photos' share (see :func:`debian_training_photos`)."""
+    """Gather every split's encoded photos into ``cache_dir/<split>.npz`` plus ``sources.json``
+    (each cached image's name, source, licence, attribution, downscale factor and size); returns
+    the dir. ``max_mb`` caps the Debian photos' share (see :func:`debian_training_photos`).
+    ``train.npz``, ``validation.npz`` and ``sources.json`` are all that training needs."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for split in ("train", "validation", "test"):
         photos = load_split(split, root, photo_dir, max_mb)
         tmp = cache_dir / f"{split}.tmp.npz"
-        np.savez(tmp, **{f"{i:04d}": p.pixels for i, p in enumerate(photos)})
+        np.savez(tmp, **{f"{i:04d}": np.frombuffer(p.encoded, dtype=np.uint8) for i, p in enumerate(photos)})
         tmp.replace(cache_dir / f"{split}.npz")
         manifest[split] = [
             {"name": p.name, "source": p.source, "licence": p.licence, "attribution": p.attribution,
-             "downscale": p.downscale, "size": list(p.pixels.shape[:2])}
+             "downscale": p.downscale, "size": list(p.size)}
             for p in photos
         ]
     (cache_dir / "sources.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
@@ -169,13 +190,15 @@ def _selected_entries(cache_dir: Path, split: str, sources: str) -> list[tuple[i
 
 def cached_images(split: str, cache_dir: Path = DEFAULT_CACHE, root: Path | None = None,
                   sources: str = "all") -> list[np.ndarray]:
-    """uint8 photos of ``split`` from the cache (built first when missing); for ``train``, only
-    those of the named source selection (a key of :data:`SOURCE_SELECTIONS`)."""
+    """uint8 ``(H, W, 3)`` photos of ``split`` from the cache (built first when missing); for
+    ``train``, only those of the named source selection (a key of :data:`SOURCE_SELECTIONS`).
+    Entries are encoded files (1-D uint8, decoded here) or, in caches made before, the pixels."""
     path = Path(cache_dir) / f"{split}.npz"
     if not path.is_file():
         prepare_cache(cache_dir, root)
     with np.load(path) as data:
-        return [data[f"{i:04d}"] for i, _ in _selected_entries(cache_dir, split, sources)]
+        entries = (data[f"{i:04d}"] for i, _ in _selected_entries(cache_dir, split, sources))
+        return [decode_rgb(a) if a.ndim == 1 else a for a in entries]
 
 
 def source_summary(cache_dir: Path = DEFAULT_CACHE, sources: str = "all") -> dict:

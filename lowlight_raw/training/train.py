@@ -7,9 +7,11 @@ of the weights (the exported model), checkpoints every few minutes and on SIGTER
 The loss is L1 in sRGB after the product's colour pipeline (each sample's white balance and
 camera matrix), the space the evaluation scores in.
 
-On a GPU, let worker processes make the synthetic batches, e.g. ``--device cuda --workers 12
---batch 32 --width 16``: one process alone makes a batch of 8 in ~0.1 s, far slower than a GPU
-step.
+On a GPU, make the synthetic batches there (``--synth device``, :mod:`.device_synth`: the
+numpy reference draws each sample's choices, torch does the pixel work on the GPU) with bf16
+autocast and channels-last (``--amp bf16 --channels-last``); ``scripts/gpu_train.sh`` is the
+prepared command (``docs/gpu.md``). ``--workers N`` instead has N CPU processes make them with
+the numpy pipeline (one process makes a batch of 8 in ~0.1 s, far slower than a GPU step).
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from ..color import srgb_encode_torch
 from ..model import SIDUNet, UNetConfig, load_model, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
+from .device_synth import draw_samples, synthesize
 from .sources import DEFAULT_CACHE, REPO_ROOT, SOURCE_SELECTIONS, cached_images, source_summary
 
 EMA_DECAY = 0.999
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16}
+EXPORT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def render_srgb_torch(camera: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
@@ -45,9 +50,17 @@ def to_tensors(samples: list[Sample], device: torch.device) -> tuple[torch.Tenso
     return tuple(torch.from_numpy(a).to(device) for a in batch_arrays(samples))
 
 
-def srgb_l1_loss(model: SIDUNet, inputs: torch.Tensor, target: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """L1 between the rendered output and the rendered clean target."""
-    return (render_srgb_torch(model(inputs), matrices) - render_srgb_torch(target, matrices)).abs().mean()
+def srgb_l1_loss(
+    model: SIDUNet, inputs: torch.Tensor, target: torch.Tensor, matrices: torch.Tensor, amp: torch.dtype | None = None
+) -> torch.Tensor:
+    """L1 between the rendered output and the rendered clean target.
+
+    ``amp`` (e.g. ``torch.bfloat16``): the network runs under autocast in that type; the
+    rendering and the loss stay float32.
+    """
+    with torch.autocast(inputs.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        output = model(inputs)
+    return (render_srgb_torch(output.float(), matrices) - render_srgb_torch(target, matrices)).abs().mean()
 
 
 def validation_samples(images: list[np.ndarray], clean: bool = False, count: int = 12, patch: int = 128,
@@ -114,7 +127,8 @@ class Trainer:
         if args.init is not None:  # fine-tune: start from a trained model's weights
             trained, _ = load_model(args.init)
             self.model.load_state_dict(trained.state_dict())
-        self.model.to(device)
+        memory_format = torch.channels_last if args.channels_last else torch.preserve_format
+        self.model.to(device, memory_format=memory_format)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=1e-4)
         self.step = 0
@@ -159,20 +173,25 @@ class Trainer:
             for e, p in zip(self.ema.parameters(), self.model.parameters()):
                 e.lerp_(p, 1.0 - decay)
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
-        """One optimiser step on ``(inputs, target, matrices)`` (on the device); returns the loss."""
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """One optimiser step on ``(inputs, target, matrices)`` (on the device); returns the loss.
+
+        The loss stays a device tensor: reading it would make the CPU wait for the GPU every step.
+        """
         inputs, target, mats = batch
+        if self.args.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.progress(), self.args.lr)
         self.model.train()
-        loss = srgb_l1_loss(self.model, inputs, target, mats)
+        loss = srgb_l1_loss(self.model, inputs, target, mats, AMP_DTYPES[self.args.amp])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self.step += 1
         self.update_ema()
-        return float(loss.detach())
+        return loss.detach()
 
     def export(self, path: Path, extra: dict | None = None) -> None:
         """Write the EMA weights and their card via :func:`lowlight_raw.model.save_weights`."""
@@ -184,24 +203,42 @@ class Trainer:
                 "patch_packed": self.args.patch,
                 "optimizer": f"AdamW lr {self.args.lr} cosine, EMA {EMA_DECAY}",
                 "loss": "L1 in sRGB after white balance + camera matrix",
-                "device": str(self.device),
+                "device": self.device_name(),
+                "batch_synthesis": self.args.synth,
+                "autocast": self.args.amp,
                 "validation_psnr_db": round(self.best_psnr, 2),
             },
             "data": source_summary(self.args.cache, self.args.sources),
             "noise_model": noise_ranges(),
             **(extra or {}),
         }
-        save_weights(self.ema, path, name=path.stem, extra=card_extra)
+        save_weights(self.ema, path, name=path.stem, extra=card_extra, dtype=EXPORT_DTYPES[self.args.export_dtype])
+
+    def device_name(self) -> str:
+        """The training device, with the card's name on CUDA (e.g. ``cuda (NVIDIA H200)``)."""
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return str(self.device)
 
 
 def training_batches(images: list[np.ndarray], trainer: Trainer) -> Iterator[tuple[torch.Tensor, ...]]:
     """Endless training batches on the trainer's device.
 
-    ``--workers 0`` makes them here from the trainer's own generator (saved in checkpoints, so a
-    resumed CPU run continues the same stream); ``--workers N`` has N DataLoader processes make
-    them (seeded by the seed and the step it starts from), which is what keeps a GPU busy.
+    ``--synth device`` makes them on the device in torch (:mod:`.device_synth`), with every
+    choice drawn from the trainer's own generator (saved in checkpoints) and the noise from a
+    device generator seeded from it. Otherwise, ``--workers 0`` makes them here with the numpy
+    pipeline from the trainer's own generator (so a resumed CPU run continues the same stream);
+    ``--workers N`` has N DataLoader processes make them (seeded by the seed and the step it
+    starts from).
     """
     args, device = trainer.args, trainer.device
+    if args.synth == "device":
+        photos = [torch.from_numpy(im).to(device) for im in images]
+        shapes = [im.shape for im in images]
+        generator = torch.Generator(device).manual_seed(int(trainer.rng.integers(2**62)))
+        while True:
+            batch = synthesize(photos, draw_samples(shapes, args.batch, args.patch, trainer.rng), args.patch, generator)
+            yield batch.inputs, batch.target, batch.matrices
     if args.workers == 0:
         while True:
             yield to_tensors(make_batch(images, args.batch, args.patch, trainer.rng), device)
@@ -228,16 +265,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=75.0, help="schedule length in wall minutes; stops then")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0, help="processes making batches (0: in the training process)")
+    parser.add_argument("--synth", choices=("cpu", "device"), default="cpu",
+                        help="make batches with the numpy pipeline on the CPU, or in torch on the training device")
+    parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none", help="autocast the network (bf16 on a GPU)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last weights and inputs (tensor cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--validate-minutes", type=float, default=5.0)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--export", type=Path, default=None, help="write EMA weights + card here every --export-minutes")
     parser.add_argument("--export-minutes", type=float, default=20.0)
+    parser.add_argument("--export-dtype", choices=tuple(EXPORT_DTYPES), default="float32",
+                        help="storage type of the exported weights (float16: half the file)")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
     parser.add_argument("--init", type=Path, default=None, help="start from these trained weights (fine-tuning)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.synth == "device" and args.workers:
+        parser.error("--synth device makes the batches on the device: --workers does not apply")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     args.run_dir.mkdir(parents=True, exist_ok=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest convolutions once
     try:
         images = [im for im in cached_images("train", args.cache, args.bsds, args.sources) if min(im.shape[:2]) >= 2 * args.patch]
         val_images = cached_images("validation", args.cache, args.bsds)
@@ -256,7 +304,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and trainer.checkpoint_path.is_file():
         trainer.load_checkpoint()
     log = open(args.run_dir / "train.log", "a", buffering=1)
-    log.write(f"# start step {trainer.step} {json.dumps({k: str(v) for k, v in vars(args).items()})}\n")
+
+    def report(line: str) -> None:
+        """One line to ``train.log`` and to stdout (a remote run shows its progress as it goes)."""
+        log.write(line + "\n")
+        print(line, flush=True)
+
+    def validate() -> float:
+        """EMA validation PSNR of the dark set (the run's score); the clean set's is reported too."""
+        psnr = validation_psnr(trainer.ema, val_set, device)
+        clean = validation_psnr(trainer.ema, clean_val_set, device)
+        report(f"validation step {trainer.step} ema_psnr {psnr:.3f} clean_psnr {clean:.3f}")
+        return psnr
+
+    report(f"# start step {trainer.step} on {trainer.device_name()} {json.dumps({k: str(v) for k, v in vars(args).items()})}")
     val_set, clean_val_set = validation_samples(val_images), validation_samples(val_images, clean=True)
     stop = {"now": False}
 
@@ -267,19 +328,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     last_val = last_ckpt = last_export = time.monotonic()
     session_start, elapsed_at_start = time.monotonic(), trainer.elapsed
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []
+    last_log = time.monotonic()
     batches = training_batches(images, trainer)
     while not stop["now"] and trainer.progress() < 1.0:
         losses.append(trainer.train_step(next(batches)))
         trainer.elapsed = elapsed_at_start + time.monotonic() - session_start
         if trainer.step % args.log_every == 0:
-            log.write(f"step {trainer.step} loss {np.mean(losses):.5f} lr {learning_rate(trainer.progress(), args.lr):.2e} minutes {trainer.elapsed / 60:.1f}\n")
+            loss, now = float(torch.stack(losses).mean()), time.monotonic()
+            report(f"step {trainer.step} loss {loss:.5f} lr {learning_rate(trainer.progress(), args.lr):.2e} "
+                   f"steps/s {len(losses) / (now - last_log):.2f} minutes {trainer.elapsed / 60:.1f}")
             losses.clear()
+            last_log = now
         now = time.monotonic()
         if now - last_val >= 60 * args.validate_minutes:
-            psnr = validation_psnr(trainer.ema, val_set, device)
-            trainer.best_psnr = psnr
-            log.write(f"validation step {trainer.step} ema_psnr {psnr:.3f} clean_psnr {validation_psnr(trainer.ema, clean_val_set, device):.3f}\n")
+            trainer.best_psnr = validate()
             if args.export is not None and now - last_export >= 60 * args.export_minutes:
                 trainer.export(args.export)
                 last_export = now
@@ -288,10 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             trainer.save_checkpoint()
             last_ckpt = now
     trainer.save_checkpoint()
-    psnr = validation_psnr(trainer.ema, val_set, device)
-    trainer.best_psnr = psnr
-    log.write(f"validation step {trainer.step} ema_psnr {psnr:.3f} clean_psnr {validation_psnr(trainer.ema, clean_val_set, device):.3f}\n"
-              f"# stop step {trainer.step}\n")
+    trainer.best_psnr = validate()
+    report(f"# stop step {trainer.step}")
     if args.export is not None:
         trainer.export(args.export)
     log.close()
