@@ -37,7 +37,7 @@ from lr_bridge.client import (
 from lr_bridge.keys import (
     KeyFileError,
     authorize_client,
-    authorized_key_count,
+    authorized_keys,
     default_key_dir,
     generate_keypair,
     read_keypair,
@@ -55,7 +55,7 @@ from lr_bridge.settings import (
     pick_path,
     pick_state_dir,
 )
-from lr_bridge.state import EXIT_ALREADY_RUNNING, StateDirLocked, pid_alive, read_state
+from lr_bridge.state import EXIT_ALREADY_RUNNING, StateDirInsecure, StateDirLocked, pid_alive, read_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANCELLED = 0, 1, 2, 3, 130
 
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--server-secret-key", help="CURVE: the daemon's secret key file (NAME.key_secret)")
     serve.add_argument("--authorized-keys", help="CURVE: folder of authorised clients' public keys (*.key)")
     serve.add_argument("--insecure-plaintext", action="store_true",
-                       help="allow a non-loopback address without CURVE (anyone on the network can use it)")
+                       help="no CURVE at all, even on loopback (anyone who can connect can use and stop it)")
     serve.add_argument("--config", help="config file (default ~/.config/lowlight-raw/bridge.toml)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (SettingsError, KeyFileError) as exc:
+    except (SettingsError, KeyFileError, StateDirInsecure) as exc:
         return _fail(args, "usage", str(exc), EXIT_USAGE)
 
 
@@ -175,7 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise SettingsError("CURVE needs both --server-secret-key and --authorized-keys")
     server_keys = read_keypair(secret) if secret is not None else None
     if authorized is not None:
-        if authorized_key_count(authorized) == 0:
+        if not authorized_keys(authorized):
             raise SettingsError(f"{authorized}: no authorised client keys (*.key); add one with 'lr-bridge keys authorize'")
     if server_keys is None and not endpoint_is_local(bind) and not args.insecure_plaintext:
         raise SettingsError(
@@ -189,6 +189,7 @@ def _serve(args: argparse.Namespace) -> int:
         device=pick(args.device, "device", config, "auto"),
         server_keys=server_keys,
         authorized_keys=authorized,
+        plaintext=args.insecure_plaintext,
     )
     try:
         return Daemon(settings).serve()

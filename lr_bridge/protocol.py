@@ -42,6 +42,7 @@ PATHS_REFUSED = "paths_refused"  # a remote (CURVE) daemon only takes files as b
 FILE_FAILED = "file_failed"  # the engine refused or failed one file; the job goes on
 INTERNAL = "internal"  # an unexpected daemon fault while processing one file
 ENGINE_FAILED = "engine_failed"  # the daemon could not load the engine and is stopping
+FORBIDDEN = "forbidden"  # cancel of another client's job, or shutdown by a key that is not the owner's
 
 
 class ProtocolError(Exception):

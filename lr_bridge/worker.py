@@ -3,8 +3,11 @@
 It loads the :class:`~lowlight_raw.engine.Enhancer` once, then takes jobs from the
 :class:`~lr_bridge.jobs.JobQueue` in order and pushes each job's events (``progress``,
 ``result``, ``error``, ``done``) to the socket loop over an inproc PUSH socket as
-``[job id, *message frames]``. A failing file fails that file only; a cancelled job stops
-between tiles and the engine writes nothing for the file it was on.
+``[job id, *message frames]``. A failing file fails that file only, whatever the failure
+(a hostile name, a full temporary disk, a bug): everything done for a file is inside its error
+handling. A cancelled job stops between tiles and the engine writes nothing for the file it was
+on. :attr:`Worker.last_progress` is when the worker last showed life; the daemon's heartbeats
+follow it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from contextlib import nullcontext
-from pathlib import Path
+import time
+import unicodedata
+from contextlib import nullcontext, suppress
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import zmq
@@ -44,6 +49,27 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+MAX_SCRATCH_NAME_BYTES = 160  # room left for "_lowlight_9999.ext" and a temporary suffix under NAME_MAX
+_FALLBACK_STEM = "raw"
+
+
+def scratch_name(name: str) -> str:
+    """A plain, short, valid UTF-8 file name for bytes the client called ``name``.
+
+    Its last component, keeping the client's stem (outputs are named after it) where it is
+    usable: ``..``, ``sub/..``, control characters, lone surrogates and over-long names all map
+    to something the daemon can create.
+    """
+    last = PurePosixPath(name.replace("\\", "/")).name
+    text = last.encode("utf-8", "replace").decode("utf-8")
+    text = "".join("_" if unicodedata.category(c)[0] == "C" else c for c in text).lstrip(".")
+    suffix = PurePosixPath(text).suffix if len(PurePosixPath(text).suffix) <= 10 else ""
+    stem = text[: len(text) - len(suffix)] if suffix else text
+    while len((stem + suffix).encode("utf-8")) > MAX_SCRATCH_NAME_BYTES:
+        stem = stem[:-1]
+    return (stem or _FALLBACK_STEM) + suffix
+
+
 class Worker(threading.Thread):
     """Loads the engine, then runs queued jobs until the queue is closed."""
 
@@ -60,6 +86,7 @@ class Worker(threading.Thread):
         self.model: dict[str, Any] | None = None
         self.running: Job | None = None
         self.running_index = 0
+        self.last_progress = time.monotonic()  # when the worker last showed life (monotonic clock)
         self._enhancer = None
         self._push: zmq.Socket | None = None
 
@@ -70,11 +97,13 @@ class Worker(threading.Thread):
         try:
             if self._load():
                 while (job := self._jobs.take()) is not None:
-                    self.running, self.running_index = job, 0
+                    self.running, self.running_index, self.last_progress = job, 0, time.monotonic()
                     try:
                         self._run_job(job)
                     finally:
                         self.running = None
+        except Exception:  # a bug here ends the thread; the daemon sees it and stops (clients notice)
+            log.exception("the worker failed")
         finally:
             self._push.close()
 
@@ -99,11 +128,20 @@ class Worker(threading.Thread):
         assert self._push is not None
         frames = encode(message_type, job.request_id, blobs, job=job.id, **fields)
         self._push.send_multipart([job.id.encode(), *frames])
+        self.last_progress = time.monotonic()
 
     def _run_job(self, job: Job) -> None:
         ok = failed = 0
         files = job.request.files
-        scratch = tempfile.TemporaryDirectory(prefix="lr-bridge-job-") if job.request.as_bytes else nullcontext(None)
+        try:
+            scratch = (tempfile.TemporaryDirectory(prefix="lr-bridge-job-", ignore_cleanup_errors=True)
+                       if job.request.as_bytes else nullcontext(None))
+        except OSError as exc:  # e.g. the temporary disk is full: every file fails, the worker goes on
+            for index, item in enumerate(files):
+                self._emit(job, "error", code=FILE_FAILED, index=index, file=item.name,
+                           message=_one_line(f"{item.name}: the daemon has no temporary space ({exc.strerror or exc})"))
+            self._emit(job, "done", ok=0, failed=len(files), cancelled=False)
+            return
         with scratch as scratch_dir:
             for index, item in enumerate(files):
                 if job.cancel.is_set():
@@ -131,37 +169,39 @@ class Worker(threading.Thread):
             self._emit(job, "error", code=code, message=_one_line(message), index=index, file=item.name)
             return False
 
-        if scratch is not None:
-            source = scratch / "in" / str(index) / Path(item.name).name
-            source.parent.mkdir(parents=True)
-            source.write_bytes(item.data or b"")
-            options = engine_options(job.request, output_dir=scratch / "out" / str(index))
-        else:
-            source = Path(item.path or item.name)
-            options = engine_options(job.request)
+        source: Path | None = None
         try:
-            result = self._enhancer.enhance(source, options, progress, job.cancel.is_set)
+            if scratch is not None:
+                source = scratch / "in" / str(index) / scratch_name(item.name)
+                source.parent.mkdir(parents=True)
+                source.write_bytes(item.data or b"")
+                result = self._enhancer.enhance(source, engine_options(job.request, scratch / "out" / str(index)),
+                                                progress, job.cancel.is_set)
+                try:
+                    data = result.output.read_bytes()
+                finally:
+                    result.output.unlink(missing_ok=True)
+            else:
+                source = Path(item.path or item.name)
+                result = self._enhancer.enhance(source, engine_options(job.request), progress, job.cancel.is_set)
         except Cancelled:
             return None
         except LowlightError as exc:
             concerns_source = exc.path is None or exc.path == source
             return fail(FILE_FAILED, f"{item.name}: {exc.reason if concerns_source else exc}")
+        except OSError as exc:  # the scratch copy: no space, no inodes …
+            return fail(FILE_FAILED, f"{item.name}: the daemon cannot store the file ({exc.strerror or exc})")
         except Exception as exc:  # a bug must fail this file only, never the daemon
-            log.exception("job %s: unexpected failure on %s", job.id, item.name)
+            log.exception("job %s: unexpected failure on %s", job.id, ascii(item.name))
             return fail(INTERNAL, f"{item.name}: internal error ({exc.__class__.__name__}: {exc})")
         finally:
-            if scratch is not None:
-                source.unlink(missing_ok=True)
+            if scratch is not None and source is not None:
+                with suppress(OSError):
+                    source.unlink(missing_ok=True)
         fields = {"index": index, "total": total, "file": item.name, "ev": result.ev,
                   "seconds": result.seconds, "noise_source": result.noise_source}
         if scratch is None:
             self._emit(job, "result", output=str(result.output), **fields)
-            return True
-        try:
-            data = result.output.read_bytes()
-        except OSError as exc:
-            return fail(INTERNAL, f"{item.name}: cannot read back the output ({exc.strerror})")
-        finally:
-            result.output.unlink(missing_ok=True)
-        self._emit(job, "result", (data,), output=result.output.name, bytes=True, **fields)
+        else:
+            self._emit(job, "result", (data,), output=result.output.name, bytes=True, **fields)
         return True

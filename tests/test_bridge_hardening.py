@@ -1,0 +1,201 @@
+"""Issue 11: the daemon is private to its user, never wedges, and its client always gives way.
+
+Measured the hard way: another uid against a real daemon, crafted names over the wire, a full
+temporary disk (a real 2 MiB tmpfs), a client whose daemon never confirms a cancel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+import zmq
+
+from lr_bridge.protocol import FILE_FAILED, encode, parse_request
+from lr_bridge.state import LOG_FILE, STATE_FILE, StateDirInsecure, private_dir, read_state
+
+from daemon_helpers import OTHER_UID, Mailbox, fill, launch, other_user_python, small_tmpfs, terminate
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, tiny_weights):
+    running = launch(tmp_path_factory.mktemp("hardening") / "state", tiny_weights)
+    yield running
+    terminate(running.process)
+
+
+# -- 1. local mode is private --------------------------------------------------------------------
+
+_INTRUDER = """
+import json, sys, zmq
+endpoint, server_key, state_file, secret_raw, out_dir = sys.argv[1:6]
+report = {}
+try:
+    open(state_file).read()
+    report["state_file_readable"] = True
+except OSError:
+    report["state_file_readable"] = False
+context = zmq.Context()
+def ask(curve):
+    socket = context.socket(zmq.DEALER)
+    socket.linger = 0
+    if curve:  # its own key, and the daemon's public key as if it had leaked
+        public, secret = zmq.curve_keypair()
+        socket.curve_publickey, socket.curve_secretkey, socket.curve_serverkey = public, secret, server_key.encode()
+    socket.connect(endpoint)
+    for kind, extra in (("ping", {}), ("status", {}), ("cancel", {"job": "x"}),
+                        ("enhance", {"files": [{"path": secret_raw}], "options": {"output_dir": out_dir}}),
+                        ("shutdown", {})):
+        socket.send_multipart([json.dumps({"version": 1, "type": kind, "id": kind, **extra}).encode()])
+    answers = []
+    while socket.poll(3000):
+        answers.append(json.loads(socket.recv_multipart()[0])["type"])
+    return answers
+report["plaintext_answers"] = ask(False)
+report["curve_answers"] = ask(True)
+print(json.dumps(report))
+"""
+
+
+def test_another_local_user_gets_no_answer_and_no_file(daemon, make_dng, tmp_path):
+    intruder = other_user_python()
+    private = tmp_path / "private"
+    secret_raw = make_dng("secret.dng", directory=private)
+    secret_raw.chmod(0o600)
+    private.chmod(0o700)
+    loot = tmp_path / "loot"
+    loot.mkdir(mode=0o777)
+    loot.chmod(0o777)
+    state = read_state(daemon.state_dir)
+    assert state.endpoint.startswith("tcp://127.0.0.1:")  # reachable by every local account …
+    done = subprocess.run([*intruder, "-c", _INTRUDER, state.endpoint, state.server_key,
+                           str(daemon.state_dir / STATE_FILE), str(secret_raw), str(loot)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    # … yet it does not answer another uid, whatever it sends, with or without its own CURVE key
+    assert report == {"state_file_readable": False, "plaintext_answers": [], "curve_answers": []}
+    assert list(loot.iterdir()) == [] and sorted(p.name for p in private.iterdir()) == ["secret.dng"]
+    with Mailbox(daemon.connection) as owner:  # its owner still has it, running
+        assert owner.request("ping", 10).header["ready"] is True
+    assert daemon.process.poll() is None
+
+
+def test_the_state_folder_and_its_files_are_private(daemon, tmp_path):
+    for name in (".", STATE_FILE, LOG_FILE):
+        mode = stat.S_IMODE(os.stat(daemon.state_dir / name).st_mode)
+        assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    assert stat.S_IMODE(os.stat(private_dir(loose)).st_mode) == 0o700
+    link = tmp_path / "link"
+    link.symlink_to(loose)
+    with pytest.raises(StateDirInsecure, match="symlink"):
+        private_dir(link)
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, OTHER_UID, OTHER_UID)
+        with pytest.raises(StateDirInsecure, match=f"uid {OTHER_UID}"):
+            private_dir(theirs)
+
+
+# -- 2. nothing a request carries wedges the daemon ------------------------------------------------
+
+
+def _bytes_job(client: Mailbox, names: list[str], data: bytes) -> list:
+    files = [{"name": name, "frame": i + 1} for i, name in enumerate(names)]
+    request_id = client.send("enhance", tuple(data for _ in names), files=files, options={"format": "jpeg"})
+    return [e for e in client.until_done(request_id, timeout_s=120) if e.type != "heartbeat"]
+
+
+@pytest.mark.parametrize("name", ["..", "sub/..", "x" * 300 + ".dng", "\ud800.dng", "a\nb\x00c.dng"[:3] + ".dng"])
+def test_hostile_names_of_sent_bytes_are_served_and_the_daemon_goes_on(daemon, make_dng, name):
+    data = make_dng("plain.dng").read_bytes()
+    with Mailbox(daemon.connection) as client:
+        events = _bytes_job(client, [name], data)
+        done = events[-1]
+        assert (done.type, done.header["ok"], done.header["failed"]) == ("done", 1, 0), [e.header for e in events]
+        (result,) = [e for e in events if e.type == "result"]
+        output = result.header["output"]
+        assert "/" not in output and output not in (".", "..") and len(output.encode()) <= 255
+        assert output.endswith("_lowlight.jpg") and result.blobs[0][:2] == b"\xff\xd8"
+        assert client.request("ping", 10).header["ready"] is True  # not wedged: the next job runs too
+        assert _bytes_job(client, ["next.dng"], data)[-1].header["ok"] == 1
+
+
+def test_a_full_temporary_disk_fails_the_file_not_the_daemon(tmp_path, tiny_weights, make_dng):
+    data = make_dng("plain.dng").read_bytes()
+    with small_tmpfs(tmp_path / "small-tmp") as small:
+        running = launch(tmp_path / "state", tiny_weights, env={"TMPDIR": str(small)})
+        try:
+            with Mailbox(running.connection) as client:
+                assert _bytes_job(client, ["first.dng"], data)[-1].header["ok"] == 1  # (Python picks its TMPDIR)
+                filler = fill(small)
+                events = _bytes_job(client, ["full.dng", "fuller.dng"], data)
+                errors = [e.header for e in events if e.type == "error"]
+                assert [(e["code"], e["file"]) for e in errors] == [(FILE_FAILED, "full.dng"), (FILE_FAILED, "fuller.dng")]
+                assert all("No space left on device" in e["message"] and "\n" not in e["message"] for e in errors)
+                assert events[-1].header["failed"] == 2
+                filler.unlink()
+                assert _bytes_job(client, ["roomy.dng"], data)[-1].header["ok"] == 1
+            assert running.process.poll() is None
+            assert sorted(p.name for p in small.iterdir()) == []  # no scratch left behind
+        finally:
+            terminate(running.process)
+
+
+class SilentDaemon(threading.Thread):
+    """A daemon that accepts a job and sends heartbeats forever, but never finishes or cancels it."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.router = zmq.Context.instance().socket(zmq.ROUTER)
+        self.router.linger = 0
+        self.router.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.cancels = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        jobs: list[tuple[bytes, str]] = []
+        while not self.stopped.is_set():
+            if self.router.poll(500):
+                client, *frames = self.router.recv_multipart()
+                request = parse_request(frames)
+                if request.type == "ping":
+                    self.router.send_multipart([client, *encode("pong", request.id, ready=True, state="ready")])
+                elif request.type == "enhance":
+                    jobs.append((client, request.id))
+                    self.router.send_multipart([client, *encode("accepted", request.id, job="j1", files=1, position=0)])
+                elif request.type == "cancel":
+                    self.cancels += 1
+            for client, request_id in jobs:
+                self.router.send_multipart([client, *encode("heartbeat", request_id, job="j1", state="running")])
+        self.router.close()
+
+
+def test_sigterm_ends_the_client_even_if_the_daemon_never_confirms(make_dng, tmp_path):
+    silent = SilentDaemon()
+    silent.start()
+    try:
+        env = {**os.environ, "LR_BRIDGE_STATE_DIR": str(tmp_path / "state")}
+        client = subprocess.Popen([sys.executable, "-m", "lr_bridge", "enhance", "--json", "--no-autostart",
+                                   "--endpoint", silent.endpoint, str(make_dng())],
+                                  env=env, stdout=subprocess.PIPE, text=True)
+        assert json.loads(client.stdout.readline())["event"] == "accepted"
+        client.send_signal(signal.SIGTERM)
+        assert client.wait(60) == 130
+        done = json.loads(client.stdout.read().splitlines()[-1])
+        assert (done["event"], done["cancelled"]) == ("done", True)
+        assert silent.cancels == 1
+    finally:
+        silent.stopped.set()
+        silent.join(10)
