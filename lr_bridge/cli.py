@@ -43,7 +43,7 @@ from lr_bridge.keys import (
     read_keypair,
     read_public_key,
 )
-from lr_bridge.protocol import BAD_OPTIONS, OUTPUT_FORMATS
+from lr_bridge.protocol import BAD_OPTIONS, DEFAULT_MAX_HELD_BYTES, OUTPUT_FORMATS
 from lr_bridge.settings import (
     DEFAULT_BIND,
     SettingsError,
@@ -51,6 +51,7 @@ from lr_bridge.settings import (
     endpoint_is_local,
     load_config,
     pick,
+    pick_mebibytes,
     pick_model,
     pick_path,
     pick_state_dir,
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--authorized-keys", help="CURVE: folder of authorised clients' public keys (*.key)")
     serve.add_argument("--insecure-plaintext", action="store_true",
                        help="no CURVE at all, even on loopback (anyone who can connect can use and stop it)")
+    serve.add_argument("--max-held-mb", help=f"MiB of files held for queued and running jobs, at most "
+                       f"(default {DEFAULT_MAX_HELD_BYTES >> 20}; more is refused as 'busy')")
     serve.add_argument("--config", help="config file (default ~/.config/lowlight-raw/bridge.toml)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -190,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
         server_keys=server_keys,
         authorized_keys=authorized,
         plaintext=args.insecure_plaintext,
+        max_held_bytes=pick_mebibytes(args.max_held_mb, "max_held_mb", config, DEFAULT_MAX_HELD_BYTES),
     )
     try:
         return Daemon(settings).serve()

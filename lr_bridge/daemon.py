@@ -34,6 +34,8 @@ from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.keys import Admission, KeyPair, authorized_keys, make_curve_server, new_keypair
 from lr_bridge.protocol import (
     BAD_OPTIONS,
+    BUSY,
+    DEFAULT_MAX_HELD_BYTES,
     ENGINE_FAILED,
     FORBIDDEN,
     HEARTBEAT_INTERVAL_S,
@@ -42,6 +44,7 @@ from lr_bridge.protocol import (
     PATHS_REFUSED,
     PROTOCOL_VERSION,
     SHUTTING_DOWN,
+    TOO_LARGE,
     UNKNOWN_JOB,
     ProtocolError,
     Request,
@@ -50,11 +53,13 @@ from lr_bridge.protocol import (
     parse_request,
 )
 from lr_bridge.state import DaemonState, lock_state_dir, remove_state, write_state
+from lr_bridge.memory import release_memory, return_large_blocks
 from lr_bridge.worker import Worker, engine_options
 
 log = logging.getLogger("lr_bridge.daemon")
 
 STOP_GRACE_S = 30.0  # how long a stopping daemon waits for the running file to wind down
+RELEASE_AFTER_BYTES = 1 << 20  # after a message this big, freed memory is handed back at once
 WORKER_STALL_S = 120.0  # a running job gets no heartbeats once the worker is silent this long
 _EVENTS_ENDPOINT = "inproc://lr-bridge-events"
 
@@ -70,6 +75,7 @@ class ServeSettings:
     server_keys: KeyPair | None = None  # remote CURVE: the daemon's key pair …
     authorized_keys: Path | None = None  # … and the folder of authorised client public keys
     plaintext: bool = False  # --insecure-plaintext: no CURVE at all, anyone who connects is the owner
+    max_held_bytes: int = DEFAULT_MAX_HELD_BYTES  # file bytes held for queued and running jobs, at most
 
 
 class Daemon:
@@ -91,12 +97,13 @@ class Daemon:
 
     def serve(self) -> int:
         lock = lock_state_dir(self.settings.state_dir)
+        return_large_blocks()
         authenticator = None
         router = self._context.socket(zmq.ROUTER)
         events = self._context.socket(zmq.PULL)
         try:
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            router.setsockopt(zmq.MAXMSGSIZE, min(MAX_MESSAGE_BYTES, self.settings.max_held_bytes))
             router.sndtimeo = 1000
             router.linger = 2000
             server_keys = None
@@ -220,6 +227,10 @@ class Daemon:
                 continue
             if json.loads(frames[0])["type"] == "done":
                 self._active.pop(job.id, None)
+                self._send(job.client, frames)
+                del job
+                release_memory()
+                continue
             self._send(job.client, frames)
 
     def _send_heartbeats(self) -> None:
@@ -250,13 +261,18 @@ class Daemon:
             except zmq.Again:
                 return
             client, frames = parts[0].bytes, [part.bytes for part in parts[1:]]
+            size, user = sum(len(frame) for frame in frames), _user_id(parts[-1])
+            del parts
             try:
-                reply = self._handle(client, _user_id(parts[-1]), frames)
+                reply = self._handle(client, user, frames)
             except ProtocolError as exc:
                 reply = error_frames(exc.code, exc.message, exc.request_id)
             except Exception as exc:  # the daemon never dies from input
                 log.exception("unexpected failure handling a request")
                 reply = error_frames(INTERNAL, f"internal error ({exc.__class__.__name__})", None)
+            del frames  # a job keeps its files; anything else of the message is freed before the reply
+            if size > RELEASE_AFTER_BYTES:
+                release_memory()
             if reply is not None:
                 self._send(client, reply)
 
@@ -310,11 +326,23 @@ class Daemon:
             engine_options(enhance)
         except ValueError as exc:
             raise ProtocolError(BAD_OPTIONS, str(exc), request.id) from exc
+        self._check_room(enhance.data_bytes, request.id)
         job = Job(client=caller.client, request_id=request.id, request=enhance, user=caller.user)
         self._active[job.id] = job
         position = self._jobs.put(job)
         log.info("job %s: %d file(s) from %s, %d ahead", job.id, len(enhance.files), caller.client.hex(), position)
         return encode("accepted", request.id, job=job.id, files=len(enhance.files), position=position)
+
+    def _check_room(self, size: int, request_id: str) -> None:
+        """Refuse a job whose files would take the bytes held past ``max_held_bytes``."""
+        limit = min(MAX_MESSAGE_BYTES, self.settings.max_held_bytes)
+        if size > limit:
+            raise ProtocolError(TOO_LARGE, f"the job carries {_mib(size)} of files; this daemon takes at most "
+                                           f"{_mib(limit)} per job: send fewer files at a time", request_id)
+        held = sum(job.request.data_bytes for job in self._active.values())
+        if held + size > self.settings.max_held_bytes:
+            raise ProtocolError(BUSY, f"the daemon already holds {_mib(held)} of files for waiting jobs (limit "
+                                      f"{_mib(self.settings.max_held_bytes)}); try again when they are done", request_id)
 
     def _on_cancel(self, caller: "Caller", request: Request) -> None:
         job = self._active.get(request.job or "")
@@ -350,3 +378,7 @@ def _user_id(frame: zmq.Frame) -> str | None:
         return frame.get("User-Id")
     except zmq.ZMQError:
         return None
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.0f} MiB"

@@ -24,6 +24,7 @@ from typing import Any
 import zmq
 
 from lr_bridge.jobs import Job, JobQueue
+from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
 
 log = logging.getLogger("lr_bridge.worker")
@@ -101,7 +102,8 @@ class Worker(threading.Thread):
                     try:
                         self._run_job(job)
                     finally:
-                        self.running = None
+                        self.running = job = None  # drop the job's file bytes before waiting for the next
+                        release_memory()
         except Exception:  # a bug here ends the thread; the daemon sees it and stops (clients notice)
             log.exception("the worker failed")
         finally:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import zmq
 
-from lr_bridge.protocol import FILE_FAILED, encode, parse_request
+from lr_bridge.protocol import BUSY, FILE_FAILED, TOO_LARGE, encode, parse_request
 from lr_bridge.state import LOG_FILE, STATE_FILE, StateDirInsecure, private_dir, read_state
 
 from daemon_helpers import OTHER_UID, Mailbox, fill, launch, other_user_python, small_tmpfs, terminate
@@ -199,3 +201,47 @@ def test_sigterm_ends_the_client_even_if_the_daemon_never_confirms(make_dng, tmp
     finally:
         silent.stopped.set()
         silent.join(10)
+
+
+# -- 3. the file bytes a daemon holds are bounded, and given back ---------------------------------
+
+
+def _resident_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024
+
+
+def test_file_bytes_held_are_bounded_and_returned_after_the_jobs(tmp_path, tiny_weights, make_dng):
+    limit_mib, blob_mib, sent = 64, 24, 10
+    running = launch(tmp_path / "state", tiny_weights, env={"LR_BRIDGE_MAX_HELD_MB": str(limit_mib)})
+    pid = running.process.pid
+    small = {"path": str(make_dng("small.dng"))}  # 4 × 400 of it keep the worker busy, with little memory
+    try:
+        with Mailbox(running.connection) as client:
+            busy_ids = [client.send("enhance", files=[small] * 400, options={"output_dir": str(tmp_path / "out")})
+                        for _ in range(4)]
+            busy_id = busy_ids[0]
+            reply = client.next_reply(busy_id, timeout_s=90)
+            while not (reply.type == "progress" and reply.header["fraction"] > 0.0):  # the worker is busy
+                reply = client.next_reply(busy_id, timeout_s=90)
+            baseline = _resident_mib(pid)
+            blob = os.urandom(blob_mib << 20)
+            ids = [client.send("enhance", (blob,), files=[{"name": f"{i}.dng", "frame": 1}]) for i in range(sent)]
+            too_large = client.send("enhance", (blob, blob, blob), files=[{"name": f"{i}.dng", "frame": i + 1} for i in range(3)])
+            answers = [client.next_reply(request_id, timeout_s=120) for request_id in ids]
+            kinds = [a.type if a.type == "accepted" else a.header["code"] for a in answers]
+            assert kinds == ["accepted"] * 2 + [BUSY] * (sent - 2)  # 2 × 24 MiB fit in 64 MiB, a third does not
+            assert client.next_reply(too_large, timeout_s=120).header["code"] == TOO_LARGE
+            client.request("ping", 10)
+            held = _resident_mib(pid) - baseline
+            assert held < limit_mib + 2 * blob_mib, f"{held:.0f} MiB held for {limit_mib} MiB of queued files"
+            jobs = [client.next_reply(request_id).header["job"] for request_id in busy_ids[1:]]
+            for job in [reply.header["job"], *jobs, *(answer.header["job"] for answer in answers[:2])]:
+                client.request("cancel", 10, job=job)
+            for request_id in [*busy_ids, *ids[:2]]:
+                client.until_done(request_id, timeout_s=60)
+            client.request("ping", 10)
+            after = _resident_mib(pid) - baseline
+            assert after < blob_mib, f"{after:.0f} MiB still held after the jobs ended"
+    finally:
+        terminate(running.process)
