@@ -21,6 +21,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import signal
 import time
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from lr_bridge.worker import Worker, engine_options
 log = logging.getLogger("lr_bridge.daemon")
 
 STOP_GRACE_S = 30.0  # how long a stopping daemon waits for the running file to wind down
+HANDSHAKE_TIMEOUT_S = 10  # a connection that has not completed its handshake by then is closed
+MAX_OPEN_FILES = 65536  # the daemon raises its open-file limit to this (or the hard limit) for connections
 RELEASE_AFTER_BYTES = 1 << 20  # after a message this big, freed memory is handed back at once
 WORKER_STALL_S = 120.0  # a running job gets no heartbeats once the worker is silent this long
 _EVENTS_ENDPOINT = "inproc://lr-bridge-events"
@@ -98,11 +101,13 @@ class Daemon:
     def serve(self) -> int:
         lock = lock_state_dir(self.settings.state_dir)
         return_large_blocks()
+        raise_open_file_limit()
         authenticator = None
         router = self._context.socket(zmq.ROUTER)
         events = self._context.socket(zmq.PULL)
         try:
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            router.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_TIMEOUT_S * 1000)
             router.setsockopt(zmq.MAXMSGSIZE, min(MAX_MESSAGE_BYTES, self.settings.max_held_bytes))
             router.sndtimeo = 1000
             router.linger = 2000
@@ -378,6 +383,20 @@ def _user_id(frame: zmq.Frame) -> str | None:
         return frame.get("User-Id")
     except zmq.ZMQError:
         return None
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit towards :data:`MAX_OPEN_FILES` (one per connection); returns it.
+
+    Idle connections then cannot take the last descriptor from the clients that matter before
+    libzmq closes them (:data:`HANDSHAKE_TIMEOUT_S`).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(MAX_OPEN_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return soft
 
 
 def _mib(size: int) -> str:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -244,4 +247,39 @@ def test_file_bytes_held_are_bounded_and_returned_after_the_jobs(tmp_path, tiny_
             after = _resident_mib(pid) - baseline
             assert after < blob_mib, f"{after:.0f} MiB still held after the jobs ended"
     finally:
+        terminate(running.process)
+
+
+# -- 7. a flood of idle connections does not lock the owner out -----------------------------------
+
+
+def _open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_connection_flood_leaves_status_answering(tmp_path, tiny_weights):
+    flood = 1100  # more than the usual soft limit of 1024 descriptors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2 * flood:
+        pytest.skip(f"the hard open-file limit ({hard}) is too low to flood with {flood} connections")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the daemon starts with a desktop's limit
+    try:
+        running = launch(tmp_path / "state", tiny_weights)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2 * flood + 256), hard))
+    port = int(running.connection.endpoint.rsplit(":", 1)[1])
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(flood):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        with Mailbox(running.connection) as owner:
+            assert owner.request("status", 60).header["state"] == "ready"
+        assert _open_files(running.process.pid) > flood  # answered while holding every idle connection
+        deadline = time.monotonic() + 120  # connections that never complete a handshake are closed
+        while _open_files(running.process.pid) > flood // 2:
+            assert time.monotonic() < deadline, f"{_open_files(running.process.pid)} descriptors still open"
+            time.sleep(0.5)
+    finally:
+        for connection in idle:
+            connection.close()
         terminate(running.process)
