@@ -22,6 +22,7 @@ import zmq
 
 from lowlight_raw.cli import parse_ev, parse_strength
 from lr_bridge import __version__, darktable_install
+from lr_bridge.logfile import BoundedLogHandler
 from lr_bridge.client import (
     BridgeClient,
     Connection,
@@ -169,7 +170,8 @@ def _fail(args: argparse.Namespace, code: str, message: str, status: int, job: s
 def _serve(args: argparse.Namespace) -> int:
     from lr_bridge.daemon import Daemon, ServeSettings
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s lr-bridge[%(process)d] %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s lr-bridge[%(process)d] %(message)s",
+                        handlers=[BoundedLogHandler(sys.stderr)])
     config = load_config(Path(args.config) if args.config else None)
     bind = check_endpoint(pick(args.bind, "bind", config, DEFAULT_BIND))
     secret = pick_path(args.server_secret_key, "server_secret_key", config)

@@ -215,7 +215,8 @@ class Daemon:
             if exc.errno not in (errno.EHOSTUNREACH, errno.EAGAIN):
                 raise
             for job in [j for j in self._active.values() if j.client == client]:
-                log.info("job %s: its client is gone, cancelling", job.id)
+                if not job.cancel.is_set():  # once: a job that is slow to stop is not logged every heartbeat
+                    log.info("job %s: its client is gone, cancelling", job.id)
                 job.cancel.set()
                 if self._jobs.withdraw(job.id) is not None:
                     self._active.pop(job.id, None)

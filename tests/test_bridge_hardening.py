@@ -7,6 +7,7 @@ temporary disk (a real 2 MiB tmpfs), a client whose daemon never confirms a canc
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import resource
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from lr_bridge.logfile import BoundedLogHandler
 from lr_bridge.protocol import BUSY, FILE_FAILED, TOO_LARGE, encode, parse_request
 from lr_bridge.state import LOG_FILE, STATE_FILE, StateDirInsecure, private_dir, read_state
 
@@ -282,4 +284,44 @@ def test_a_connection_flood_leaves_status_answering(tmp_path, tiny_weights):
     finally:
         for connection in idle:
             connection.close()
+        terminate(running.process)
+
+
+# -- 8. the log is bounded --------------------------------------------------------------------------
+
+
+def test_the_log_is_rotated_when_full_and_never_grows_past_twice_its_bound(tmp_path):
+    path = tmp_path / "daemon.log"
+    bound = 4096
+    with open(path, "a") as stream:  # as start_daemon opens the daemon's stderr
+        handler = BoundedLogHandler(stream, max_bytes=bound)
+        logger = logging.getLogger("test.bounded")
+        logger.addHandler(handler)
+        try:
+            for number in range(2000):  # ~100 kB of lines, like a job that logs twice a second for long
+                logger.warning("line %05d of a chatty daemon", number)
+                assert path.stat().st_size <= bound + 100
+        finally:
+            logger.removeHandler(handler)
+    rotated = path.with_name("daemon.log.1")
+    assert bound < rotated.stat().st_size <= bound + 100
+    assert "line 01999" in path.read_text() and "line 00000" not in rotated.read_text()
+
+
+def test_a_job_whose_client_left_is_logged_once(tmp_path, tiny_weights, long_job):
+    running = launch(tmp_path / "state", tiny_weights)
+    try:
+        with Mailbox(running.connection) as leaving:
+            request_id = leaving.send("enhance", files=[{"path": str(p)} for p in long_job],
+                                      options={"output_dir": str(tmp_path / "out")})
+            leaving.next_reply(request_id, timeout_s=90)
+        log = running.state_dir / "daemon.log"
+        deadline = time.monotonic() + 60
+        while "cancelled" not in log.read_text():  # the worker's own "N ok, M failed, cancelled" line
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        with Mailbox(running.connection) as other:
+            other.request("status", 10)  # a few more heartbeat rounds have passed by now
+        assert log.read_text().count("its client is gone") == 1
+    finally:
         terminate(running.process)
