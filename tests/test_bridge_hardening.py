@@ -285,6 +285,7 @@ def test_a_connection_flood_leaves_status_answering(tmp_path, tiny_weights):
         for connection in idle:
             connection.close()
         terminate(running.process)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 # -- 8. the log is bounded --------------------------------------------------------------------------
