@@ -9,10 +9,11 @@ to the client that asked, and sends a ``heartbeat`` for every active job each
 Every daemon is a CURVE server unless started with ``--insecure-plaintext``: its owner's key
 pair is made at start and published only in the private state file, so only the owner's
 processes (and, for a remote daemon, the authorised keys) get in. A job belongs to the key that
-submitted it: only that key or the owner's may cancel it; only the owner's key may ``shutdown``. SIGTERM, SIGINT and a ``shutdown`` request stop
-it gracefully: queued jobs are cancelled, the running file is cancelled between tiles (the
-engine writes outputs under a temporary name, so nothing partial is left), clients get their
-``done`` events, the state file is removed.
+submitted it: only that key or the owner's may cancel it; only the owner's key may ``shutdown``.
+
+SIGTERM, SIGINT and a ``shutdown`` request stop it gracefully: queued jobs are cancelled, the
+running file is cancelled between tiles (the engine writes outputs under a temporary name, so
+nothing partial is left), clients get their ``done`` events, the state file is removed.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ from lr_bridge.protocol import (
     error_frames,
     parse_request,
 )
-from lr_bridge.state import DaemonState, lock_state_dir, remove_state, write_state
 from lr_bridge.memory import release_memory, return_large_blocks
+from lr_bridge.state import DaemonState, lock_state_dir, remove_state, write_state
 from lr_bridge.worker import Worker, engine_options
 
 log = logging.getLogger("lr_bridge.daemon")
@@ -231,13 +232,13 @@ class Daemon:
             job = self._active.get(job_id.decode())
             if job is None:
                 continue
-            if json.loads(frames[0])["type"] == "done":
+            finished = json.loads(frames[0])["type"] == "done"
+            if finished:
                 self._active.pop(job.id, None)
-                self._send(job.client, frames)
-                del job
-                release_memory()
-                continue
             self._send(job.client, frames)
+            if finished:
+                del job  # the last reference to its file bytes
+                release_memory()
 
     def _send_heartbeats(self) -> None:
         """A heartbeat per active job, only while the worker lives and the running job progresses."""
