@@ -247,7 +247,7 @@ def test_file_bytes_held_are_bounded_and_returned_after_the_jobs(tmp_path, tiny_
                 client.until_done(request_id, timeout_s=60)
             client.request("ping", 10)
             after = _resident_mib(pid) - baseline
-            assert after < blob_mib, f"{after:.0f} MiB still held after the jobs ended"
+            assert after < 1.5 * blob_mib, f"{after:.0f} MiB still held after the jobs ended"  # < both jobs' 48
     finally:
         terminate(running.process)
 
