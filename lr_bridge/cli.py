@@ -356,10 +356,13 @@ def _stop(args: argparse.Namespace) -> int:
     try:
         with BridgeClient(connection) as client:
             pid = client.request("status", min(args.timeout, 5.0)).header.get("pid")
-            client.request("shutdown", min(args.timeout, 5.0))
+            reply = client.request("shutdown", min(args.timeout, 5.0))
     except DaemonUnreachable as exc:
         print(f"lr-bridge: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    if reply.type == "error":  # e.g. forbidden: only the daemon's owner may stop it
+        print(f"lr-bridge: {reply.header.get('message')}", file=sys.stderr)
+        return EXIT_FAILED
     deadline = time.monotonic() + args.timeout
     while isinstance(pid, int) and endpoint_is_local(connection.endpoint) and pid_alive(pid):
         if time.monotonic() > deadline:

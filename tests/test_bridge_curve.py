@@ -121,6 +121,10 @@ def test_a_job_belongs_to_its_key_and_only_the_owner_may_stop_the_daemon(curve_d
             done = owner_of_job.receive(30)
         assert done.header["cancelled"] is True
         assert other.request("ping", 10).header["ready"] is True  # still serving
+    env = {**os.environ, "LR_BRIDGE_STATE_DIR": "/nonexistent-state"}
+    stop = lr_bridge("stop", "--endpoint", curve_daemon.endpoint, "--server-key", str(keys / "server.key"),
+                     "--client-key", str(keys / "clients" / "tablet.key_secret"), env=env)
+    assert stop.returncode == 1 and "only the daemon's owner may stop it" in stop.stderr
 
 
 def test_authorised_client_sends_bytes_and_writes_the_result(curve_daemon, keys, make_dng, tmp_path):
