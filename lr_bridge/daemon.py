@@ -56,7 +56,7 @@ from lr_bridge.protocol import (
 )
 from lr_bridge.memory import release_memory, return_large_blocks
 from lr_bridge.state import DaemonState, lock_state_dir, remove_state, write_state
-from lr_bridge.worker import Worker, engine_options
+from lr_bridge.worker import Worker, engine_options, remove_stale_scratch
 
 log = logging.getLogger("lr_bridge.daemon")
 
@@ -103,6 +103,8 @@ class Daemon:
         lock = lock_state_dir(self.settings.state_dir)
         return_large_blocks()
         raise_open_file_limit()
+        for folder in remove_stale_scratch():
+            log.info("removed %s, left by a daemon that died", folder)
         authenticator = None
         router = self._context.socket(zmq.ROUTER)
         events = self._context.socket(zmq.PULL)

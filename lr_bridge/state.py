@@ -98,7 +98,7 @@ def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True

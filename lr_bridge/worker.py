@@ -13,6 +13,9 @@ follow it.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -26,6 +29,7 @@ import zmq
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
+from lr_bridge.state import pid_alive
 
 log = logging.getLogger("lr_bridge.worker")
 
@@ -48,6 +52,30 @@ def engine_options(request: EnhanceRequest, output_dir: Path | None = None):
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+SCRATCH_PREFIX = "lr-bridge-job-"  # a bytes job's scratch folder: lr-bridge-job-PID-XXXXXXXX in $TMPDIR
+_SCRATCH = re.compile(rf"^{SCRATCH_PREFIX}(?P<pid>\d+)-")
+
+
+def remove_stale_scratch() -> list[Path]:
+    """Remove scratch folders of ours (this user's) left by daemons that died; returns them.
+
+    They hold copies of the files clients sent: a daemon killed mid-job must not leave them.
+    """
+    removed = []
+    root = Path(tempfile.gettempdir())
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _SCRATCH.match(entry.name)
+        if (match and entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+                and not pid_alive(int(match["pid"]))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 MAX_SCRATCH_NAME_BYTES = 160  # room left for "_lowlight_9999.ext" and a temporary suffix under NAME_MAX
@@ -136,7 +164,7 @@ class Worker(threading.Thread):
         ok = failed = 0
         files = job.request.files
         try:
-            scratch = (tempfile.TemporaryDirectory(prefix="lr-bridge-job-", ignore_cleanup_errors=True)
+            scratch = (tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", ignore_cleanup_errors=True)
                        if job.request.as_bytes else nullcontext(None))
         except OSError as exc:  # e.g. the temporary disk is full: every file fails, the worker goes on
             for index, item in enumerate(files):

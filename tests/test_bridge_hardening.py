@@ -159,6 +159,24 @@ def test_a_full_temporary_disk_fails_the_file_not_the_daemon(tmp_path, tiny_weig
             terminate(running.process)
 
 
+def test_scratch_left_by_a_killed_daemon_is_removed_at_start(tmp_path, tiny_weights):
+    scratch = tmp_path / "tmp"
+    dead = subprocess.Popen(["true"])  # a pid whose process is gone
+    dead.wait()
+    stale = scratch / f"lr-bridge-job-{dead.pid}-k1ll3d00" / "in" / "0"
+    stale.mkdir(parents=True)
+    (stale / "private.dng").write_bytes(b"a client's raw")
+    live = scratch / f"lr-bridge-job-{os.getpid()}-4l1ve000"  # a daemon still at work
+    foreign = scratch / "lr-bridge-job-notes"  # not our naming
+    for folder in (live, foreign):
+        folder.mkdir()
+    running = launch(tmp_path / "state", tiny_weights, env={"TMPDIR": str(scratch)})
+    try:
+        assert sorted(p.name for p in scratch.iterdir()) == sorted([live.name, foreign.name])
+    finally:
+        terminate(running.process)
+
+
 class SilentDaemon(threading.Thread):
     """A daemon that accepts a job and sends heartbeats forever, but never finishes or cancels it."""
 
