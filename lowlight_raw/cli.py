@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -66,14 +68,18 @@ def _run_enhance(args: argparse.Namespace) -> int:
             result = enhancer.enhance(source, options, progress)
         except LowlightError as exc:
             failed += 1
-            bar.write(f"error: {exc}", file=sys.stderr)
+            bar.write(f"error: {shown(exc)}", file=sys.stderr)
             continue
         except MemoryError:
             failed += 1
-            bar.write(f"error: {source}: out of memory (try a smaller --tile)", file=sys.stderr)
+            bar.write(f"error: {shown(source)}: out of memory (try a smaller --tile)", file=sys.stderr)
+            continue
+        except Exception as exc:  # a bug fails this file only: one line, and the batch goes on
+            failed += 1
+            bar.write(f"error: {shown(source)}: internal error ({exc.__class__.__name__}: {shown(exc)})", file=sys.stderr)
             continue
         ok += 1
-        bar.write(f"{source} → {result.output}  (EV {result.ev:+.2f}, {result.seconds['total']:.1f} s)")
+        bar.write(f"{shown(source)} → {shown(result.output)}  (EV {result.ev:+.2f}, {result.seconds['total']:.1f} s)")
     bar.n = total
     bar.close()
     summary = f"{ok} enhanced, {failed} failed" if failed else f"{ok} enhanced"
@@ -81,16 +87,29 @@ def _run_enhance(args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
+def shown(value: object) -> str:
+    """``value`` as one printable line: file name bytes that are not UTF-8 appear as ``\\xNN``."""
+    text = os.fsencode(str(value)).decode("utf-8", "backslashreplace")
+    return " ".join(text.split())
+
+
+def _interrupt(_signum: int, _frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: no partial output is left
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("train", "evaluate"):
         return _run_training_tool(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print("lowlight-raw: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

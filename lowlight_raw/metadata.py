@@ -11,6 +11,8 @@ was done, in standard places:
   processing note, ``stEvt:softwareAgent``, ``stEvt:when``), appended after any earlier history.
 
 ``ImageDescription`` and ``UserComment`` are left alone: they belong to the photographer.
+Only well-formed entries are copied (:func:`is_well_formed`): a damaged source's entry with an
+invalid type, no values, or a type or count its tag cannot have is left out, not carried along.
 
 Embedded lens corrections travel too, into the output's IFD0 where darktable's lens module
 ("embedded metadata") finds them: Sony's distortion, chromatic-aberration and vignetting splines
@@ -25,6 +27,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import exifread
@@ -36,7 +39,9 @@ from .errors import LowlightError
 SOFTWARE = f"lowlight-raw {__version__}"
 
 log = logging.getLogger(__name__)
-exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.error)
+# Damaged metadata is skipped (or one error line): the libraries' per-tag complaints are not for the user.
+exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.mute)
+logging.getLogger("exifread").setLevel(logging.CRITICAL)
 
 # IFD0 tags that describe the stored image rather than the photo (TIFF 6, TIFF/EP, EXIF, Sony
 # raw tags), plus the ones the writers set themselves (Orientation, Software).
@@ -172,6 +177,32 @@ def is_copied_exif(key: str, tag: int) -> bool:
     return bool(exiv2.ExifTags.isMakerGroup(group))
 
 
+# TIFF field types (exiv2 TypeId): BYTE … IFD, LONG8, SLONG8, IFD8.
+_TIFF_TYPES = frozenset([*range(1, 14), 16, 17, 18])
+_INTEGER_TYPES = frozenset([1, 3, 4, 6, 8, 9, 13, 16, 17, 18])  # interchangeable for a tag's values
+_ASCII, _UNDEFINED = 2, 7
+_STANDARD_GROUPS = ("Image", "Photo", "GPSInfo", "Iop")
+
+
+@lru_cache(maxsize=1)
+def _standard_tags() -> dict[tuple[str, int], tuple[int, int]]:
+    """(group, tag) → (type, count) as EXIF/TIFF define them; count 0 or less means any."""
+    return {(group, int(info.tag_)): (int(info.typeId_), int(info.count_))
+            for group in _STANDARD_GROUPS for info in exiv2.ExifTags.tagList(group)}
+
+
+def is_well_formed(group: str, tag: int, type_id: int, count: int) -> bool:
+    """Whether an EXIF entry is intact: a TIFF type, values, and (for a standard tag) its type and count."""
+    if type_id not in _TIFF_TYPES or count < 1:
+        return False
+    standard = _standard_tags().get((group, tag))
+    if standard is None:
+        return True
+    want_type, want_count = standard
+    same_kind = type_id == want_type or {type_id, want_type} <= _INTEGER_TYPES or {type_id, want_type} == {1, _UNDEFINED}
+    return same_kind and (want_count <= 0 or type_id == _ASCII or count == want_count)
+
+
 def is_copied_xmp(key: str) -> bool:
     """Whether the XMP property ``key`` is carried over (the source's development is not)."""
     return key not in _XMP_SKIPPED_KEYS and not key.startswith(_XMP_SKIPPED_PREFIXES)
@@ -207,14 +238,16 @@ def copy_metadata(
     is logged as a warning and only the software/processing tags are written; a target that
     cannot be written raises :class:`LowlightError` naming it.
     """
-    image_source = _open_source(source)
+    image_source, _source_data = _open_source(source)  # (exiv2 reads from the bytes while the image lives)
     try:
         image = exiv2.ImageFactory.open(str(target))
         image.readMetadata()
         exif, xmp, iptc = image.exifData(), image.xmpData(), image.iptcData()
         if image_source is not None:
             for datum in image_source.exifData():
-                if is_copied_exif(datum.key(), datum.tag()):
+                if is_copied_exif(datum.key(), datum.tag()) and is_well_formed(
+                    datum.groupName(), datum.tag(), int(datum.typeId()), datum.count()
+                ):
                     exif[datum.key()] = datum.value()
             for key, value in lens_corrections(image_source.exifData(), dng_output).items():
                 exif[key] = value
@@ -235,15 +268,33 @@ def copy_metadata(
         raise LowlightError(target, f"cannot write metadata ({exc})") from exc
 
 
-def _open_source(source: Path):
-    """The source opened by exiv2 with its metadata read, or ``None`` (warning) if it cannot be."""
+def _open_source(source: Path) -> tuple[object | None, bytes | None]:
+    """The source opened by exiv2 with its metadata read, or ``None`` (warning) if it cannot be.
+
+    exiv2 takes UTF-8 file names only: a source whose name is not valid UTF-8 is read from its
+    bytes, which are returned too and must be kept while the image is used.
+    """
+    data = None
     try:
-        image = exiv2.ImageFactory.open(str(source))
+        if is_utf8_path(source):
+            image = exiv2.ImageFactory.open(str(source))
+        else:
+            data = source.read_bytes()
+            image = exiv2.ImageFactory.open(data)
         image.readMetadata()
-    except exiv2.Exiv2Error as exc:
-        log.warning("%s: metadata not copied, exiv2 cannot read it (%s)", source, exc)
-        return None
-    return image
+    except (exiv2.Exiv2Error, OSError) as exc:
+        log.warning("%s: metadata not copied, exiv2 cannot read it (%s)", ascii(str(source)), exc)
+        return None, None
+    return image, data
+
+
+def is_utf8_path(path: Path) -> bool:
+    """Whether ``path`` is valid UTF-8 (what LibRaw and exiv2 need to open it by name)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _record_history(xmp, note: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from .bayer import PATTERNS, BayerLayout, pattern_from_colors
 from .color import CameraColor
 from .dngtags import D65
 from .errors import LowlightError, UnsupportedSensor
-from .metadata import camera_iso, read_exif
+from .metadata import camera_iso, is_utf8_path, read_exif
+
+# tifffile complains per damaged tag; a damaged matrix is simply not used (see _dng_color_matrix).
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 # LibRaw's ``flip`` → EXIF/TIFF Orientation.
 _FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
@@ -47,7 +51,7 @@ def read_raw(path: Path) -> RawPhoto:
     if path.is_dir():
         raise LowlightError(path, "is a directory, not a RAW file")
     try:
-        with rawpy.imread(str(path)) as raw:
+        with _open_raw(path) as raw:
             return _decode(path, raw)
     except LowlightError:
         raise
@@ -59,6 +63,14 @@ def read_raw(path: Path) -> RawPhoto:
         raise LowlightError(path, f"corrupt RAW file (LibRaw: {_libraw_message(exc)})") from exc
     except OSError as exc:
         raise LowlightError(path, f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def _open_raw(path: Path):
+    """LibRaw on ``path``: by name, or from its bytes when the name is not valid UTF-8."""
+    if is_utf8_path(path):
+        return rawpy.imread(str(path))
+    with open(path, "rb") as handle:
+        return rawpy.imread(handle)
 
 
 def _decode(path: Path, raw) -> RawPhoto:
@@ -104,7 +116,10 @@ def _decode(path: Path, raw) -> RawPhoto:
 
 
 def _dng_color_matrix(path: Path) -> np.ndarray:
-    """XYZ → camera matrix from a DNG's ColorMatrix1/2 (the D65 one preferred); zeros if absent."""
+    """XYZ → camera matrix from a DNG's ColorMatrix1/2 (the D65 one preferred); zeros if absent.
+
+    A damaged tag counts as absent: tifffile raises all sorts of errors on fuzzed files.
+    """
     try:
         with tifffile.TiffFile(path) as tif:
             tags = tif.pages[0].tags
@@ -117,7 +132,7 @@ def _dng_color_matrix(path: Path) -> np.ndarray:
                     if values.size >= 9:
                         illuminant = tags[illuminant_tag].value if illuminant_tag in tags else 0
                         matrices[int(illuminant)] = values[:9].reshape(3, 3)
-    except (tifffile.TiffFileError, OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - any damage means "no usable matrix"
         return np.zeros((3, 3))
     if not matrices:
         return np.zeros((3, 3))

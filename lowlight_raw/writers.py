@@ -1,9 +1,11 @@
 """Output files: a LinearRaw DNG (default), a 16-bit TIFF or a JPEG, written safely.
 
-Every writer makes a hidden temporary file next to the final one, copies the source's metadata
-into it (:func:`lowlight_raw.metadata.copy_metadata`) and only then renames it into place, so a
-crash or a failure never leaves a half-written output, and an existing file is replaced only on
-request. Pixels keep the sensor orientation; the source's orientation is written as a tag.
+Every writer makes a hidden temporary file next to the final one
+(``.NAME.partial-PID-XXXXXXXX``), copies the source's metadata into it
+(:func:`lowlight_raw.metadata.copy_metadata`) and only then renames it into place, so a failure,
+Ctrl-C or SIGTERM never leaves a half-written output, and an existing file is replaced only on
+request. Partial files of ours whose writer process is gone (a crash, SIGKILL) are removed
+from the folder before the next write into it. Pixels keep the sensor orientation; the source's orientation is written as a tag.
 
 - **DNG**: camera RGB (not white balanced) as 3 × uint16 LinearRaw, uncompressed strips, with
   the camera's ColorMatrix1 (D65) and AsShotNeutral, so raw editors develop it like the source.
@@ -16,6 +18,7 @@ request. Pixels keep the sensor orientation; the source's orientation is written
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import struct
 from dataclasses import dataclass
@@ -38,6 +41,9 @@ JPEG_QUALITY = 95
 _DNG_ROWS_PER_STRIP = 64
 _ROWS_PER_BAND = 128  # rows converted at a time
 _ENCODE_LUT_BITS = 20  # linear → encoded lookup table size: error < ½ code of a 16-bit output
+MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
+_PARTIAL_NAME_BYTES = 200  # the output name's share of a temporary file name
+_PARTIAL = re.compile(r"^\..*\.partial-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ def output_path_for(source: Path, fmt: str, output_dir: Path | None = None, over
     ext = EXTENSIONS[_check_format(fmt)]
     folder = Path(output_dir) if output_dir is not None else source.parent
     candidate = folder / f"{source.stem}{OUTPUT_SUFFIX}{ext}"
+    if len(os.fsencode(candidate.name)) + len("_9999") > MAX_NAME_BYTES:
+        raise LowlightError(source, f"the output name would be longer than {MAX_NAME_BYTES} bytes; rename the file")
     counter = 0
     while True:
         if overwrite and _same_file(candidate, source):
@@ -98,7 +106,8 @@ def write_output(
         raise LowlightError(path, "already exists (use overwrite to replace it)")
     if not path.parent.is_dir():
         raise LowlightError(path, "output folder does not exist")
-    temp = path.with_name(f".{path.name}.partial-{secrets.token_hex(4)}")
+    remove_stale_partials(path.parent)
+    temp = path.with_name(_partial_name(path.name))
     try:
         if fmt == "dng":
             _write_dng(image, temp)
@@ -131,7 +140,7 @@ def processing_note(image: OutputImage, fmt: str, linear_tiff: bool = False, spa
         "jpeg": "sRGB JPEG",
     }[fmt]
     return (
-        f"Low-light enhanced by {SOFTWARE} from {image.source.name}: "
+        f"Low-light enhanced by {SOFTWARE} from {os.fsencode(image.source.name).decode('utf-8', 'replace')}: "
         f"exposure {image.ev:+.2f} EV, SID-style network denoise at strength {image.strength:g}, {rendering}"
     )
 
@@ -165,10 +174,44 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _remove(path: Path) -> None:
+    """Remove ``path`` if it is there; a folder that refuses (read-only, …) is not a second error."""
     try:
         path.unlink()
-    except FileNotFoundError:
+    except OSError:
         pass
+
+
+def _partial_name(name: str) -> str:
+    """The temporary name for writing ``name``: hidden, ours (pid), valid UTF-8, under NAME_MAX."""
+    shown = os.fsencode(name).decode("utf-8", "replace")
+    while len(shown.encode("utf-8")) > _PARTIAL_NAME_BYTES:
+        shown = shown[:-1]
+    return f".{shown}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove our partial files in ``folder`` whose writing process is gone; returns them."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PARTIAL.match(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _process_exists(int(match["pid"])):
+            _remove(Path(entry.path))
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
@@ -198,7 +241,7 @@ def _write_dng(image: OutputImage, path: Path) -> None:
         (50714, "I", 3, (0, 0, 0), True),  # BlackLevel, one per sample
         (50717, "I", 3, (65535, 65535, 65535), True),  # WhiteLevel, one per sample
         (50730, "2i", 1, (0, 1), True),  # BaselineExposure: the gain is in the pixels
-        (50827, "B", 0, image.source.name.encode("utf-8") + b"\0", True),  # OriginalRawFileName
+        (50827, "B", 0, os.fsencode(image.source.name) + b"\0", True),  # OriginalRawFileName, bytes as on disk
     ]
     tifffile.imwrite(
         path,

@@ -22,6 +22,7 @@ import zmq
 
 from lowlight_raw.options import EnhanceOptions, add_arguments
 from lr_bridge import __version__, darktable_install
+from lr_bridge.logfile import BoundedLogHandler
 from lr_bridge.client import (
     BridgeClient,
     Connection,
@@ -36,13 +37,13 @@ from lr_bridge.client import (
 from lr_bridge.keys import (
     KeyFileError,
     authorize_client,
-    authorized_key_count,
+    authorized_keys,
     default_key_dir,
     generate_keypair,
     read_keypair,
     read_public_key,
 )
-from lr_bridge.protocol import BAD_OPTIONS
+from lr_bridge.protocol import BAD_OPTIONS, DEFAULT_MAX_HELD_BYTES
 from lr_bridge.settings import (
     DEFAULT_BIND,
     SettingsError,
@@ -50,11 +51,12 @@ from lr_bridge.settings import (
     endpoint_is_local,
     load_config,
     pick,
+    pick_mebibytes,
     pick_model,
     pick_path,
     pick_state_dir,
 )
-from lr_bridge.state import EXIT_ALREADY_RUNNING, StateDirLocked, pid_alive, read_state
+from lr_bridge.state import EXIT_ALREADY_RUNNING, StateDirInsecure, StateDirLocked, pid_alive, read_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANCELLED = 0, 1, 2, 3, 130
 
@@ -101,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--server-secret-key", help="CURVE: the daemon's secret key file (NAME.key_secret)")
     serve.add_argument("--authorized-keys", help="CURVE: folder of authorised clients' public keys (*.key)")
     serve.add_argument("--insecure-plaintext", action="store_true",
-                       help="allow a non-loopback address without CURVE (anyone on the network can use it)")
+                       help="no CURVE at all, even on loopback (anyone who can connect can use and stop it)")
+    serve.add_argument("--max-held-mb", help=f"MiB of files held for queued and running jobs, at most "
+                       f"(default {DEFAULT_MAX_HELD_BYTES >> 20}; more is refused as 'busy')")
     serve.add_argument("--config", help="config file (default ~/.config/lowlight-raw/bridge.toml)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -144,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (SettingsError, KeyFileError) as exc:
+    except (SettingsError, KeyFileError, StateDirInsecure) as exc:
         return _fail(args, "usage", str(exc), EXIT_USAGE)
 
 
@@ -161,7 +165,8 @@ def _fail(args: argparse.Namespace, code: str, message: str, status: int, job: s
 def _serve(args: argparse.Namespace) -> int:
     from lr_bridge.daemon import Daemon, ServeSettings
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s lr-bridge[%(process)d] %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s lr-bridge[%(process)d] %(message)s",
+                        handlers=[BoundedLogHandler(sys.stderr)])
     config = load_config(Path(args.config) if args.config else None)
     bind = check_endpoint(pick(args.bind, "bind", config, DEFAULT_BIND))
     secret = pick_path(args.server_secret_key, "server_secret_key", config)
@@ -170,7 +175,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise SettingsError("CURVE needs both --server-secret-key and --authorized-keys")
     server_keys = read_keypair(secret) if secret is not None else None
     if authorized is not None:
-        if authorized_key_count(authorized) == 0:
+        if not authorized_keys(authorized):
             raise SettingsError(f"{authorized}: no authorised client keys (*.key); add one with 'lr-bridge keys authorize'")
     if server_keys is None and not endpoint_is_local(bind) and not args.insecure_plaintext:
         raise SettingsError(
@@ -184,6 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
         device=pick(args.device, "device", config, "auto"),
         server_keys=server_keys,
         authorized_keys=authorized,
+        plaintext=args.insecure_plaintext,
+        max_held_bytes=pick_mebibytes(args.max_held_mb, "max_held_mb", config, DEFAULT_MAX_HELD_BYTES),
     )
     try:
         return Daemon(settings).serve()
@@ -338,10 +345,13 @@ def _stop(args: argparse.Namespace) -> int:
     try:
         with BridgeClient(connection) as client:
             pid = client.request("status", min(args.timeout, 5.0)).header.get("pid")
-            client.request("shutdown", min(args.timeout, 5.0))
+            reply = client.request("shutdown", min(args.timeout, 5.0))
     except DaemonUnreachable as exc:
         print(f"lr-bridge: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    if reply.type == "error":  # e.g. forbidden: only the daemon's owner may stop it
+        print(f"lr-bridge: {reply.header.get('message')}", file=sys.stderr)
+        return EXIT_FAILED
     deadline = time.monotonic() + args.timeout
     while isinstance(pid, int) and endpoint_is_local(connection.endpoint) and pid_alive(pid):
         if time.monotonic() > deadline:

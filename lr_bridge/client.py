@@ -6,6 +6,10 @@ until it is ready. :func:`run_job` submits an ``enhance`` request and turns the 
 into the ``lr-bridge enhance --json`` events (see ``PROTOCOL.md``), writing outputs that come
 back as bytes; it raises :class:`DaemonLost` as soon as the daemon has been silent for
 :data:`~lr_bridge.protocol.HEARTBEAT_TIMEOUT_S`.
+
+A local daemon is reached with its owner's CURVE keys from the private state file; a cancelled
+job is given up after :data:`CANCEL_WAIT_S` even if the daemon never confirms, so Ctrl-C and
+SIGTERM always end the client.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from lr_bridge.keys import KeyPair, make_curve_client
 from lr_bridge.output import write_new_file
 from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S, ProtocolError, Reply, encode, parse_reply
 from lr_bridge.settings import endpoint_is_local
-from lr_bridge.state import EXIT_ALREADY_RUNNING, LOG_FILE, pid_alive, read_state
+from lr_bridge.state import EXIT_ALREADY_RUNNING, LOG_FILE, DaemonState, pid_alive, private_dir, read_state
 
 Event = dict[str, Any]
 OUTPUT_FAILED = "output_failed"  # the client could not write an output that came back as bytes
 INPUT_FAILED = "input_failed"  # the client could not read a file to send as bytes
+CANCEL_WAIT_S = 10.0  # after asking the daemon to cancel, the client waits this long for its ``done``
 _LOG_PREFIX = re.compile(r"^[\d-]+ [\d:,]+ lr-bridge\[\d+\] ")  # the daemon's log line prefix
 
 
@@ -63,11 +68,25 @@ class Connection:
     endpoint: str
     client_keys: KeyPair | None = None
     server_key: bytes | None = None
+    owner: bool = False  # the keys are the daemon owner's, from its state file
 
     @property
     def remote(self) -> bool:
-        """Whether files must travel as bytes (CURVE, or an endpoint off this machine)."""
-        return self.client_keys is not None or not endpoint_is_local(self.endpoint)
+        """Whether files must travel as bytes (a remote client's keys, or an endpoint off this machine)."""
+        return (self.client_keys is not None and not self.owner) or not endpoint_is_local(self.endpoint)
+
+
+def open_socket(connection: Connection, context: zmq.Context | None = None) -> zmq.Socket:
+    """A DEALER socket connected to the daemon of ``connection``, with its CURVE keys if it has them."""
+    socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+    socket.linger = 0
+    if connection.client_keys is not None:
+        if connection.server_key is None:
+            socket.close()
+            raise DaemonUnreachable(f"{connection.endpoint}: a CURVE client needs the daemon's public key")
+        make_curve_client(socket, connection.client_keys, connection.server_key)
+    socket.connect(connection.endpoint)
+    return socket
 
 
 class BridgeClient:
@@ -75,14 +94,7 @@ class BridgeClient:
 
     def __init__(self, connection: Connection, context: zmq.Context | None = None) -> None:
         self.connection = connection
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.linger = 0
-        if connection.client_keys is not None:
-            if connection.server_key is None:
-                raise DaemonUnreachable(f"{connection.endpoint}: a CURVE client needs the daemon's public key")
-            make_curve_client(self._socket, connection.client_keys, connection.server_key)
-        self._socket.connect(connection.endpoint)
+        self._socket = open_socket(connection, context)
 
     def close(self) -> None:
         self._socket.close()
@@ -133,14 +145,28 @@ class BridgeClient:
 def find_daemon(
     state_dir: Path, endpoint: str | None, client_keys: KeyPair | None, server_key: bytes | None
 ) -> Connection | None:
-    """The connection the user asked for (``endpoint``) or the one the state file names."""
-    if endpoint is not None:
-        return Connection(endpoint, client_keys, server_key)
+    """The connection the user asked for (``endpoint``) or the one the state file names.
+
+    Without keys of its own the client uses the owner's keys from the state file when the
+    daemon there is the one asked for.
+    """
     state = read_state(state_dir)
-    if state is None or (endpoint_is_local(state.endpoint) and not pid_alive(state.pid)):
+    if state is not None and endpoint_is_local(state.endpoint) and not pid_alive(state.pid):
+        state = None
+    if endpoint is not None and (state is None or state.endpoint != endpoint):
+        return Connection(endpoint, client_keys, server_key)
+    if state is None:
         return None
+    if client_keys is None and state.owner_public and state.owner_secret:
+        return _owner_connection(state)
     known_key = server_key or (state.server_key.encode() if state.server_key else None)
     return Connection(state.endpoint, client_keys, known_key)
+
+
+def _owner_connection(state: DaemonState) -> Connection:
+    assert state.owner_public and state.owner_secret and state.server_key
+    keys = KeyPair(state.owner_public.encode(), state.owner_secret.encode())
+    return Connection(state.endpoint, keys, state.server_key.encode(), owner=True)
 
 
 def connect(
@@ -162,7 +188,7 @@ def connect(
         with BridgeClient(connection) as client:
             pong = client.ping(probe_s)
         if pong is not None and pong.header.get("state") in ("stopping", "failed"):
-            _wait_for_exit(pong.header.get("pid"), connection, time.monotonic() + timeout_s)
+            _wait_for_exit(pong.header.get("pid"), connection, time.monotonic() + timeout_s, give_up)
         elif pong is not None:
             return _wait_until_ready(state_dir, endpoint, client_keys, server_key, time.monotonic() + timeout_s,
                                      None, give_up)
@@ -176,19 +202,21 @@ def connect(
                              process, give_up)
 
 
-def _wait_for_exit(pid: object, connection: Connection, deadline: float) -> None:
+def _wait_for_exit(pid: object, connection: Connection, deadline: float, give_up: Callable[[], bool]) -> None:
     """Let a local daemon that is stopping finish, so that a new one can take its place."""
     while isinstance(pid, int) and not connection.remote and pid_alive(pid) and time.monotonic() < deadline:
+        if give_up():
+            raise Interrupted("interrupted while waiting for the old daemon to stop")
         time.sleep(0.1)
 
 
 def start_daemon(state_dir: Path, bind: str | None = None) -> subprocess.Popen:
-    """Start ``lr-bridge serve`` detached (own session, output to ``daemon.log``)."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Start ``lr-bridge serve`` detached (own session, output to ``daemon.log``, mode 600)."""
+    private_dir(state_dir)
     command = [sys.executable, "-m", "lr_bridge", "serve", "--state-dir", str(state_dir)]
     if bind is not None:
         command += ["--bind", bind]
-    with open(state_dir / LOG_FILE, "ab") as log_file:
+    with open(os.open(state_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
         return subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True, close_fds=True
         )
@@ -288,15 +316,17 @@ def run_job(
         return JobSummary(None, 0, unread, False)
     request_id = client.send("enhance", tuple(blobs), files=files, options=options.to_wire(as_bytes))
     upload_s = sum(len(b) for b in blobs) / 2e6  # generous time for the request to arrive
-    job = _await_accepted(client, request_id, silence_limit_s + upload_s)
+    job = _await_accepted(client, request_id, silence_limit_s + upload_s, cancel_requested)
     emit({"event": "accepted", "job": job, "files": len(files)})
     return _follow_job(client, request_id, job, names, options, emit, cancel_requested, silence_limit_s, unread)
 
 
-def _await_accepted(client: BridgeClient, request_id: str, timeout_s: float) -> str:
+def _await_accepted(client: BridgeClient, request_id: str, timeout_s: float, cancel_requested: Callable[[], bool]) -> str:
     deadline = time.monotonic() + timeout_s
     while (left := deadline - time.monotonic()) > 0:
-        reply = client.receive(left)
+        if cancel_requested():  # the daemon cancels the job once it cannot deliver to us
+            raise Interrupted("interrupted before the daemon accepted the job")
+        reply = client.receive(min(left, 0.1))
         if reply is None or reply.id != request_id:
             continue
         if reply.type == "accepted":
@@ -332,6 +362,8 @@ def _follow_job(
             cancel_sent_at = time.monotonic()
         reply = client.receive(0.1)
         now = time.monotonic()
+        if cancel_sent_at is not None and now - cancel_sent_at > CANCEL_WAIT_S:
+            return JobSummary(job, ok, failed + already_failed, True)  # never wait on the daemon past a Ctrl-C
         if reply is None or reply.id != request_id:
             if now - last_heard > silence_limit_s:
                 if cancel_sent_at is not None:

@@ -17,6 +17,7 @@ class Job:
     client: bytes  # the ROUTER identity that events go to
     request_id: str  # the ``id`` of the enhance request; every event of the job echoes it
     request: EnhanceRequest
+    user: str | None = None  # the CURVE key that submitted it: only it (or the owner) may cancel it
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     cancel: threading.Event = field(default_factory=threading.Event)
 

@@ -4,12 +4,19 @@ Key files are ZeroMQ certificates (``NAME.key`` public, ``NAME.key_secret`` secr
 by :func:`zmq.auth.create_certificates`). The daemon needs its secret certificate and a
 directory of authorised clients' public ``.key`` files; a client needs the daemon's public key
 and its own secret certificate.
+
+Every daemon (unless started with ``--insecure-plaintext``) is a CURVE server, also a local one:
+at start it makes a fresh key pair for itself and one for its *owner*, published only in its
+private state file (:mod:`lr_bridge.state`). :class:`Admission` is the ZAP check: the owner's key
+and the authorised clients' keys get in, nothing else does.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,19 +87,55 @@ class KeyPair:
     secret: bytes
 
 
+def new_keypair() -> KeyPair:
+    """A fresh random CURVE key pair (kept in memory and in the private state file only)."""
+    public, secret = zmq.curve_keypair()
+    return KeyPair(public, secret)
+
+
+def authorized_keys(authorized_dir: Path) -> frozenset[bytes]:
+    """The Z85 public keys of the ``*.key`` certificates in ``authorized_dir``."""
+    if not authorized_dir.is_dir():
+        raise KeyFileError(f"{authorized_dir}: the directory of authorised client keys does not exist")
+    return frozenset(read_public_key(path) for path in sorted(authorized_dir.glob("*.key")))
+
+
+REFUSAL_LOG_INTERVAL_S = 10.0  # refused handshakes are logged at most once per interval (with a count)
+
+
+class Admission:
+    """The daemon's ZAP check (``configure_curve_callback``): who may complete a CURVE handshake.
+
+    ``owner`` is the daemon owner's key (administrator: may stop the daemon and cancel any
+    job); ``clients`` are the authorised remote keys. Refused handshakes are logged, rate-limited.
+    """
+
+    def __init__(self, owner: bytes, clients: frozenset[bytes], log: logging.Logger) -> None:
+        self.owner = owner
+        self.clients = clients
+        self._log = log
+        self._refused_since_log = 0
+        self._last_log = float("-inf")
+
+    def callback(self, _domain: str, key: bytes) -> bool:
+        """Whether the client with Z85 public ``key`` is let in (called by the ZAP thread)."""
+        if key == self.owner or key in self.clients:
+            return True
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._last_log >= REFUSAL_LOG_INTERVAL_S:
+            self._log.warning("refused %d CURVE handshake(s) from unknown keys (latest %s…)",
+                              self._refused_since_log, key[:8].decode("ascii", "replace"))
+            self._refused_since_log, self._last_log = 0, now
+        return False
+
+
 def read_keypair(secret_file: Path) -> KeyPair:
     """The key pair in a ``.key_secret`` certificate."""
     public, secret = _load(secret_file)
     if secret is None or len(secret) != 40:
         raise KeyFileError(f"{secret_file}: holds no CURVE secret key (use the .key_secret file)")
     return KeyPair(public, secret)
-
-
-def authorized_key_count(authorized_dir: Path) -> int:
-    """How many client public keys ``authorized_dir`` holds (``*.key`` files)."""
-    if not authorized_dir.is_dir():
-        raise KeyFileError(f"{authorized_dir}: the directory of authorised client keys does not exist")
-    return sum(1 for _ in authorized_dir.glob("*.key"))
 
 
 def make_curve_server(socket: zmq.Socket, server: KeyPair) -> None:

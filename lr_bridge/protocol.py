@@ -17,7 +17,8 @@ from lowlight_raw.options import EnhanceOptions
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
-MAX_MESSAGE_BYTES = 1 << 30  # the daemon drops peers sending more (a RAW is ~20–120 MB)
+MAX_MESSAGE_BYTES = 1 << 30  # the most file bytes one message may carry (a RAW is ~20–120 MB)
+DEFAULT_MAX_HELD_BYTES = 2 << 30  # file bytes a daemon holds for its queued and running jobs, by default
 MAX_FILES_PER_JOB = 10_000
 MAX_ID_LENGTH = 128
 HEARTBEAT_INTERVAL_S = 0.5  # the daemon sends a heartbeat per active job this often
@@ -42,6 +43,9 @@ PATHS_REFUSED = "paths_refused"  # a remote (CURVE) daemon only takes files as b
 FILE_FAILED = "file_failed"  # the engine refused or failed one file; the job goes on
 INTERNAL = "internal"  # an unexpected daemon fault while processing one file
 ENGINE_FAILED = "engine_failed"  # the daemon could not load the engine and is stopping
+TOO_LARGE = "too_large"  # one message carries more file bytes than the daemon may ever hold
+BUSY = "busy"  # the daemon holds as many file bytes as it may: try again when jobs are done
+FORBIDDEN = "forbidden"  # cancel of another client's job, or shutdown by a key that is not the owner's
 
 
 class ProtocolError(Exception):
@@ -74,6 +78,11 @@ class EnhanceRequest:
     def as_bytes(self) -> bool:
         """Whether the files came as bytes (and so results go back as bytes)."""
         return self.files[0].data is not None
+
+    @property
+    def data_bytes(self) -> int:
+        """How many bytes of files the request carries (0 for paths)."""
+        return sum(len(f.data) for f in self.files if f.data is not None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ with flat keys, for example::
     endpoint = "tcp://gpu-box:5599"                                        # client
     server_key = "~/.config/lowlight-raw/keys/server.key"                  # client, remote mode
     client_key = "~/.config/lowlight-raw/keys/laptop.key_secret"           # client, remote mode
+    max_held_mb = "2048"          # daemon: MiB of files it holds for queued and running jobs
 
 Each key has an environment variable ``LR_BRIDGE_<KEY>`` (upper case) that overrides the file.
 """
@@ -29,7 +30,8 @@ from lr_bridge.state import default_state_dir
 
 DEFAULT_BIND = "tcp://127.0.0.1:*"  # loopback, any free port: clients find it in the state file
 CONFIG_KEYS = frozenset(
-    {"bind", "model", "device", "state_dir", "server_secret_key", "authorized_keys", "endpoint", "server_key", "client_key"}
+    {"bind", "model", "device", "state_dir", "server_secret_key", "authorized_keys", "endpoint", "server_key", "client_key",
+     "max_held_mb"}
 )
 _TCP = re.compile(r"^tcp://(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\[\]]+):(?P<port>\*|\d{1,5})$")
 
@@ -87,6 +89,20 @@ def pick_path(flag_value: Any, key: str, config: dict[str, Any], default: Path |
 def pick_model(flag_value: Any, config: dict[str, Any]) -> str:
     """The model to serve: a shipped model's name (``auto`` by default) or a user-expanded path."""
     return parse_model(str(pick(flag_value, "model", config, "auto")))
+
+
+def pick_mebibytes(flag_value: Any, key: str, config: dict[str, Any], default_bytes: int) -> int:
+    """Like :func:`pick`, a positive whole number of MiB, returned in bytes."""
+    value = pick(flag_value, key, config)
+    if value is None:
+        return default_bytes
+    try:
+        mebibytes = int(value)
+    except (TypeError, ValueError):
+        mebibytes = 0
+    if mebibytes <= 0:
+        raise SettingsError(f"{key}: expected a positive whole number of MiB, got {value!r}")
+    return mebibytes << 20
 
 
 def pick_state_dir(flag_value: Any, config: dict[str, Any]) -> Path:

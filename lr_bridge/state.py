@@ -3,6 +3,10 @@
 The daemon holds an exclusive ``flock`` on ``daemon.lock`` for its whole life (so two daemons
 never share a state directory) and writes ``daemon.json`` (endpoint, pid, versions) atomically
 once it listens; it removes the file when it stops. Clients read the file to find the daemon.
+
+The folder is private to its user (mode 700, owned by them: :func:`private_dir`) and the state
+file is mode 600: it holds the owner's CURVE client key, which is what makes a local daemon
+usable by its owner only.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -36,14 +41,39 @@ class DaemonState:
     version: str
     protocol: int
     started: float  # time.time() when the daemon started listening
-    server_key: str | None = None  # the CURVE public key (Z85) when the daemon requires CURVE
+    server_key: str | None = None  # the daemon's CURVE public key (Z85); None for --insecure-plaintext
+    owner_public: str | None = None  # the owner's CURVE client key pair (Z85): any process of the
+    owner_secret: str | None = None  # user who can read this file may use (and stop) the daemon
+
+
+class StateDirInsecure(Exception):
+    """The state folder is not private to this user (message names it and says why)."""
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (mode 700) if needed and make sure only this user can enter it.
+
+    An existing folder of ours that others could read is tightened to 700; a symlink or a folder
+    owned by someone else raises :class:`StateDirInsecure`.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise StateDirInsecure(f"{path}: the state folder is a symlink or not a folder")
+    if info.st_uid != os.getuid():
+        raise StateDirInsecure(f"{path}: the state folder belongs to uid {info.st_uid}, not to this user")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
 
 
 def write_state(state_dir: Path, state: DaemonState) -> Path:
-    """Write ``daemon.json`` atomically (temporary name, then rename); returns its path."""
+    """Write ``daemon.json`` (mode 600) atomically (temporary name, then rename); returns its path."""
     path = state_dir / STATE_FILE
     tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(json.dumps(asdict(state), indent=2) + "\n")
     tmp.replace(path)
     return path
 
@@ -68,7 +98,7 @@ def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -87,11 +117,11 @@ class StateDirLocked(Exception):
 
 
 def lock_state_dir(state_dir: Path) -> IO[str]:
-    """Create ``state_dir`` (mode 700) and take its daemon lock; keep the returned file open.
+    """Make ``state_dir`` private (:func:`private_dir`) and take its daemon lock; keep the file open.
 
     Raises :class:`StateDirLocked` if another live daemon holds it.
     """
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(state_dir)
     handle = open(state_dir / LOCK_FILE, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

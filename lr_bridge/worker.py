@@ -4,25 +4,35 @@ It loads the daemon's default :class:`~lowlight_raw.engine.Enhancer` at start, a
 model a job asks for (option ``model``) the first time it is asked for, keeping each warm; it takes jobs from the
 :class:`~lr_bridge.jobs.JobQueue` in order and pushes each job's events (``progress``,
 ``result``, ``error``, ``done``) to the socket loop over an inproc PUSH socket as
-``[job id, *message frames]``. A failing file fails that file only; a cancelled job stops
-between tiles and the engine writes nothing for the file it was on.
+``[job id, *message frames]``. A failing file fails that file only, whatever the failure
+(a hostile name, a full temporary disk, a bug): everything done for a file is inside its error
+handling. A cancelled job stops between tiles and the engine writes nothing for the file it was
+on. :attr:`Worker.last_progress` is when the worker last showed life; the daemon's heartbeats
+follow it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import re
+import shutil
 import tempfile
 import threading
-from contextlib import nullcontext
-from pathlib import Path
+import time
+import unicodedata
+from contextlib import nullcontext, suppress
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import zmq
 
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
+from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
+from lr_bridge.state import pid_alive
 
 log = logging.getLogger("lr_bridge.worker")
 
@@ -42,6 +52,51 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+SCRATCH_PREFIX = "lr-bridge-job-"  # a bytes job's scratch folder: lr-bridge-job-PID-XXXXXXXX in $TMPDIR
+_SCRATCH = re.compile(rf"^{SCRATCH_PREFIX}(?P<pid>\d+)-")
+
+
+def remove_stale_scratch() -> list[Path]:
+    """Remove scratch folders of ours (this user's) left by daemons that died; returns them.
+
+    They hold copies of the files clients sent: a daemon killed mid-job must not leave them.
+    """
+    removed = []
+    root = Path(tempfile.gettempdir())
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _SCRATCH.match(entry.name)
+        if (match and entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+                and not pid_alive(int(match["pid"]))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+MAX_SCRATCH_NAME_BYTES = 160  # room left for "_lowlight_9999.ext" and a temporary suffix under NAME_MAX
+_FALLBACK_STEM = "raw"
+
+
+def scratch_name(name: str) -> str:
+    """A plain, short, valid UTF-8 file name for bytes the client called ``name``.
+
+    Its last component, keeping the client's stem (outputs are named after it) where it is
+    usable: ``..``, ``sub/..``, control characters, lone surrogates and over-long names all map
+    to something the daemon can create.
+    """
+    last = PurePosixPath(name.replace("\\", "/")).name
+    text = last.encode("utf-8", "replace").decode("utf-8")
+    text = "".join("_" if unicodedata.category(c)[0] == "C" else c for c in text).lstrip(".")
+    suffix = PurePosixPath(text).suffix if len(PurePosixPath(text).suffix) <= 10 else ""
+    stem = text[: len(text) - len(suffix)] if suffix else text
+    while len((stem + suffix).encode("utf-8")) > MAX_SCRATCH_NAME_BYTES:
+        stem = stem[:-1]
+    return (stem or _FALLBACK_STEM) + suffix
+
+
 class Worker(threading.Thread):
     """Loads the engine, then runs queued jobs until the queue is closed."""
 
@@ -58,6 +113,7 @@ class Worker(threading.Thread):
         self.model: dict[str, Any] | None = None
         self.running: Job | None = None
         self.running_index = 0
+        self.last_progress = time.monotonic()  # when the worker last showed life (monotonic clock)
         self._enhancers: dict[Path, Any] = {}  # warm engines by resolved weight file
         self._device = None  # the torch device every engine runs on, once the first has loaded
         self._push: zmq.Socket | None = None
@@ -69,11 +125,14 @@ class Worker(threading.Thread):
         try:
             if self._load():
                 while (job := self._jobs.take()) is not None:
-                    self.running, self.running_index = job, 0
+                    self.running, self.running_index, self.last_progress = job, 0, time.monotonic()
                     try:
                         self._run_job(job)
                     finally:
-                        self.running = None
+                        self.running = job = None  # drop the job's file bytes before waiting for the next
+                        release_memory()
+        except Exception:  # a bug here ends the thread; the daemon sees it and stops (clients notice)
+            log.exception("the worker failed")
         finally:
             self._push.close()
 
@@ -113,6 +172,7 @@ class Worker(threading.Thread):
         assert self._push is not None
         frames = encode(message_type, job.request_id, blobs, job=job.id, **fields)
         self._push.send_multipart([job.id.encode(), *frames])
+        self.last_progress = time.monotonic()
 
     def _run_job(self, job: Job) -> None:
         ok = failed = 0
@@ -122,12 +182,14 @@ class Worker(threading.Thread):
         except Exception as exc:  # a model that cannot load fails this job's files, never the daemon
             reason = _one_line(str(exc)) or exc.__class__.__name__
             log.error("job %s: cannot load model %s: %s", job.id, job.request.options.model, reason)
-            for index, item in enumerate(files):
-                self._emit(job, "error", code=FILE_FAILED, index=index, file=item.name,
-                           message=_one_line(f"{item.name}: cannot load the model: {reason}"))
-            self._emit(job, "done", ok=0, failed=len(files), cancelled=False)
+            self._fail_all(job, f"cannot load the model: {reason}")
             return
-        scratch = tempfile.TemporaryDirectory(prefix="lr-bridge-job-") if job.request.as_bytes else nullcontext(None)
+        try:
+            scratch = (tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", ignore_cleanup_errors=True)
+                       if job.request.as_bytes else nullcontext(None))
+        except OSError as exc:  # e.g. the temporary disk is full: every file fails, the worker goes on
+            self._fail_all(job, f"the daemon has no temporary space ({exc.strerror or exc})")
+            return
         with scratch as scratch_dir:
             for index, item in enumerate(files):
                 if job.cancel.is_set():
@@ -140,6 +202,12 @@ class Worker(threading.Thread):
         cancelled = job.cancel.is_set() and ok + failed < len(files)
         log.info("job %s: %d ok, %d failed%s", job.id, ok, failed, ", cancelled" if cancelled else "")
         self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)
+
+    def _fail_all(self, job: Job, reason: str) -> None:
+        """Every file of ``job`` fails with ``reason`` (the job could not start)."""
+        for index, item in enumerate(job.request.files):
+            self._emit(job, "error", code=FILE_FAILED, index=index, file=item.name, message=_one_line(f"{item.name}: {reason}"))
+        self._emit(job, "done", ok=0, failed=len(job.request.files), cancelled=False)
 
     def _run_file(self, job: Job, enhancer, index: int, item: InputFile, scratch: Path | None) -> bool | None:
         """Enhance one file; ``True`` done, ``False`` failed (error sent), ``None`` cancelled."""
@@ -155,37 +223,39 @@ class Worker(threading.Thread):
             self._emit(job, "error", code=code, message=_one_line(message), index=index, file=item.name)
             return False
 
-        if scratch is not None:
-            source = scratch / "in" / str(index) / Path(item.name).name
-            source.parent.mkdir(parents=True)
-            source.write_bytes(item.data or b"")
-            options = engine_options(job.request, output_dir=scratch / "out" / str(index))
-        else:
-            source = Path(item.path or item.name)
-            options = engine_options(job.request)
+        source: Path | None = None
         try:
-            result = enhancer.enhance(source, options, progress, job.cancel.is_set)
+            if scratch is not None:
+                source = scratch / "in" / str(index) / scratch_name(item.name)
+                source.parent.mkdir(parents=True)
+                source.write_bytes(item.data or b"")
+                result = enhancer.enhance(source, engine_options(job.request, scratch / "out" / str(index)),
+                                          progress, job.cancel.is_set)
+                try:
+                    data = result.output.read_bytes()
+                finally:
+                    result.output.unlink(missing_ok=True)
+            else:
+                source = Path(item.path or item.name)
+                result = enhancer.enhance(source, engine_options(job.request), progress, job.cancel.is_set)
         except Cancelled:
             return None
         except LowlightError as exc:
             concerns_source = exc.path is None or exc.path == source
             return fail(FILE_FAILED, f"{item.name}: {exc.reason if concerns_source else exc}")
+        except OSError as exc:  # the scratch copy: no space, no inodes …
+            return fail(FILE_FAILED, f"{item.name}: the daemon cannot store the file ({exc.strerror or exc})")
         except Exception as exc:  # a bug must fail this file only, never the daemon
-            log.exception("job %s: unexpected failure on %s", job.id, item.name)
+            log.exception("job %s: unexpected failure on %s", job.id, ascii(item.name))
             return fail(INTERNAL, f"{item.name}: internal error ({exc.__class__.__name__}: {exc})")
         finally:
-            if scratch is not None:
-                source.unlink(missing_ok=True)
+            if scratch is not None and source is not None:
+                with suppress(OSError):
+                    source.unlink(missing_ok=True)
         fields = {"index": index, "total": total, "file": item.name, "ev": result.ev,
                   "seconds": result.seconds, "noise_source": result.noise_source}
         if scratch is None:
             self._emit(job, "result", output=str(result.output), **fields)
-            return True
-        try:
-            data = result.output.read_bytes()
-        except OSError as exc:
-            return fail(INTERNAL, f"{item.name}: cannot read back the output ({exc.strerror})")
-        finally:
-            result.output.unlink(missing_ok=True)
-        self._emit(job, "result", (data,), output=result.output.name, bytes=True, **fields)
+        else:
+            self._emit(job, "result", (data,), output=result.output.name, bytes=True, **fields)
         return True

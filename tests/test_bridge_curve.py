@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from lr_bridge.client import BridgeClient, Connection
-from lr_bridge.keys import read_keypair, read_public_key
+from lr_bridge.keys import REFUSAL_LOG_INTERVAL_S, read_keypair, read_public_key
+from lr_bridge.protocol import FORBIDDEN
 from lr_bridge.state import read_state
 
 
@@ -23,34 +26,45 @@ def lr_bridge(*args: str, env: dict | None = None, timeout: float = 120) -> subp
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     root = tmp_path_factory.mktemp("keys")
-    for name, folder in [("server", root), ("laptop", root / "clients"), ("intruder", root / "clients")]:
+    for name, folder in [("server", root), ("laptop", root / "clients"), ("tablet", root / "clients"),
+                         ("intruder", root / "clients")]:
         made = lr_bridge("keys", "new", name, "--dir", str(folder))
         assert made.returncode == 0, made.stderr
     assert oct((root / "server.key_secret").stat().st_mode & 0o777) == "0o600"
     authorized = lr_bridge("keys", "authorize", str(root / "clients" / "laptop.key"), "--dir", str(root / "authorized"))
     assert authorized.returncode == 0, authorized.stderr
+    assert lr_bridge("keys", "authorize", str(root / "clients" / "tablet.key"), "--dir", str(root / "authorized")).returncode == 0
     assert lr_bridge("keys", "new", "server", "--dir", str(root)).returncode == 2  # never overwrites a key
     return root
 
 
 @pytest.fixture(scope="module")
-def curve_daemon(tmp_path_factory, tiny_weights, keys):
-    state_dir = tmp_path_factory.mktemp("curve") / "state"
+def curve_dir(tmp_path_factory):
+    """The CURVE daemon's folder: its state folder and its log (``serve.log``)."""
+    return tmp_path_factory.mktemp("curve")
+
+
+@pytest.fixture(scope="module")
+def curve_daemon(curve_dir, tiny_weights, keys):
+    state_dir = curve_dir / "state"
+    log = open(curve_dir / "serve.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "lr_bridge", "serve", "--bind", "tcp://127.0.0.1:*", "--state-dir", str(state_dir),
          "--model", str(tiny_weights), "--server-secret-key", str(keys / "server.key_secret"),
          "--authorized-keys", str(keys / "authorized")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=log, text=True,
     )
     try:
         deadline = time.monotonic() + 90
         while read_state(state_dir) is None:
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            assert process.poll() is None and time.monotonic() < deadline, Path(log.name).read_text()
             time.sleep(0.05)
         yield read_state(state_dir)
     finally:
         process.terminate()
         process.wait(15)
+        log.close()
+
 
 
 def test_state_file_publishes_the_server_key(curve_daemon, keys):
@@ -68,6 +82,49 @@ def test_unauthorised_clients_get_nothing(curve_daemon, keys):
                         "--client-key", str(keys / "clients" / "intruder.key_secret"), "/nonexistent.dng")
     assert refused.returncode == 3
     assert json.loads(refused.stdout)["code"] == "daemon_unreachable"
+
+
+def test_refused_handshakes_are_logged_at_a_bounded_rate(curve_daemon, curve_dir, keys):
+    server = read_public_key(keys / "server.key")
+    intruder = Connection(curve_daemon.endpoint, read_keypair(keys / "clients" / "intruder.key_secret"), server)
+    started = time.monotonic()
+    for _ in range(20):
+        with BridgeClient(intruder) as client:
+            assert client.ping(0.2) is None
+    while "refused" not in (curve_dir / "serve.log").read_text():
+        assert time.monotonic() < started + 60, "no refused handshake logged"
+        time.sleep(0.1)
+    lines = [line for line in (curve_dir / "serve.log").read_text().splitlines() if "refused" in line]
+    intervals = (time.monotonic() - started) / REFUSAL_LOG_INTERVAL_S
+    assert 1 <= len(lines) <= 1 + math.ceil(intervals), lines  # 20 (or more) refusals, a line per interval
+
+
+def test_a_job_belongs_to_its_key_and_only_the_owner_may_stop_the_daemon(curve_daemon, keys, long_job):
+    server = read_public_key(keys / "server.key")
+    laptop = Connection(curve_daemon.endpoint, read_keypair(keys / "clients" / "laptop.key_secret"), server)
+    tablet = Connection(curve_daemon.endpoint, read_keypair(keys / "clients" / "tablet.key_secret"), server)
+    data = long_job[0].read_bytes()
+    with BridgeClient(laptop) as owner_of_job, BridgeClient(tablet) as other:
+        request_id = owner_of_job.send("enhance", (data, data, data), options={"format": "jpeg"},
+                                       files=[{"name": f"{i}.dng", "frame": i + 1} for i in range(3)])
+        accepted = owner_of_job.receive(30)
+        while accepted.type != "accepted":
+            accepted = owner_of_job.receive(30)
+        job = accepted.header["job"]
+        refused = other.request("cancel", 10, job=job)
+        assert (refused.type, refused.header["code"]) == ("error", FORBIDDEN)
+        stop = other.request("shutdown", 10)
+        assert (stop.type, stop.header["code"]) == ("error", FORBIDDEN)
+        assert owner_of_job.request("cancel", 10, job=job).type == "ack"
+        done = owner_of_job.receive(30)
+        while not (done.type == "done" and done.id == request_id):
+            done = owner_of_job.receive(30)
+        assert done.header["cancelled"] is True
+        assert other.request("ping", 10).header["ready"] is True  # still serving
+    env = {**os.environ, "LR_BRIDGE_STATE_DIR": "/nonexistent-state"}
+    stop = lr_bridge("stop", "--endpoint", curve_daemon.endpoint, "--server-key", str(keys / "server.key"),
+                     "--client-key", str(keys / "clients" / "tablet.key_secret"), env=env)
+    assert stop.returncode == 1 and "only the daemon's owner may stop it" in stop.stderr
 
 
 def test_authorised_client_sends_bytes_and_writes_the_result(curve_daemon, keys, make_dng, tmp_path):

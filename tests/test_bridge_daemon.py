@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lr_bridge.client import BridgeClient, Connection, connect, start_daemon
+from lr_bridge.client import open_socket, start_daemon
 from lr_bridge.protocol import (
     BAD_FRAMES,
     BAD_HEADER,
@@ -27,42 +25,12 @@ from lr_bridge.protocol import (
     UNKNOWN_JOB,
     UNKNOWN_TYPE,
     UNSUPPORTED_VERSION,
-    Reply,
 )
 from lr_bridge.state import STATE_FILE, read_state
 
+from daemon_helpers import Mailbox, launch, terminate
 from helpers import file_sha256, finished_outputs
 
-
-
-@dataclass
-class RunningDaemon:
-    process: subprocess.Popen
-    state_dir: Path
-    connection: Connection
-
-
-def launch(state_dir: Path, weights: Path) -> RunningDaemon:
-    """Start ``lr-bridge serve`` on a free loopback port and wait until it is ready."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LR_BRIDGE_MODEL", str(weights))
-        process = start_daemon(state_dir)
-    deadline = time.monotonic() + 90
-    while read_state(state_dir) is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"daemon did not start: {(state_dir / 'daemon.log').read_text()}")
-        time.sleep(0.05)
-    return RunningDaemon(process, state_dir, connect(state_dir, autostart=False, timeout_s=90))
-
-
-def terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -70,43 +38,6 @@ def daemon(tmp_path_factory, tiny_weights):
     running = launch(tmp_path_factory.mktemp("bridge") / "state", tiny_weights)
     yield running
     terminate(running.process)
-
-
-class Mailbox(BridgeClient):
-    """A client that keeps every message until the test asks for it by request id.
-
-    A test juggles several requests at once; a message that arrives while it waits for another
-    request's reply is kept, not dropped, so the test never depends on how fast the daemon is.
-    """
-
-    def __init__(self, connection: Connection) -> None:
-        super().__init__(connection)
-        self._kept: list[Reply] = []
-
-    def next_reply(self, request_id: str, timeout_s: float = 30.0, skip_heartbeats: bool = True) -> Reply:
-        """The next message for ``request_id`` (heartbeats skipped unless asked for)."""
-        wanted = lambda reply: reply.id == request_id and not (skip_heartbeats and reply.type == "heartbeat")  # noqa: E731
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for index, reply in enumerate(self._kept):
-                if wanted(reply):
-                    del self._kept[index]
-                    return reply
-            left = deadline - time.monotonic()
-            reply = self.receive(left) if left > 0 else None
-            if reply is None:
-                raise AssertionError(f"no reply to {request_id} within {timeout_s} s")
-            self._kept.append(reply)
-
-    def request(self, message_type: str, timeout_s: float, **fields) -> Reply:
-        return self.next_reply(self.send(message_type, **fields), timeout_s)
-
-    def until_done(self, request_id: str, timeout_s: float = 60.0) -> list[Reply]:
-        """All messages for one enhance request up to and including ``done``."""
-        events = [self.next_reply(request_id, timeout_s, skip_heartbeats=False)]
-        while events[-1].type != "done":
-            events.append(self.next_reply(request_id, timeout_s, skip_heartbeats=False))
-        return events
 
 
 @pytest.fixture
@@ -280,10 +211,7 @@ def _garbage_messages():
 
 @pytest.fixture(scope="module")
 def raw_socket(daemon):
-    context = zmq.Context.instance()
-    socket = context.socket(zmq.DEALER)
-    socket.linger = 0
-    socket.connect(daemon.connection.endpoint)
+    socket = open_socket(daemon.connection)
     yield socket
     socket.close()
 
