@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import LowlightError
+from .backends import ClusterSpec, add_cluster_arguments
 from .options import EnhanceOptions, add_arguments
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--tile", type=int, default=None, help="tile size in packed pixels (memory bound)")
     enhance.add_argument("--noiseprofiles", type=Path, help="darktable noiseprofiles.json (default: darktable's, if installed)")
     enhance.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_cluster_arguments(enhance)
     enhance.set_defaults(run=_run_enhance)
 
     # train and evaluate own their options; main() hands them everything after the word
@@ -42,13 +48,10 @@ def _run_training_tool(name: str, argv: list[str]) -> int:
 def _run_enhance(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .engine import Enhancer
-    from .tiling import DEFAULT_TILE
-
     options = EnhanceOptions.from_args(args)
     try:
         options.validate()
-        enhancer = Enhancer(options.model or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles)
+        backend = _backend(args, options)
     except (ValueError, LowlightError) as exc:
         print(f"lowlight-raw: error: {exc}", file=sys.stderr)
         return 2
@@ -56,29 +59,49 @@ def _run_enhance(args: argparse.Namespace) -> int:
     total = len(args.files)
     bar = tqdm(total=total, unit="file", disable=args.quiet or None, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.2f}/{total} [{elapsed}<{remaining}]")
-    for index, source in enumerate(args.files):
-        def progress(fraction: float, stage: str, index: int = index) -> None:
-            bar.n = index + fraction
-            bar.set_postfix_str(f"{source.name}: {stage}", refresh=False)
-            bar.refresh()
 
-        try:
-            result = enhancer.enhance(source, options, progress)
-        except LowlightError as exc:
-            failed += 1
-            bar.write(f"error: {exc}", file=sys.stderr)
-            continue
-        except MemoryError:
-            failed += 1
-            bar.write(f"error: {source}: out of memory (try a smaller --tile)", file=sys.stderr)
-            continue
-        ok += 1
-        bar.write(f"{source} → {result.output}  (EV {result.ev:+.2f}, {result.seconds['total']:.1f} s)")
+    def progress(index: int, fraction: float, stage: str) -> None:
+        bar.n = max(bar.n, index + fraction)
+        bar.set_postfix_str(f"{args.files[index].name}: {stage}", refresh=False)
+        bar.refresh()
+
+    try:
+        for index, outcome in backend.enhance(args.files, options, progress):
+            if isinstance(outcome, LowlightError):
+                failed += 1
+                bar.write(f"error: {outcome}", file=sys.stderr)
+                continue
+            ok += 1
+            bar.write(f"{outcome.source} → {outcome.output}  (EV {outcome.ev:+.2f}, {outcome.seconds['total']:.1f} s)")
+    finally:
+        backend.close()
     bar.n = total
     bar.close()
     summary = f"{ok} enhanced, {failed} failed" if failed else f"{ok} enhanced"
     print(summary, file=sys.stderr)
     return 0 if failed == 0 else 1
+
+
+def _backend(args: argparse.Namespace, options: EnhanceOptions) -> Backend:
+    """Where the files are enhanced: here (a warm engine) or on the Dask cluster the options name.
+
+    Raises ``ValueError`` / :class:`LowlightError` (exit 2) when neither can be used.
+    """
+    from .backends import LocalBackend
+    from .tiling import DEFAULT_TILE
+
+    spec = ClusterSpec.from_args(args)
+    if spec is None:
+        from .engine import Enhancer
+
+        return LocalBackend(Enhancer(options.model or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles))
+    from .backends import ClusterError
+    from .cluster import connect
+
+    try:
+        return connect(spec, options.model or "auto", args.device)
+    except ClusterError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

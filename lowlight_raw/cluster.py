@@ -1,0 +1,117 @@
+"""Dask workers that keep the engine warm, and connecting to a cluster safely.
+
+Start workers with the engine preloaded (one warm :class:`~lowlight_raw.engine.Enhancer` per
+model, loaded once per worker process, on that worker's own device)::
+
+    dask worker tls://SCHEDULER:8786 --nthreads 1 --preload lowlight_raw.cluster
+
+Without the preload a client registers :class:`EnginePlugin` itself when it connects
+(:func:`connect`). Each file is one task, :func:`enhance_task`: bytes in, the output file's bytes
+out; a worker runs one file at a time (its engine is locked), so one worker per GPU.
+
+Which cluster, and how it is reached safely, is :class:`~lowlight_raw.backends.ClusterSpec`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from distributed import Client, LocalCluster, WorkerPlugin, get_worker
+
+from .backends import ClusterError, ClusterSpec, DaskBackend, EncodedOutput, enhance_encoded
+from .engine import Enhancer
+from .errors import LowlightError
+from .options import EnhanceOptions
+
+log = logging.getLogger("lowlight_raw.cluster")
+
+PLUGIN_NAME = "lowlight-raw-engine"
+CONNECT_TIMEOUT_S = 5.0  # an unreachable scheduler fails within this
+
+
+class EnginePlugin(WorkerPlugin):
+    """A worker's warm engines, one per weight file, on the worker's own device."""
+
+    idempotent = True  # a client registering it again keeps the engines a worker already has
+    name = PLUGIN_NAME
+
+    def __init__(self, model: str = "auto", device: str = "auto") -> None:
+        """``model``: loaded at setup (others on first use); ``device``: auto picks the worker's GPU, else CPU."""
+        self.model = model
+        self.device = device
+
+    def setup(self, worker=None) -> None:
+        self._engines: dict[Path, Enhancer] = {}
+        self._lock = threading.Lock()  # one file at a time per worker: one engine's worth of device memory
+        self.enhancer(self.model)
+
+    def enhancer(self, model: str) -> Enhancer:
+        """The warm engine for ``model`` (``auto``, a shipped name, or a weight file on the worker)."""
+        from .registry import resolve_model
+        from .tiling import choose_device
+
+        with self._lock:
+            weights = resolve_model(model, choose_device(self.device))
+            if weights not in self._engines:
+                self._engines[weights] = Enhancer(weights, device=self.device)
+                log.info("lowlight-raw: model %s ready on %s", self._engines[weights].card.name,
+                         self._engines[weights].device)
+            return self._engines[weights]
+
+    def run(self, name: str, data: bytes, options: EnhanceOptions) -> EncodedOutput:
+        """Enhance one file given as bytes with the engine for ``options.model``."""
+        enhancer = self.enhancer(options.model or self.model)
+        with self._lock:
+            return enhance_encoded(enhancer, name, data, options)
+
+
+def dask_setup(worker) -> None:
+    """``dask worker --preload lowlight_raw.cluster``: load the engine when the worker starts."""
+    plugin = EnginePlugin()
+    plugin.setup(worker)
+    worker.plugins[PLUGIN_NAME] = plugin
+
+
+def enhance_task(name: str, data: bytes, options: EnhanceOptions) -> EncodedOutput | str:
+    """The Dask task for one file: its output, or the engine's one-line reason it failed.
+
+    Pure: running it twice (after its worker died) gives the same bytes and writes nothing.
+    """
+    plugin = get_worker().plugins[PLUGIN_NAME]
+    try:
+        return plugin.run(name, data, options)
+    except LowlightError as exc:
+        return exc.reason
+
+
+# -- the requesting side -----------------------------------------------------------------------
+
+
+def connect(spec: ClusterSpec, model: str = "auto", device: str = "auto") -> DaskBackend:
+    """A :class:`DaskBackend` on ``spec``'s cluster, its workers' engines warm for ``model``.
+
+    Raises :class:`ClusterError` (one line) when the scheduler cannot be reached within
+    :data:`CONNECT_TIMEOUT_S` or the address is refused.
+    """
+    cluster = None
+    if spec.local_workers is not None:
+        cluster = LocalCluster(n_workers=spec.local_workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    else:
+        security = spec.security()
+        try:
+            client = Client(spec.scheduler, timeout=CONNECT_TIMEOUT_S, security=security)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = " ".join(str(exc).split()) or exc.__class__.__name__
+            raise ClusterError(f"cannot reach the Dask scheduler at {spec.scheduler}: {reason}") from None
+    try:
+        client.register_plugin(EnginePlugin(model, device), name=PLUGIN_NAME)
+    except BaseException:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise
+    return DaskBackend(client, model, cluster)
