@@ -98,7 +98,7 @@ def connect(spec: ClusterSpec, model: str = "auto", device: str = "auto") -> Das
     cluster = None
     if spec.local_workers is not None:
         cluster = LocalCluster(n_workers=spec.local_workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0")
         client = Client(cluster)
     else:
         security = spec.security()

@@ -1,0 +1,152 @@
+"""The Dask backend on a real LocalCluster: two worker processes, the tiny model, real DNGs.
+
+One cluster serves the module (starting it costs ~10 s here); every test closes what it opens.
+Outputs are compared with the local engine's byte for byte, except the XMP history's
+``stEvt:when`` (the second each file was written), which is masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from distributed import LocalCluster
+
+from helpers import file_sha256, finished_outputs
+from lowlight_raw.backends import ClusterSpec
+from lowlight_raw.cli import main
+from lowlight_raw.cluster import connect
+from lowlight_raw.engine import Enhancer
+from lowlight_raw.options import EnhanceOptions
+
+pytestmark = pytest.mark.slow
+
+_WHEN = re.compile(rb'stEvt:when="[^"]*"')
+
+
+def same_except_timestamp(a: Path, b: Path) -> bool:
+    """Whether two outputs are byte-identical once the XMP history's write time is masked."""
+    mask = lambda data: _WHEN.sub(b'stEvt:when="?"', data)  # noqa: E731
+    return mask(a.read_bytes()) == mask(b.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A LocalCluster of 2 worker processes on loopback, closed after the module."""
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as local:
+        yield local
+
+
+@pytest.fixture
+def batch(make_dng, tmp_path) -> list[Path]:
+    """20 small dark DNGs, each a different noise draw."""
+    return [make_dng(f"night_{i:02d}.dng", seed=i, directory=tmp_path / "raws") for i in range(20)]
+
+
+def test_cli_batch_on_the_cluster_matches_the_local_engine(cluster, batch, tiny_weights, tmp_path, capsys):
+    hashes = [file_sha256(s) for s in batch]
+    out = tmp_path / "out"
+    status = main(["enhance", *map(str, batch), "-o", str(out), "--model", str(tiny_weights),
+                   "--dask-scheduler", cluster.scheduler_address, "-q"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert err.strip().splitlines()[-1] == "20 enhanced"
+    names = finished_outputs(out)
+    assert names == [f"night_{i:02d}_lowlight.dng" for i in range(20)]  # each exactly once, never _1
+    reference = tmp_path / "ref"
+    enhancer = Enhancer(tiny_weights, device="cpu")
+    for source in batch:
+        enhancer.enhance(source, EnhanceOptions(output_dir=reference))
+    assert finished_outputs(reference) == names
+    for name in names:
+        assert same_except_timestamp(out / name, reference / name), name
+    assert [file_sha256(s) for s in batch] == hashes  # sources untouched
+
+
+def test_a_second_batch_numbers_new_outputs_and_a_bad_file_fails_alone(cluster, make_dng, tiny_weights, tmp_path,
+                                                                      capsys):
+    good = [make_dng(f"g{i}.dng", seed=i, directory=tmp_path / "raws") for i in range(2)]
+    bad = tmp_path / "raws" / "broken.dng"
+    bad.write_bytes(b"this is not a raw file" * 100)
+    files = [good[0], bad, good[1]]
+    out = tmp_path / "out"
+    args = ["enhance", *map(str, files), "-o", str(out), "--model", str(tiny_weights), "-f", "jpeg", "-q"]
+    assert main([*args, "--dask-scheduler", cluster.scheduler_address]) == 1
+    cluster_err = capsys.readouterr().err
+    assert main([*args, "--device", "cpu"]) == 1  # the local engine, same folder: numbered outputs
+    local_err = capsys.readouterr().err
+    error_lines = [line for line in cluster_err.splitlines() if line.startswith("error:")]
+    assert error_lines == [line for line in local_err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(f"error: {bad}: ")
+    assert "2 enhanced, 1 failed" in cluster_err
+    assert finished_outputs(out) == ["g0_lowlight.jpg", "g0_lowlight_1.jpg", "g1_lowlight.jpg", "g1_lowlight_1.jpg"]
+    for stem in ("g0", "g1"):
+        assert same_except_timestamp(out / f"{stem}_lowlight.jpg", out / f"{stem}_lowlight_1.jpg")
+
+
+def test_killing_a_worker_mid_batch_still_writes_every_file_once(cluster, make_dng, tiny_weights, tmp_path):
+    sources = [make_dng(f"big_{i:02d}.dng", height=600, width=800, seed=i, directory=tmp_path / "raws")
+               for i in range(12)]
+    out = tmp_path / "out"
+    backend = connect(ClusterSpec(scheduler=cluster.scheduler_address), str(tiny_weights))
+    killed = None
+    try:
+        pids = backend.client.run(os.getpid)
+        results = []
+        for index, outcome in backend.enhance(sources, EnhanceOptions(output_dir=out)):
+            results.append((index, outcome))
+            if killed is None:  # the first file is back: kill a worker that is busy with another
+                processing = backend.client.processing()
+                busy = next(address for address, tasks in sorted(processing.items(), key=lambda kv: -len(kv[1])))
+                assert processing[busy], "no worker was busy"
+                killed = pids[busy]
+                os.kill(killed, signal.SIGKILL)
+        assert [index for index, _ in results] == list(range(12))
+        assert all(not isinstance(outcome, Exception) for _, outcome in results), results
+    finally:
+        backend.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed, 0)
+    names = finished_outputs(out)
+    assert names == [f"big_{i:02d}_lowlight.dng" for i in range(12)]
+    enhancer = Enhancer(tiny_weights, device="cpu")
+    for source in sources[::5]:
+        reference = enhancer.enhance(source, EnhanceOptions(output_dir=tmp_path / "ref")).output
+        assert same_except_timestamp(out / reference.name, reference)
+
+
+def test_an_unreachable_scheduler_fails_fast_with_one_line(make_dng, tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens here once closed
+    source = make_dng()
+    start = time.monotonic()
+    status = main(["enhance", str(source), "-o", str(tmp_path / "out"), "--dask-scheduler", f"tcp://127.0.0.1:{port}"])
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert err[-1].startswith(f"lowlight-raw: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: ")
+    assert elapsed < 60  # the connect timeout is 5 s; never the default 30 s of retries
+    assert not (tmp_path / "out").exists()
+
+
+def test_plain_text_beyond_loopback_is_refused_without_connecting(make_dng, capsys):
+    status = main(["enhance", str(make_dng()), "--dask-scheduler", "tcp://192.0.2.1:8786"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err == ("lowlight-raw: error: refusing to send photos unencrypted to tcp://192.0.2.1:8786: use tls:// "
+                   "with --dask-tls-ca/--dask-tls-cert/--dask-tls-key, or pass --dask-insecure")
+
+
+def test_dask_local_starts_and_stops_its_own_cluster(make_dng, tiny_weights, tmp_path, capsys):
+    source = make_dng("one.dng")
+    status = main(["enhance", str(source), "-o", str(tmp_path / "out"), "--model", str(tiny_weights),
+                   "--dask", "local:1", "-q"])
+    assert status == 0, capsys.readouterr().err
+    assert finished_outputs(tmp_path / "out") == ["one_lowlight.dng"]
