@@ -245,10 +245,10 @@ class DaskBackend:
                 while len(in_flight) < window and (item := next(upcoming, None)) is not None:
                     index, file = item
                     in_flight.append((index, self._submit(enhance_task, file, wire_options)))
-                    report(index, 0.0, "queued")
                 if not in_flight:
                     return
                 index, future = in_flight[0]
+                report(index, 0.0, "cluster")  # files are reported in order: this one is next
                 while not isinstance(future, LowlightError) and not future.done():
                     if cancelled():
                         return

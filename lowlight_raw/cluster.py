@@ -67,6 +67,21 @@ class EnginePlugin(WorkerPlugin):
             return enhance_encoded(enhancer, name, data, options)
 
 
+    def describe(self) -> dict[str, str]:
+        """The default engine's device and model card, for ``lr-bridge status``."""
+        engine = self.enhancer(self.model)
+        return {"device": str(engine.device), "name": engine.card.name, "sha256": engine.card.sha256}
+
+
+def describe_workers(client: Client) -> tuple[str, dict[str, str]]:
+    """``("dask tcp://… (N workers: cuda, cpu)", {name, sha256})`` of a cluster's engines, for status."""
+    engines = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].describe())
+    devices = ", ".join(sorted({engine["device"] for engine in engines.values()})) or "none yet"
+    first = next(iter(engines.values()), {"name": "-", "sha256": ""})
+    device = f"dask {client.scheduler.address} ({len(engines)} workers: {devices})"
+    return device, {"name": first["name"], "sha256": first["sha256"]}
+
+
 def dask_setup(worker) -> None:
     """``dask worker --preload lowlight_raw.cluster``: load the engine when the worker starts."""
     plugin = EnginePlugin()

@@ -7,10 +7,13 @@ Outputs are compared with the local engine's byte for byte, except the XMP histo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +42,7 @@ def same_except_timestamp(a: Path, b: Path) -> bool:
 def cluster():
     """A LocalCluster of 2 worker processes on loopback, closed after the module."""
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local:
+                      dashboard_address="127.0.0.1:0") as local:
         yield local
 
 
@@ -150,3 +153,91 @@ def test_dask_local_starts_and_stops_its_own_cluster(make_dng, tiny_weights, tmp
                    "--dask", "local:1", "-q"])
     assert status == 0, capsys.readouterr().err
     assert finished_outputs(tmp_path / "out") == ["one_lowlight.dng"]
+
+
+@pytest.fixture
+def cluster_daemon(cluster, tiny_weights, tmp_path):
+    """``lr-bridge serve --dask-scheduler`` on the module's cluster; its environment for clients."""
+    state_dir = tmp_path / "state"
+    env = {**os.environ, "LR_BRIDGE_STATE_DIR": str(state_dir)}
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lr_bridge", "serve", "--model", str(tiny_weights),
+             "--dask-scheduler", cluster.scheduler_address], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while (state := bridge(env, "status", "--json")).returncode != 0 or json.loads(state.stdout)["state"] != "ready":
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        yield env
+    finally:
+        process.terminate()
+        try:
+            assert process.wait(30) == 0, log.read_text()
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+
+
+def bridge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lr_bridge", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_daemon_runs_jobs_on_the_cluster(cluster, cluster_daemon, batch, tiny_weights, tmp_path):
+    hashes = [file_sha256(s) for s in batch]
+    out = tmp_path / "out"
+    done = bridge(cluster_daemon, "enhance", "--json", "--no-autostart", "-o", str(out), *map(str, batch))
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1] == {"event": "done", "job": events[0]["job"], "ok": 20, "failed": 0, "cancelled": False}
+    results = [e for e in events if e["event"] == "result"]
+    assert [r["file"] for r in results] == list(map(str, batch))
+    progress = [e["index"] for e in events if e["event"] == "progress"]
+    assert progress == sorted(progress)  # the protocol's order: each file's progress, then its result
+    names = finished_outputs(out)
+    assert names == [f"night_{i:02d}_lowlight.dng" for i in range(20)]
+    assert [Path(r["output"]).name for r in results] == names
+    enhancer = Enhancer(tiny_weights, device="cpu")
+    for source in batch:
+        reference = enhancer.enhance(source, EnhanceOptions(output_dir=tmp_path / "ref")).output
+        assert same_except_timestamp(out / reference.name, reference)
+    assert [file_sha256(s) for s in batch] == hashes
+
+    # bytes jobs (what a remote client sends): outputs come back and the client writes them; a bad file fails alone
+    bad = tmp_path / "raws" / "broken.dng"
+    bad.write_bytes(b"not a raw" * 50)
+    sent = bridge(cluster_daemon, "enhance", "--json", "--no-autostart", "--send-bytes", "-f", "tiff",
+                  "-o", str(tmp_path / "sent"), str(batch[0]), str(bad))
+    assert sent.returncode == 1, sent.stderr
+    events = [json.loads(line) for line in sent.stdout.splitlines()]
+    errors = [e for e in events if e["event"] == "error"]
+    assert len(errors) == 1 and errors[0]["file"] == str(bad) and errors[0]["code"] == "file_failed"
+    assert events[-1]["ok"] == 1 and events[-1]["failed"] == 1
+    assert finished_outputs(tmp_path / "sent") == ["night_00_lowlight.tif"]
+    local = enhancer.enhance(batch[0], EnhanceOptions(output_format="tiff", output_dir=tmp_path / "ref"))
+    assert same_except_timestamp(tmp_path / "sent" / "night_00_lowlight.tif", local.output)
+
+    status = bridge(cluster_daemon, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert info["state"] == "ready" and info["running"] is None
+    assert info["device"] == f"dask {cluster.scheduler_address} (2 workers: cpu)"
+    assert info["model"]["name"] == "tiny-test" and len(info["model"]["sha256"]) == 64
+
+
+def test_the_daemon_refuses_an_insecure_scheduler_and_stops_on_an_unreachable_one(tmp_path):
+    env = {**os.environ, "LR_BRIDGE_STATE_DIR": str(tmp_path / "state")}
+    refused = bridge(env, "serve", "--dask-scheduler", "tcp://192.0.2.1:8786")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith("refusing to send photos unencrypted to tcp://192.0.2.1:8786: use tls:// "
+                                           "with --dask-tls-ca/--dask-tls-cert/--dask-tls-key, or pass --dask-insecure")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    unreachable = bridge(env, "serve", "--dask-scheduler", f"tcp://127.0.0.1:{port}")
+    assert unreachable.returncode == 1
+    assert f"cannot use the Dask cluster: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: " in unreachable.stderr
+    assert not (tmp_path / "state" / "daemon.json").exists()
