@@ -31,10 +31,16 @@ PLUGIN_NAME = "lowlight-raw-engine"
 CONNECT_TIMEOUT_S = 5.0  # an unreachable scheduler fails within this
 
 
-class EnginePlugin(WorkerPlugin):
-    """A worker's warm engines, one per weight file, on the worker's own device."""
+_engines: dict[tuple[Path, str], Enhancer] = {}  # this worker process's warm engines, by weights and device
+_engines_lock = threading.Lock()  # one load or one file at a time: one engine's worth of device memory
 
-    idempotent = True  # a client registering it again keeps the engines a worker already has
+
+class EnginePlugin(WorkerPlugin):
+    """The engine on a worker: warm engines (kept by the worker process, so a plugin registered again
+    by the next client, or after ``--preload``, finds them loaded), one per weight file, on the
+    worker's own device."""
+
+    idempotent = True  # a client registering it again does not run setup again
     name = PLUGIN_NAME
 
     def __init__(self, model: str = "auto", device: str = "auto") -> None:
@@ -43,8 +49,6 @@ class EnginePlugin(WorkerPlugin):
         self.device = device
 
     def setup(self, worker=None) -> None:
-        self._engines: dict[Path, Enhancer] = {}
-        self._lock = threading.Lock()  # one file at a time per worker: one engine's worth of device memory
         self.enhancer(self.model)
 
     def enhancer(self, model: str) -> Enhancer:
@@ -52,30 +56,34 @@ class EnginePlugin(WorkerPlugin):
         from .registry import resolve_model
         from .tiling import choose_device
 
-        with self._lock:
-            weights = resolve_model(model, choose_device(self.device))
-            if weights not in self._engines:
-                self._engines[weights] = Enhancer(weights, device=self.device)
-                log.info("lowlight-raw: model %s ready on %s", self._engines[weights].card.name,
-                         self._engines[weights].device)
-            return self._engines[weights]
+        with _engines_lock:
+            key = (resolve_model(model, choose_device(self.device)), self.device)
+            if key not in _engines:
+                _engines[key] = Enhancer(key[0], device=self.device)
+                log.info("lowlight-raw: model %s ready on %s", _engines[key].card.name, _engines[key].device)
+            return _engines[key]
 
     def run(self, name: str, data: bytes, options: EnhanceOptions) -> EncodedOutput:
         """Enhance one file given as bytes with the engine for ``options.model``."""
         enhancer = self.enhancer(options.model or self.model)
-        with self._lock:
+        with _engines_lock:
             return enhance_encoded(enhancer, name, data, options)
 
-
-    def describe(self) -> dict[str, str]:
-        """The default engine's device and model card, for ``lr-bridge status``."""
-        engine = self.enhancer(self.model)
+    def describe(self, model: str) -> dict[str, str]:
+        """The device and model card of the engine for ``model``, for ``lr-bridge status``."""
+        engine = self.enhancer(model)
         return {"device": str(engine.device), "name": engine.card.name, "sha256": engine.card.sha256}
 
 
-def describe_workers(client: Client) -> tuple[str, dict[str, str]]:
-    """``("dask tcp://… (N workers: cuda, cpu)", {name, sha256})`` of a cluster's engines, for status."""
-    engines = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].describe())
+def warm_engines() -> list[str]:
+    """The model names of this worker process's warm engines (each loaded once), sorted."""
+    with _engines_lock:
+        return sorted(engine.card.name for engine in _engines.values())
+
+
+def describe_workers(client: Client, model: str) -> tuple[str, dict[str, str]]:
+    """``("dask tcp://… (N workers: cuda, cpu)", {name, sha256})`` of the workers' engines for ``model``."""
+    engines = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].describe(model))
     devices = ", ".join(sorted({engine["device"] for engine in engines.values()})) or "none yet"
     first = next(iter(engines.values()), {"name": "-", "sha256": ""})
     device = f"dask {client.scheduler.address} ({len(engines)} workers: {devices})"
@@ -83,10 +91,8 @@ def describe_workers(client: Client) -> tuple[str, dict[str, str]]:
 
 
 def dask_setup(worker) -> None:
-    """``dask worker --preload lowlight_raw.cluster``: load the engine when the worker starts."""
-    plugin = EnginePlugin()
-    plugin.setup(worker)
-    worker.plugins[PLUGIN_NAME] = plugin
+    """``dask worker --preload lowlight_raw.cluster``: load the ``auto`` engine when the worker starts."""
+    EnginePlugin().setup(worker)
 
 
 def enhance_task(name: str, data: bytes, options: EnhanceOptions) -> EncodedOutput | str:

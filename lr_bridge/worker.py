@@ -109,7 +109,7 @@ class Worker(threading.Thread):
 
         try:
             self._backend = connect(self._cluster, self._model_request, self._device_request)
-            self.device, self.model = describe_workers(self._backend.client)
+            self.device, self.model = describe_workers(self._backend.client, self._model_request)
         except Exception as exc:  # unreachable, refused, or the workers cannot load the model
             self.load_error = _one_line(str(exc)) or exc.__class__.__name__
             self.state = "failed"

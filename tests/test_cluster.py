@@ -1,8 +1,9 @@
 """The Dask backend on a real LocalCluster: two worker processes, the tiny model, real DNGs.
 
 One cluster serves the module (starting it costs ~10 s here); every test closes what it opens.
-Outputs are compared with the local engine's byte for byte, except the XMP history's
-``stEvt:when`` (the second each file was written), which is masked.
+Outputs are compared with the local engine's byte for byte, except the two timestamps the
+writers embed, which are masked: the XMP history's ``stEvt:when`` and, in TIFF and JPEG, the
+creation time littleCMS puts in the sRGB ICC profile's header (the second each file was written).
 """
 
 from __future__ import annotations
@@ -18,31 +19,38 @@ import time
 from pathlib import Path
 
 import pytest
-from distributed import LocalCluster
+from distributed import Client, LocalCluster
 
 from helpers import file_sha256, finished_outputs
 from lowlight_raw.backends import ClusterSpec
 from lowlight_raw.cli import main
-from lowlight_raw.cluster import connect
+from lowlight_raw.cluster import connect, warm_engines
 from lowlight_raw.engine import Enhancer
 from lowlight_raw.options import EnhanceOptions
 
 pytestmark = pytest.mark.slow
 
-_WHEN = re.compile(rb'stEvt:when="[^"]*"')
+_XMP_WHEN = re.compile(rb'stEvt:when="[^"]*"')
+_ICC_DATE = re.compile(rb"mntrRGB XYZ .{12}", re.DOTALL)  # the ICC header's device class, spaces, then its date
 
 
 def same_except_timestamp(a: Path, b: Path) -> bool:
-    """Whether two outputs are byte-identical once the XMP history's write time is masked."""
-    mask = lambda data: _WHEN.sub(b'stEvt:when="?"', data)  # noqa: E731
+    """Whether two outputs are byte-identical once their write times (XMP history, ICC header) are masked."""
+    def mask(data: bytes) -> bytes:
+        return _ICC_DATE.sub(b"mntrRGB XYZ ?", _XMP_WHEN.sub(b'stEvt:when="?"', data))
+
     return mask(a.read_bytes()) == mask(b.read_bytes())
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A LocalCluster of 2 worker processes on loopback, closed after the module."""
+    """A LocalCluster of 2 worker processes on loopback, closed after the module.
+
+    Its workers preload :mod:`lowlight_raw.cluster` as ``dask worker --preload`` does (their warm
+    engine is the shipped ``auto`` model; the tests' jobs ask for the tiny one).
+    """
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as local:
+                      dashboard_address="127.0.0.1:0", preload=["lowlight_raw.cluster"]) as local:
         yield local
 
 
@@ -70,6 +78,9 @@ def test_cli_batch_on_the_cluster_matches_the_local_engine(cluster, batch, tiny_
     for name in names:
         assert same_except_timestamp(out / name, reference / name), name
     assert [file_sha256(s) for s in batch] == hashes  # sources untouched
+    with Client(cluster) as client:  # each worker loaded each model once: the preloaded one and the tiny one
+        engines = client.run(warm_engines)
+    assert sorted(engines.values()) == [["lowlight-sid12", "tiny-test"]] * 2
 
 
 def test_a_second_batch_numbers_new_outputs_and_a_bad_file_fails_alone(cluster, make_dng, tiny_weights, tmp_path,
