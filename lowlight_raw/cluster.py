@@ -18,6 +18,7 @@ import logging
 import threading
 from pathlib import Path
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
 from .backends import ClusterError, ClusterSpec, DaskBackend, EncodedOutput, enhance_encoded
@@ -110,6 +111,19 @@ def enhance_task(name: str, data: bytes, options: EnhanceOptions) -> EncodedOutp
 # -- the requesting side -----------------------------------------------------------------------
 
 
+# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which stops glibc from adapting
+# its mmap threshold: the engine's large numpy temporaries are then mapped and unmapped on every
+# allocation, ~1.6x slower per file (measured). Unset (null) it, here and in remote workers' config.
+NANNY_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
+def start_local_cluster(workers: int, preload: list[str] | None = None) -> LocalCluster:
+    """A LocalCluster of ``workers`` one-thread worker processes, everything bound to 127.0.0.1."""
+    with dask.config.set(NANNY_ENVIRON):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address="127.0.0.1:0", preload=preload or [])
+
+
 def connect(spec: ClusterSpec, model: str = "auto", device: str = "auto") -> DaskBackend:
     """A :class:`DaskBackend` on ``spec``'s cluster, its workers' engines warm for ``model``.
 
@@ -118,8 +132,7 @@ def connect(spec: ClusterSpec, model: str = "auto", device: str = "auto") -> Das
     """
     cluster = None
     if spec.local_workers is not None:
-        cluster = LocalCluster(n_workers=spec.local_workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address="127.0.0.1:0")
+        cluster = start_local_cluster(spec.local_workers)
         client = Client(cluster)
     else:
         security = spec.security()

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from helpers import file_sha256, finished_outputs
 from lowlight_raw.backends import ClusterSpec
 from lowlight_raw.cli import main
-from lowlight_raw.cluster import connect, warm_engines
+from lowlight_raw.cluster import connect, start_local_cluster, warm_engines
 from lowlight_raw.engine import Enhancer
 from lowlight_raw.options import EnhanceOptions
 
@@ -49,8 +49,7 @@ def cluster():
     Its workers preload :mod:`lowlight_raw.cluster` as ``dask worker --preload`` does (their warm
     engine is the shipped ``auto`` model; the tests' jobs ask for the tiny one).
     """
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", preload=["lowlight_raw.cluster"]) as local:
+    with start_local_cluster(2, preload=["lowlight_raw.cluster"]) as local:
         yield local
 
 
