@@ -251,3 +251,26 @@ def test_the_daemon_refuses_an_insecure_scheduler_and_stops_on_an_unreachable_on
     assert unreachable.returncode == 1
     assert f"cannot use the Dask cluster: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: " in unreachable.stderr
     assert not (tmp_path / "state" / "daemon.json").exists()
+
+
+def test_cancelling_a_cluster_job_stops_it_and_the_daemon_serves_on(cluster_daemon, long_job, tmp_path):
+    out = tmp_path / "out"
+    client = subprocess.Popen([sys.executable, "-m", "lr_bridge", "enhance", "--json", "--no-autostart", "-o", str(out),
+                               *map(str, long_job)], env=cluster_daemon, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in client.stdout:
+            if json.loads(line)["event"] == "result":
+                client.send_signal(signal.SIGTERM)  # the client cancels the job on the daemon
+                break
+        rest = [json.loads(line) for line in client.stdout]
+        assert client.wait(60) == 130
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    done = rest[-1]
+    assert done["event"] == "done" and done["cancelled"] is True
+    assert 1 <= done["ok"] < len(long_job) and done["failed"] == 0
+    assert len(finished_outputs(out)) == done["ok"]  # whole outputs only, one per finished file
+    status = json.loads(bridge(cluster_daemon, "status", "--json").stdout)
+    assert status["state"] == "ready" and status["running"] is None and status["queued"] == []
