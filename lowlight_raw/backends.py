@@ -191,7 +191,7 @@ class ClusterSpec:
                 raise ClusterError("TLS needs all of --dask-tls-ca, --dask-tls-cert and --dask-tls-key")
             return Security(tls_ca_file=str(self.tls_ca), tls_client_cert=str(self.tls_cert),
                             tls_client_key=str(self.tls_key), require_encryption=True)
-        if scheme not in ("tcp", "inproc", "ucx") or not host:
+        if scheme != "tcp" or not host:
             raise ClusterError(f"cannot use the Dask scheduler address {address!r}: expected tls://HOST:PORT "
                                "or tcp://HOST:PORT")
         if not (_loopback(host) or self.insecure):

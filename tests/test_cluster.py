@@ -22,13 +22,11 @@ import pytest
 from distributed import Client
 
 from helpers import file_sha256, finished_outputs
-from lowlight_raw.backends import ClusterSpec
+from lowlight_raw.backends import ClusterError, ClusterSpec
 from lowlight_raw.cli import main
 from lowlight_raw.cluster import connect, start_local_cluster, warm_engines
 from lowlight_raw.engine import Enhancer
 from lowlight_raw.options import EnhanceOptions
-
-pytestmark = pytest.mark.slow
 
 _XMP_WHEN = re.compile(rb'stEvt:when="[^"]*"')
 _ICC_DATE = re.compile(rb"mntrRGB XYZ .{12}", re.DOTALL)  # the ICC header's device class, spaces, then its date
@@ -59,6 +57,7 @@ def batch(make_dng, tmp_path) -> list[Path]:
     return [make_dng(f"night_{i:02d}.dng", seed=i, directory=tmp_path / "raws") for i in range(20)]
 
 
+@pytest.mark.slow
 def test_cli_batch_on_the_cluster_matches_the_local_engine(cluster, batch, tiny_weights, tmp_path, capsys):
     hashes = [file_sha256(s) for s in batch]
     out = tmp_path / "out"
@@ -82,6 +81,7 @@ def test_cli_batch_on_the_cluster_matches_the_local_engine(cluster, batch, tiny_
     assert sorted(engines.values()) == [["lowlight-sid12", "tiny-test"]] * 2
 
 
+@pytest.mark.slow
 def test_a_second_batch_numbers_new_outputs_and_a_bad_file_fails_alone(cluster, make_dng, tiny_weights, tmp_path,
                                                                       capsys):
     good = [make_dng(f"g{i}.dng", seed=i, directory=tmp_path / "raws") for i in range(2)]
@@ -103,6 +103,7 @@ def test_a_second_batch_numbers_new_outputs_and_a_bad_file_fails_alone(cluster, 
         assert same_except_timestamp(out / f"{stem}_lowlight.jpg", out / f"{stem}_lowlight_1.jpg")
 
 
+@pytest.mark.slow
 def test_killing_a_worker_mid_batch_still_writes_every_file_once(cluster, make_dng, tiny_weights, tmp_path):
     sources = [make_dng(f"big_{i:02d}.dng", height=600, width=800, seed=i, directory=tmp_path / "raws")
                for i in range(12)]
@@ -134,6 +135,7 @@ def test_killing_a_worker_mid_batch_still_writes_every_file_once(cluster, make_d
         assert same_except_timestamp(out / reference.name, reference)
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_fails_fast_with_one_line(make_dng, tmp_path, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,6 +159,7 @@ def test_plain_text_beyond_loopback_is_refused_without_connecting(make_dng, caps
                    "with --dask-tls-ca/--dask-tls-cert/--dask-tls-key, or pass --dask-insecure")
 
 
+@pytest.mark.slow
 def test_dask_local_starts_and_stops_its_own_cluster(make_dng, tiny_weights, tmp_path, capsys):
     source = make_dng("one.dng")
     status = main(["enhance", str(source), "-o", str(tmp_path / "out"), "--model", str(tiny_weights),
@@ -196,6 +199,7 @@ def bridge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_the_daemon_runs_jobs_on_the_cluster(cluster, cluster_daemon, batch, tiny_weights, tmp_path):
     hashes = [file_sha256(s) for s in batch]
     out = tmp_path / "out"
@@ -238,6 +242,7 @@ def test_the_daemon_runs_jobs_on_the_cluster(cluster, cluster_daemon, batch, tin
     assert info["model"]["name"] == "tiny-test" and len(info["model"]["sha256"]) == 64
 
 
+@pytest.mark.slow
 def test_the_daemon_refuses_an_insecure_scheduler_and_stops_on_an_unreachable_one(tmp_path):
     env = {**os.environ, "LR_BRIDGE_STATE_DIR": str(tmp_path / "state")}
     refused = bridge(env, "serve", "--dask-scheduler", "tcp://192.0.2.1:8786")
@@ -253,6 +258,7 @@ def test_the_daemon_refuses_an_insecure_scheduler_and_stops_on_an_unreachable_on
     assert not (tmp_path / "state" / "daemon.json").exists()
 
 
+@pytest.mark.slow
 def test_cancelling_a_cluster_job_stops_it_and_the_daemon_serves_on(cluster_daemon, long_job, tmp_path):
     out = tmp_path / "out"
     client = subprocess.Popen([sys.executable, "-m", "lr_bridge", "enhance", "--json", "--no-autostart", "-o", str(out),
@@ -274,3 +280,38 @@ def test_cancelling_a_cluster_job_stops_it_and_the_daemon_serves_on(cluster_daem
     assert len(finished_outputs(out)) == done["ok"]  # whole outputs only, one per finished file
     status = json.loads(bridge(cluster_daemon, "status", "--json").stdout)
     assert status["state"] == "ready" and status["running"] is None and status["queued"] == []
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    (ClusterSpec(scheduler="tls://studio:8786", tls_ca=Path("ca.pem")),
+     "TLS needs all of --dask-tls-ca, --dask-tls-cert and --dask-tls-key"),
+    (ClusterSpec(scheduler="studio:8786"),
+     "cannot use the Dask scheduler address 'studio:8786': expected tls://HOST:PORT or tcp://HOST:PORT"),
+    (ClusterSpec(scheduler="tcp://10.0.0.5:8786"),
+     "refusing to send photos unencrypted to tcp://10.0.0.5:8786: use tls:// with "
+     "--dask-tls-ca/--dask-tls-cert/--dask-tls-key, or pass --dask-insecure"),
+])
+def test_addresses_that_are_refused(spec, message):
+    with pytest.raises(ClusterError) as refused:
+        spec.security()
+    assert str(refused.value) == message
+
+
+def test_tls_files_make_a_security_that_requires_encryption_and_loopback_or_insecure_needs_none():
+    security = ClusterSpec(scheduler="tls://studio:8786", tls_ca=Path("/c/ca.pem"), tls_cert=Path("/c/me.pem"),
+                           tls_key=Path("/c/me.key")).security()
+    assert (security.tls_ca_file, security.tls_client_cert, security.tls_client_key) == (
+        "/c/ca.pem", "/c/me.pem", "/c/me.key")
+    assert security.require_encryption is True
+    assert ClusterSpec(scheduler="tls://studio:8786").security() is None  # Dask's own TLS configuration
+    assert ClusterSpec(scheduler="tcp://localhost:8786").security() is None
+    assert ClusterSpec(scheduler="tcp://[::1]:8786").security() is None
+    assert ClusterSpec(scheduler="tcp://10.0.0.5:8786", insecure=True).security() is None
+
+
+@pytest.mark.parametrize("text", ["local:0", "local", "remote:2", "local:x"])
+def test_dask_local_needs_a_worker_count(text, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["enhance", "x.dng", "--dask", text])
+    assert exit_.value.code == 2
+    assert "expected local:N with N from 1 to 256" in capsys.readouterr().err
