@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import ipaddress
 import tempfile
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -306,7 +305,6 @@ class DaskBackend:
                 yield index, output
                 continue
             source = Path(sources[index])
-            t0 = time.perf_counter()
             try:
                 if options.output_dir is not None:
                     make_output_dir(options.output_dir)
@@ -315,8 +313,7 @@ class DaskBackend:
             except LowlightError as exc:
                 yield index, exc
                 continue
-            seconds = {**output.seconds, "write_here": time.perf_counter() - t0}
-            yield index, EnhanceResult(source, written, output.ev, output.noise_source, seconds)
+            yield index, EnhanceResult(source, written, output.ev, output.noise_source, output.seconds)
 
     def close(self) -> None:
         """Disconnect from the scheduler; stop the LocalCluster if this backend started it."""
