@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from distributed import Client
+from distributed import Client, LocalCluster
+from distributed.security import Security
 
 from helpers import file_sha256, finished_outputs
 from lowlight_raw.backends import ClusterError, ClusterSpec
@@ -315,3 +317,44 @@ def test_dask_local_needs_a_worker_count(text, capsys):
         main(["enhance", "x.dng", "--dask", text])
     assert exit_.value.code == 2
     assert "expected local:N with N from 1 to 256" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tls_files(tmp_path) -> dict[str, Path]:
+    """A throw-away CA and one certificate for 127.0.0.1 signed by it (made with the openssl tool)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    (folder / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=test-ca",
+        "req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj /CN=127.0.0.1",
+        "x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem -days 1 -extfile ext",
+    ):
+        subprocess.run(["openssl", *command.split()], cwd=folder, check=True, capture_output=True)
+    return {"ca": folder / "ca.pem", "cert": folder / "node.pem", "key": folder / "node.key"}
+
+
+@pytest.mark.slow
+def test_a_tls_cluster_is_used_through_the_tls_options_and_refuses_plain_text(tls_files, make_dng, tiny_weights,
+                                                                               tmp_path, capsys):
+    ca, cert, key = (str(tls_files[k]) for k in ("ca", "cert", "key"))
+    security = Security(tls_ca_file=ca, tls_scheduler_cert=cert, tls_scheduler_key=key, tls_worker_cert=cert,
+                        tls_worker_key=key, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+    source = make_dng("tls.dng")
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, protocol="tls", host="127.0.0.1",
+                      security=security, dashboard_address="127.0.0.1:0") as tls_cluster:
+        address = tls_cluster.scheduler_address
+        assert address.startswith("tls://127.0.0.1:")
+        status = main(["enhance", str(source), "-o", str(out), "--model", str(tiny_weights), "-q",
+                       "--dask-scheduler", address, "--dask-tls-ca", ca, "--dask-tls-cert", cert, "--dask-tls-key", key])
+        assert status == 0, capsys.readouterr().err
+        plain = address.replace("tls://", "tcp://")
+        assert main(["enhance", str(source), "-o", str(out), "--dask-scheduler", plain]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"lowlight-raw: error: cannot reach the Dask scheduler at {plain}: ")
+    assert finished_outputs(out) == ["tls_lowlight.dng"]
+    reference = Enhancer(tiny_weights, device="cpu").enhance(source, EnhanceOptions(output_dir=tmp_path / "ref"))
+    assert same_except_timestamp(out / "tls_lowlight.dng", reference.output)
