@@ -7,10 +7,15 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import LowlightError
+from .backends import ClusterSpec, add_cluster_arguments
 from .options import EnhanceOptions, add_arguments
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--tile", type=int, default=None, help="tile size in packed pixels (memory bound)")
     enhance.add_argument("--noiseprofiles", type=Path, help="darktable noiseprofiles.json (default: darktable's, if installed)")
     enhance.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_cluster_arguments(enhance)
     enhance.set_defaults(run=_run_enhance)
 
     # train and evaluate own their options; main() hands them everything after the word
@@ -44,13 +50,10 @@ def _run_training_tool(name: str, argv: list[str]) -> int:
 def _run_enhance(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .engine import Enhancer
-    from .tiling import DEFAULT_TILE
-
     options = EnhanceOptions.from_args(args)
     try:
         options.validate()
-        enhancer = Enhancer(options.model or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles)
+        backend = _backend(args, options)
     except (ValueError, LowlightError) as exc:
         print(f"lowlight-raw: error: {exc}", file=sys.stderr)
         return 2
@@ -58,28 +61,22 @@ def _run_enhance(args: argparse.Namespace) -> int:
     total = len(args.files)
     bar = tqdm(total=total, unit="file", disable=args.quiet or None, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.2f}/{total} [{elapsed}<{remaining}]")
-    for index, source in enumerate(args.files):
-        def progress(fraction: float, stage: str, index: int = index) -> None:
-            bar.n = index + fraction
-            bar.set_postfix_str(f"{source.name}: {stage}", refresh=False)
-            bar.refresh()
 
-        try:
-            result = enhancer.enhance(source, options, progress)
-        except LowlightError as exc:
-            failed += 1
-            bar.write(f"error: {shown(exc)}", file=sys.stderr)
-            continue
-        except MemoryError:
-            failed += 1
-            bar.write(f"error: {shown(source)}: out of memory (try a smaller --tile)", file=sys.stderr)
-            continue
-        except Exception as exc:  # a bug fails this file only: one line, and the batch goes on
-            failed += 1
-            bar.write(f"error: {shown(source)}: internal error ({exc.__class__.__name__}: {shown(exc)})", file=sys.stderr)
-            continue
-        ok += 1
-        bar.write(f"{shown(source)} → {shown(result.output)}  (EV {result.ev:+.2f}, {result.seconds['total']:.1f} s)")
+    def progress(index: int, fraction: float, stage: str) -> None:
+        bar.n = max(bar.n, index + fraction)
+        bar.set_postfix_str(f"{shown(args.files[index].name)}: {stage}", refresh=False)
+        bar.refresh()
+
+    try:
+        for index, outcome in backend.enhance(args.files, options, progress):
+            if isinstance(outcome, LowlightError):
+                failed += 1
+                bar.write(f"error: {shown(outcome)}", file=sys.stderr)
+                continue
+            ok += 1
+            bar.write(f"{shown(outcome.source)} → {shown(outcome.output)}  (EV {outcome.ev:+.2f}, {outcome.seconds['total']:.1f} s)")
+    finally:
+        backend.close()
     bar.n = total
     bar.close()
     summary = f"{ok} enhanced, {failed} failed" if failed else f"{ok} enhanced"
@@ -95,6 +92,26 @@ def shown(value: object) -> str:
 
 def _interrupt(_signum: int, _frame) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: no partial output is left
+def _backend(args: argparse.Namespace, options: EnhanceOptions) -> Backend:
+    """Where the files are enhanced: here (a warm engine) or on the Dask cluster the options name.
+
+    Raises ``ValueError`` / :class:`LowlightError` (exit 2) when neither can be used.
+    """
+    from .backends import LocalBackend
+    from .tiling import DEFAULT_TILE
+
+    spec = ClusterSpec.from_args(args)
+    if spec is None:
+        from .engine import Enhancer
+
+        return LocalBackend(Enhancer(options.model or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles))
+    from .backends import ClusterError
+    from .cluster import connect
+
+    try:
+        return connect(spec, options.model or "auto", args.device)
+    except ClusterError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

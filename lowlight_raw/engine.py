@@ -24,7 +24,7 @@ from .options import EnhanceOptions
 from .raw import read_raw
 from .registry import resolve_model
 from .tiling import DEFAULT_TILE, choose_device, run_tiled
-from .writers import OutputImage, output_path_for, write_output
+from .writers import OutputImage, make_output_dir, output_path_for, write_output
 
 Progress = Callable[[float, str], None]
 
@@ -76,10 +76,7 @@ class Enhancer:
         t0 = time.perf_counter()
         seconds: dict[str, float] = {}
         if options.output_dir is not None:
-            try:
-                Path(options.output_dir).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise LowlightError(options.output_dir, f"cannot create output folder ({exc.strerror})") from exc
+            make_output_dir(options.output_dir)
         output = output_path_for(source, options.output_format, options.output_dir, options.overwrite)
         report(0.0, "decode")
         photo = read_raw(source)

@@ -100,14 +100,7 @@ def write_output(
     _check_format(fmt)
     if space not in SPACES:
         raise LowlightError(path, f"unknown colour space {space!r} (choose from {', '.join(SPACES)})")
-    if _same_file(path, image.source):
-        raise LowlightError(path, "output is the source file itself; refusing to overwrite it")
-    if not overwrite and (path.exists() or path.is_symlink()):
-        raise LowlightError(path, "already exists (use overwrite to replace it)")
-    if not path.parent.is_dir():
-        raise LowlightError(path, "output folder does not exist")
-    remove_stale_partials(path.parent)
-    temp = path.with_name(_partial_name(path.name))
+    temp = _check_target(path, image.source, overwrite)
     try:
         if fmt == "dng":
             _write_dng(image, temp)
@@ -130,6 +123,37 @@ def write_output(
         _remove(temp)
         raise
     return path
+
+
+def write_encoded(data: bytes, path: Path, source: Path, overwrite: bool = False) -> Path:
+    """Write an output already encoded elsewhere (a cluster worker ran :func:`write_output`) to ``path``.
+
+    The same rules as :func:`write_output`: never the source, never an existing file unless
+    ``overwrite``, written under a temporary name, flushed and renamed, nothing left on failure.
+    """
+    path = Path(path)
+    temp = _check_target(path, source, overwrite)
+    try:
+        with open(temp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _move_into_place(temp, path, overwrite)
+    except OSError as exc:
+        _remove(temp)
+        raise LowlightError(path, f"cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        _remove(temp)
+        raise
+    return path
+
+
+def make_output_dir(folder: Path) -> None:
+    """Create the output folder ``folder`` (and its parents); :class:`LowlightError` if impossible."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LowlightError(folder, f"cannot create output folder ({exc.strerror})") from exc
 
 
 def processing_note(image: OutputImage, fmt: str, linear_tiff: bool = False, space: str = "srgb") -> str:
@@ -164,6 +188,18 @@ def _check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
     return fmt
+
+
+def _check_target(path: Path, source: Path, overwrite: bool) -> Path:
+    """Refuse ``path`` if it is the source, exists (without ``overwrite``) or has no folder; its temporary name."""
+    if _same_file(path, source):
+        raise LowlightError(path, "output is the source file itself; refusing to overwrite it")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise LowlightError(path, "already exists (use overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise LowlightError(path, "output folder does not exist")
+    remove_stale_partials(path.parent)
+    return path.with_name(_partial_name(path.name))
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 import zmq
 
+from lowlight_raw.backends import ClusterError, ClusterSpec, add_cluster_arguments
 from lowlight_raw.options import EnhanceOptions, add_arguments
 from lr_bridge import __version__, darktable_install
 from lr_bridge.logfile import BoundedLogHandler
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        f"(default {DEFAULT_MAX_HELD_BYTES >> 20}; more is refused as 'busy')")
     serve.add_argument("--config", help="config file (default ~/.config/lowlight-raw/bridge.toml)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_cluster_arguments(serve)
 
     enhance = commands.add_parser("enhance", help="enhance RAW files through the daemon")
     enhance.add_argument("files", nargs="+", metavar="FILE")
@@ -182,6 +184,12 @@ def _serve(args: argparse.Namespace) -> int:
             f"refusing to listen on {bind} without encryption: use CURVE keys (--server-secret-key, "
             "--authorized-keys) or, on a trusted network only, --insecure-plaintext"
         )
+    cluster = ClusterSpec.from_args(args)
+    if cluster is not None and cluster.scheduler is not None:
+        try:
+            cluster.security()  # refuse an insecure or malformed address before anything starts
+        except ClusterError as exc:
+            raise SettingsError(str(exc)) from None
     settings = ServeSettings(
         bind=bind,
         state_dir=pick_state_dir(args.state_dir, config),
@@ -191,6 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
         authorized_keys=authorized,
         plaintext=args.insecure_plaintext,
         max_held_bytes=pick_mebibytes(args.max_held_mb, "max_held_mb", config, DEFAULT_MAX_HELD_BYTES),
+        cluster=cluster,
     )
     try:
         return Daemon(settings).serve()

@@ -31,6 +31,7 @@ from pathlib import Path
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from lowlight_raw.backends import ClusterSpec
 from lowlight_raw.errors import LowlightError
 from lowlight_raw.registry import MODEL_CHOICES, check_shipped
 from lr_bridge import __version__
@@ -82,6 +83,7 @@ class ServeSettings:
     authorized_keys: Path | None = None  # … and the folder of authorised client public keys
     plaintext: bool = False  # --insecure-plaintext: no CURVE at all, anyone who connects is the owner
     max_held_bytes: int = DEFAULT_MAX_HELD_BYTES  # file bytes held for queued and running jobs, at most
+    cluster: ClusterSpec | None = None  # run every file on this Dask cluster instead of a local engine
 
 
 class Daemon:
@@ -129,7 +131,8 @@ class Daemon:
             self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
             events.bind(_EVENTS_ENDPOINT)
             worker = self._worker = Worker(
-                self._context, _EVENTS_ENDPOINT, self._jobs, self.settings.model, self.settings.device
+                self._context, _EVENTS_ENDPOINT, self._jobs, self.settings.model, self.settings.device,
+                self.settings.cluster,
             )
             worker.start()
             self._install_signal_handlers()

@@ -9,6 +9,10 @@ model a job asks for (option ``model``) the first time it is asked for, keeping 
 handling. A cancelled job stops between tiles and the engine writes nothing for the file it was
 on. :attr:`Worker.last_progress` is when the worker last showed life; the daemon's heartbeats
 follow it.
+
+With a Dask cluster (``serve --dask-scheduler``) it loads no engine: it connects to the cluster
+and hands each job's files to :meth:`lowlight_raw.backends.DaskBackend.outputs`, then writes
+path jobs' outputs here and sends bytes jobs' outputs back, as without a cluster.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 import zmq
 
+from lowlight_raw.backends import ClusterSpec, DaskBackend
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
@@ -100,7 +105,8 @@ def scratch_name(name: str) -> str:
 class Worker(threading.Thread):
     """Loads the engine, then runs queued jobs until the queue is closed."""
 
-    def __init__(self, context: zmq.Context, events_endpoint: str, jobs: JobQueue, model: str, device: str) -> None:
+    def __init__(self, context: zmq.Context, events_endpoint: str, jobs: JobQueue, model: str, device: str,
+                 cluster: ClusterSpec | None = None) -> None:
         super().__init__(name="lr-bridge-worker", daemon=True)
         self._context = context
         self._events_endpoint = events_endpoint
@@ -117,6 +123,8 @@ class Worker(threading.Thread):
         self._enhancers: dict[Path, Any] = {}  # warm engines by resolved weight file
         self._device = None  # the torch device every engine runs on, once the first has loaded
         self._push: zmq.Socket | None = None
+        self._cluster = cluster
+        self._backend: DaskBackend | None = None  # set once connected to the cluster
 
     def run(self) -> None:
         self._push = self._context.socket(zmq.PUSH)
@@ -135,8 +143,12 @@ class Worker(threading.Thread):
             log.exception("the worker failed")
         finally:
             self._push.close()
+            if self._backend is not None:
+                self._backend.close()
 
     def _load(self) -> bool:
+        if self._cluster is not None:
+            return self._connect()
         try:
             enhancer = self._enhancer_for(None)
         except Exception as exc:  # any failure to load means the same: this daemon cannot serve
@@ -149,6 +161,21 @@ class Worker(threading.Thread):
         self.model = {"name": card.name, "sha256": card.sha256}
         self.state = "ready"
         log.info("engine ready on %s (model %s)", self.device, card.name)
+        return True
+
+    def _connect(self) -> bool:
+        from lowlight_raw.cluster import connect, describe_workers
+
+        try:
+            self._backend = connect(self._cluster, self._model_request, self._device_request)
+            self.device, self.model = describe_workers(self._backend.client, self._model_request)
+        except Exception as exc:  # unreachable, refused, or the workers cannot load the model
+            self.load_error = _one_line(str(exc)) or exc.__class__.__name__
+            self.state = "failed"
+            log.error("cannot use the Dask cluster: %s", self.load_error)
+            return False
+        self.state = "ready"
+        log.info("engine ready on %s (model %s)", self.device, self.model["name"])
         return True
 
     def _enhancer_for(self, model: str | None):
@@ -177,6 +204,11 @@ class Worker(threading.Thread):
     def _run_job(self, job: Job) -> None:
         ok = failed = 0
         files = job.request.files
+        if self._backend is not None:
+            ok, failed = self._run_on_cluster(job)
+            cancelled = job.cancel.is_set() and ok + failed < len(files)
+            self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)
+            return
         try:
             enhancer = self._enhancer_for(job.request.options.model)
         except Exception as exc:  # a model that cannot load fails this job's files, never the daemon
@@ -259,3 +291,40 @@ class Worker(threading.Thread):
         else:
             self._emit(job, "result", (data,), output=result.output.name, bytes=True, **fields)
         return True
+
+    def _run_on_cluster(self, job: Job) -> tuple[int, int]:
+        """Run ``job``'s files on the Dask cluster; the numbers of files done and failed."""
+        from lowlight_raw.backends import FileInput
+        from lowlight_raw.errors import LowlightError
+
+        assert self._backend is not None
+        files, total, ok = job.request.files, len(job.request.files), 0
+
+        def progress(index: int, fraction: float, stage: str) -> None:
+            self.running_index = index
+            self._emit(job, "progress", index=index, total=total, file=files[index].name, fraction=fraction, stage=stage)
+
+        options = engine_options(job.request)
+        if job.request.as_bytes:
+            inputs = [FileInput(item.name, data=item.data or b"") for item in files]
+            outcomes = self._backend.outputs(inputs, options, progress, job.cancel.is_set)
+        else:
+            outcomes = self._backend.enhance([Path(item.path or item.name) for item in files], options, progress,
+                                             job.cancel.is_set)
+        done = 0
+        for index, outcome in outcomes:
+            done += 1
+            name = files[index].name
+            if isinstance(outcome, LowlightError):
+                reason = outcome.reason if outcome.path in (None, Path(name)) else str(outcome)
+                self._emit(job, "error", code=FILE_FAILED, message=_one_line(f"{name}: {reason}"), index=index,
+                           file=name)
+                continue
+            ok += 1
+            fields = {"index": index, "total": total, "file": name, "ev": outcome.ev,
+                      "seconds": outcome.seconds, "noise_source": outcome.noise_source}
+            if job.request.as_bytes:
+                self._emit(job, "result", (outcome.data,), output=outcome.name, bytes=True, **fields)
+            else:
+                self._emit(job, "result", output=str(outcome.output), **fields)
+        return ok, done - ok
