@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import zlib
@@ -14,7 +15,7 @@ import pytest
 import skimage.data
 
 from lowlight_raw.color import camera_to_linear
-from lowlight_raw.model import SIDUNet, UNetConfig
+from lowlight_raw.model import SIDUNet, UNetConfig, load_model, save_weights
 from lowlight_raw.noise import NoiseProfile
 from lowlight_raw.training import darktable_baseline as dt
 from lowlight_raw.training import evaluate
@@ -106,3 +107,24 @@ def test_clean_condition_scores_bilinear_against_the_truth() -> None:
     assert table["clean"]["naive"]["psnr"] > table["x1-10"]["naive"]["psnr"] + 3.0
     assert table["clean"]["naive"]["psnr"] > 28.0  # only the demosaic's error and a little noise
     assert "| clean | naive |" in evaluate.format_table(table)
+
+
+def test_command_skips_darktable_in_one_line_and_writes_the_card(tmp_path: Path, tiny_weights: Path, monkeypatch, capsys) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    np.savez(cache / "test.npz", **{f"{i:04d}": p for i, p in enumerate(photos)})
+    model, card = load_model(tiny_weights)
+    weights = tmp_path / "tiny.pt"  # --write-card rewrites the weights and card
+    save_weights(model, weights, card.name)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no darktable-cli here
+    status = evaluate.main(["--weights", str(weights), "--cache", str(cache), "--methods", "darktable,model",
+                            "--conditions", "clean", "--count", "1", "--tune-count", "1", "--grey-count", "1",
+                            "--threads", "1", "--json", str(tmp_path / "table.json"), "--write-card"])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert err.strip().splitlines() == ["lowlight-raw evaluate: darktable-cli not found: the darktable rows are skipped"]
+    assert "| clean | naive |" in out and "| clean | model |" in out and "darktable" not in out
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert set(table["clean"]) >= {"naive", "model"} and "darktable" not in table["clean"]
+    assert load_model(weights)[1].extra["evaluation"]["table"] == table
