@@ -3,8 +3,8 @@
 Deterministic: crops of BSDS500 ``test/`` photos (never trained on) made dark and noisy by the
 training noise model at high ISO (``a`` in 1e-4 … 8.5e-4, i.e. about ISO 3200–25600), for
 exposure ratios ×100, ×300 and ×1–×10, and a **clean** condition: ISO 100–400-like noise at ×1.
-Each is rendered to sRGB through the product's colour
-pipeline (white balance + camera matrix + sRGB curve) and scored against the clean crop:
+Each is rendered to sRGB through the product's colour pipeline (white balance + camera matrix +
+sRGB curve) and scored against the clean crop:
 
 * PSNR and SSIM (sRGB);
 * flat-patch noise: the std of the error inside the flattest 16×16 blocks of the reference,
