@@ -81,7 +81,7 @@ CONDITIONS = {
     "clean": Condition((1.0, 1.0), LOW_ISO_A),
 }
 NLM_STRENGTHS = (3, 6, 10, 15, 20, 28, 36, 48, 64, 80, 100, 128)
-BM3D_SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # sRGB units, doubling (CBM3D: ~20 s a crop on a busy core)
+BM3D_SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # sRGB units, doubling (×300 on the clipped sRGB wants σ > 1)
 DARKTABLE_STRENGTHS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 FLAT_BLOCK = 16
 FLAT_STD = 0.02  # a reference block whose sRGB std is below this counts as flat
