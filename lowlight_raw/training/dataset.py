@@ -27,6 +27,7 @@ class Sample:
     """One training/evaluation pair and how it was made."""
 
     inputs: np.ndarray  # (8, h, w) float32 network input
+    raw: np.ndarray  # (4, h, w) float32 packed normalised dark raw (before the gain and clipping)
     target: np.ndarray  # (3, 2h, 2w) float32 clean linear camera RGB in [0, 1]
     color: CameraColor  # renders camera RGB to sRGB
     ratio: float
@@ -115,6 +116,7 @@ def make_sample(
     target = np.pad(visible, ((top, bottom), (left, right), (0, 0)), mode="reflect")
     return Sample(
         inputs=network_input(packed, ratio, sensor.profile()),
+        raw=packed,
         target=np.ascontiguousarray(target.transpose(2, 0, 1)),
         color=params.color,
         ratio=ratio,

@@ -2,8 +2,9 @@
 
 Deterministic: crops of BSDS500 ``test/`` photos (never trained on) made dark and noisy by the
 training noise model at high ISO (``a`` in 1e-4 … 8.5e-4, i.e. about ISO 3200–25600), for
-exposure ratios ×100, ×300 and ×1–×10. Each is rendered to sRGB through the product's colour
-pipeline (white balance + camera matrix + sRGB curve) and scored against the clean crop:
+exposure ratios ×100, ×300 and ×1–×10, and a **clean** condition: ISO 100–400-like noise at ×1.
+Each is rendered to sRGB through the product's colour pipeline (white balance + camera matrix +
+sRGB curve) and scored against the clean crop:
 
 * PSNR and SSIM (sRGB);
 * flat-patch noise: the std of the error inside the flattest 16×16 blocks of the reference,
@@ -13,10 +14,22 @@ pipeline (white balance + camera matrix + sRGB curve) and scored against the cle
   **card average** row is the noise floor of that score: the mean of every raw sample on the
   whole card (nearly four times the scored area), i.e. what perfect flat-field averaging gives.
 
-Methods: **naive** (bilinear demosaic × gain: what an exposure slider gives), **nlm** (naive +
-OpenCV ``fastNlMeansDenoisingColored``, strength ``h`` tuned per condition for the best PSNR
-on a separate tuning subset of the test photos) and **model** (the network, run exactly as the
-engine runs it: :func:`~lowlight_raw.tiling.run_tiled`, mirrored borders included).
+Methods: **naive** (bilinear demosaic × gain: what an exposure slider gives), the tuned
+classical baselines, and **model** (the network, run exactly as the engine runs it:
+:func:`~lowlight_raw.tiling.run_tiled`, mirrored borders included). Each tuned baseline has one
+setting chosen per condition from its grid for the best mean PSNR on a separate tuning subset
+of the test photos (:func:`tune`):
+
+* **nlm**: naive + OpenCV ``fastNlMeansDenoisingColored`` (8-bit, as a user's tool would), ``h``;
+* **bm3d**: naive + CBM3D (the ``bm3d`` package, its default profile, opponent colour space), ``σ``
+  in sRGB units. It runs on the sRGB rendering, like NLM: the sRGB curve roughly stabilises the
+  signal-dependent noise, which BM3D's single ``σ`` assumes;
+* **darktable**: darktable's own "denoise (profiled)" through ``darktable-cli`` on a real DNG of
+  the dark mosaic, told the true noise profile (:mod:`.darktable_baseline`), its strength and VST.
+  Its exposure-only rendering of a noise-free raw matches our reference colours within 1 % per
+  channel, so no gain is aligned. darktable clips the raw at its black level before denoising
+  (zero-mean noise comes out at +0.4 σ): at ×300 and high ISO that bias, scaled by the white
+  balance, is what a darktable user gets, and it is scored as such.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,21 +47,42 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from ..bayer import simple_demosaic
-from ..color import camera_to_linear, srgb_decode, srgb_encode
-from ..errors import LowlightError
 from torch import nn
 
+from ..bayer import BayerLayout, simple_demosaic, unpack_bayer
+from ..color import camera_to_linear, srgb_decode, srgb_encode
+from ..errors import LowlightError
 from ..model import load_model, save_weights
 from ..registry import SHIPPED_MODELS
 from ..tiling import run_tiled
+from . import darktable_baseline
 from .dataset import Sample, make_sample, random_crop
 from .sensor_noise import A_RANGE, sample_sensor
 from .sources import DEFAULT_CACHE, cached_images
 
 HIGH_ISO_A = (1e-4, A_RANGE[1])
-CONDITIONS = {"x100": (100.0, 100.0), "x300": (300.0, 300.0), "x1-10": (1.0, 10.0)}
+# ISO 100–400-like shot noise on the normalised scale (darktable's profiles); sensor_noise's
+# A_RANGE starts at ISO 800, so the clean condition's range is stated here.
+LOW_ISO_A = (1e-6, 5e-6)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Exposure ratios (log-uniform between the two) and the shot-noise slope ``a`` range."""
+
+    ratio: tuple[float, float]
+    a_range: tuple[float, float]
+
+
+CONDITIONS = {
+    "x100": Condition((100.0, 100.0), HIGH_ISO_A),
+    "x300": Condition((300.0, 300.0), HIGH_ISO_A),
+    "x1-10": Condition((1.0, 10.0), HIGH_ISO_A),
+    "clean": Condition((1.0, 1.0), LOW_ISO_A),
+}
 NLM_STRENGTHS = (3, 6, 10, 15, 20, 28, 36, 48, 64, 80, 100, 128)
+BM3D_SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # sRGB units, doubling (×300 on the clipped sRGB wants σ > 1)
+DARKTABLE_STRENGTHS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 FLAT_BLOCK = 16
 FLAT_STD = 0.02  # a reference block whose sRGB std is below this counts as flat
 SEED = 20240
@@ -65,7 +100,7 @@ class TestCase:
 
 def build_cases(images: list[np.ndarray], condition: str, count: int, seed: int, grey: bool = False, patch: int = 128) -> list[TestCase]:
     """``count`` deterministic cases of ``condition`` from ``images`` (``grey``: paste a grey card)."""
-    lo, hi = CONDITIONS[condition]
+    lo, hi = CONDITIONS[condition].ratio
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition), int(grey)])
     cases = []
     for i in range(count):
@@ -79,7 +114,7 @@ def build_cases(images: list[np.ndarray], condition: str, count: int, seed: int,
             m = size // 4
             box, card = (y + m, y + size - m, x + m, x + size - m), (y, y + size, x, x + size)
         ratio = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        sample = make_sample(crop, rng, ratio=ratio, sensor=sample_sensor(rng, a_range=HIGH_ISO_A))
+        sample = make_sample(crop, rng, ratio=ratio, sensor=sample_sensor(rng, a_range=CONDITIONS[condition].a_range))
         reference = srgb_encode(camera_to_linear(sample.target.transpose(1, 2, 0), sample.color))
         cases.append(TestCase(sample, reference, box, card))
     return cases
@@ -95,11 +130,74 @@ def render(camera: np.ndarray, sample: Sample) -> np.ndarray:
     return srgb_encode(camera_to_linear(camera, sample.color))
 
 
+def naive_srgb(case: TestCase) -> np.ndarray:
+    """The naive method's sRGB output (what NLM and BM3D start from)."""
+    return render(naive_camera(case.sample), case.sample)
+
+
 def nlm(srgb: np.ndarray, strength: float) -> np.ndarray:
     """OpenCV non-local means on an sRGB float image (via 8-bit, as a user's tool would)."""
     bgr = np.round(np.clip(srgb[..., ::-1], 0, 1) * 255).astype(np.uint8)
     out = cv2.fastNlMeansDenoisingColored(bgr, None, strength, strength, 7, 21)
     return out[..., ::-1].astype(np.float32) / 255.0
+
+
+def cbm3d(srgb: np.ndarray, sigma: float) -> np.ndarray:
+    """CBM3D (``bm3d.bm3d_rgb``, default profile, opponent colours) on an sRGB float image.
+
+    Single-threaded: the package's own threading makes the result vary slightly run to run.
+    """
+    import bm3d
+
+    profile = bm3d.BM3DProfile()
+    profile.num_threads = 1
+    return np.clip(bm3d.bm3d_rgb(srgb.astype(np.float64), sigma, profile), 0.0, 1.0).astype(np.float32)
+
+
+def dark_raw(case: TestCase) -> darktable_baseline.DarkRaw:
+    """The case's dark mosaic (unamplified, unclipped) with its sensor levels, colour and noise."""
+    raw = case.sample.raw
+    sensor = case.sample.sensor
+    mosaic = unpack_bayer(raw, BayerLayout("RGGB", 2 * raw.shape[1], 2 * raw.shape[2]))
+    return darktable_baseline.DarkRaw(mosaic, sensor.black, sensor.white, case.sample.color, case.sample.ratio, sensor.profile())
+
+
+def darktable_srgb(cases: list[TestCase], strength: float, vst: str) -> list[np.ndarray]:
+    """darktable's denoised renderings of ``cases`` (one darktable start), sRGB-encoded."""
+    setting = darktable_baseline.DenoiseSetting(strength, new_vst=vst == "new")
+    return [srgb_encode(out) for out in darktable_baseline.render([dark_raw(c) for c in cases], setting)]
+
+
+Setting = dict[str, float | str]
+
+
+@dataclass(frozen=True)
+class TunedBaseline:
+    """A classical denoiser whose setting is tuned per condition (:func:`tune`)."""
+
+    grid: tuple[Setting, ...]
+    run: Callable[..., list[np.ndarray]]  # run(cases, **setting) → sRGB outputs
+
+
+BASELINES = {
+    "nlm": TunedBaseline(tuple({"h": h} for h in NLM_STRENGTHS), lambda cases, h: [nlm(naive_srgb(c), h) for c in cases]),
+    "bm3d": TunedBaseline(tuple({"sigma": s} for s in BM3D_SIGMAS), lambda cases, sigma: [cbm3d(naive_srgb(c), sigma) for c in cases]),
+    "darktable": TunedBaseline(
+        tuple({"strength": s, "vst": v} for v in ("old", "new") for s in DARKTABLE_STRENGTHS), darktable_srgb
+    ),
+}
+METHODS = ("naive", "nlm", "bm3d", "darktable", "model")
+
+
+def tune(cases: list[TestCase], baseline: TunedBaseline) -> Setting:
+    """The setting of ``baseline``'s grid with the best mean PSNR on ``cases``."""
+    scores = [np.mean([psnr(out, c.reference) for out, c in zip(baseline.run(cases, **s), cases)]) for s in baseline.grid]
+    return baseline.grid[int(np.argmax(scores))]
+
+
+def describe(setting: Setting) -> str:
+    """``h=64`` / ``strength=1, vst=old``: a setting as the table shows it."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in setting.items())
 
 
 def model_camera(model: nn.Module, sample: Sample) -> np.ndarray:
@@ -147,16 +245,17 @@ def card_average_error_percent(case: TestCase) -> float:
     return _colour_error_percent(got, _mean_linear(case.reference, case.grey_box))
 
 
-def method_outputs(case: TestCase, model: nn.Module, strength: float) -> dict[str, np.ndarray]:
-    naive = render(naive_camera(case.sample), case.sample)
-    return {"naive": naive, "nlm": nlm(naive, strength), "model": render(model_camera(model, case.sample), case.sample)}
-
-
-def tune_nlm(cases: list[TestCase]) -> float:
-    """The NLM strength with the best mean PSNR on ``cases``."""
-    naive = [render(naive_camera(c.sample), c.sample) for c in cases]
-    scores = {h: np.mean([psnr(nlm(n, h), c.reference) for n, c in zip(naive, cases)]) for h in NLM_STRENGTHS}
-    return float(max(scores, key=scores.get))
+def method_outputs(cases: list[TestCase], model: nn.Module, methods: tuple[str, ...], settings: dict[str, Setting]) -> dict[str, list[np.ndarray]]:
+    """Every method's sRGB output for each of ``cases`` (tuned baselines with their ``settings``)."""
+    outputs = {}
+    for method in methods:
+        if method == "naive":
+            outputs[method] = [naive_srgb(c) for c in cases]
+        elif method == "model":
+            outputs[method] = [render(model_camera(model, c.sample), c.sample) for c in cases]
+        else:
+            outputs[method] = BASELINES[method].run(cases, **settings[method])
+    return outputs
 
 
 def evaluate(
@@ -167,77 +266,93 @@ def evaluate(
     grey_count: int = 16,
     seed: int = SEED,
     patch: int = 128,
+    methods: tuple[str, ...] = METHODS,
+    conditions: tuple[str, ...] = tuple(CONDITIONS),
 ) -> dict:
-    """The benchmark table: ``{condition: {method: {metric: value}}, ...}`` plus NLM strengths.
+    """The benchmark table: ``{condition: {method: {metric: value}, "settings": …}, ...}``.
 
     ``count`` crops of ``2·patch`` square per condition from the first ``count`` photos of a
-    seeded shuffle of ``test_images``; NLM is tuned on the next ``tune_count`` photos.
+    seeded shuffle of ``test_images``; the tuned baselines among ``methods`` are tuned on the
+    next ``tune_count`` photos. ``naive`` is always scored (the flat-noise reference).
     """
+    methods = ("naive", *(m for m in METHODS if m in methods and m != "naive"))
     order = np.random.default_rng(seed).permutation(len(test_images))
     eval_images = [test_images[i] for i in order[:count]]
     tune_images = [test_images[i] for i in order[count : count + tune_count]]
+    grey_count = min(grey_count, count)
     table: dict = {}
-    for condition in CONDITIONS:
-        strength = tune_nlm(build_cases(tune_images, condition, tune_count, seed + 1, patch=patch))
-        rows: dict[str, dict[str, list[float]]] = {m: {"psnr": [], "ssim": [], "flat_var": [], "grey": []} for m in ("naive", "nlm", "model")}
-        for case in build_cases(eval_images, condition, count, seed, patch=patch):
-            for method, out in method_outputs(case, model, strength).items():
-                rows[method]["psnr"].append(psnr(out, case.reference))
-                rows[method]["ssim"].append(structural_similarity(case.reference, out, channel_axis=2, data_range=1.0))
-                rows[method]["flat_var"] += flat_error_variances(out, case.reference)
-        floor = []
-        for case in build_cases(eval_images, condition, min(grey_count, count), seed, grey=True, patch=patch):
-            for method, out in method_outputs(case, model, strength).items():
-                rows[method]["grey"].append(grey_error_percent(out, case))
-            floor.append(card_average_error_percent(case))
-        naive_noise = float(np.sqrt(np.mean(rows["naive"]["flat_var"]))) if rows["naive"]["flat_var"] else float("nan")
+    for condition in conditions:
+        tune_cases = build_cases(tune_images, condition, tune_count, seed + 1, patch=patch)
+        settings = {m: tune(tune_cases, BASELINES[m]) for m in methods if m in BASELINES}
+        cases = build_cases(eval_images, condition, count, seed, patch=patch)
+        grey_cases = build_cases(eval_images, condition, grey_count, seed, grey=True, patch=patch)
+        seconds = {}
+        outputs = {}
+        for method in methods:
+            start = time.monotonic()
+            outputs[method] = method_outputs(cases + grey_cases, model, (method,), settings)[method]
+            seconds[method] = (time.monotonic() - start) / len(cases + grey_cases)
+        naive_noise = float("nan")
         table[condition] = {
-            "nlm_h": strength, "cases": count, "grey_cases": min(grey_count, count),
-            "card_average": {"grey_error_pct_mean": round(float(np.mean(floor)), 2), "grey_error_pct_max": round(float(np.max(floor)), 2)},
+            "settings": settings, "cases": count, "grey_cases": grey_count,
+            "card_average": _summary([card_average_error_percent(c) for c in grey_cases]),
         }
-        for method, r in rows.items():
-            noise = float(np.sqrt(np.mean(r["flat_var"]))) if r["flat_var"] else float("nan")
+        for method in methods:
+            outs, grey_outs = outputs[method][:count], outputs[method][count:]
+            flat_var = [v for out, c in zip(outs, cases) for v in flat_error_variances(out, c.reference)]
+            noise = float(np.sqrt(np.mean(flat_var))) if flat_var else float("nan")
+            if method == "naive":
+                naive_noise = noise
             table[condition][method] = {
-                "psnr": round(float(np.mean(r["psnr"])), 2),
-                "ssim": round(float(np.mean(r["ssim"])), 4),
+                "psnr": round(float(np.mean([psnr(o, c.reference) for o, c in zip(outs, cases)])), 2),
+                "ssim": round(float(np.mean([structural_similarity(c.reference, o, channel_axis=2, data_range=1.0) for o, c in zip(outs, cases)])), 4),
                 "flat_noise": round(noise, 5),
                 "flat_noise_reduction_pct": round(100.0 * (1.0 - noise / naive_noise), 1),
-                "grey_error_pct_mean": round(float(np.mean(r["grey"])), 2),
-                "grey_error_pct_max": round(float(np.max(r["grey"])), 2),
+                **_summary([grey_error_percent(o, c) for o, c in zip(grey_outs, grey_cases)]),
+                "seconds_per_image": round(seconds[method], 3),
             }
     return table
 
 
+def _summary(grey_errors: list[float]) -> dict[str, float]:
+    return {"grey_error_pct_mean": round(float(np.mean(grey_errors)), 2), "grey_error_pct_max": round(float(np.max(grey_errors)), 2)}
+
+
 def format_table(table: dict) -> str:
-    """Markdown table of :func:`evaluate`'s result."""
+    """Markdown table of :func:`evaluate`'s result (the tuned settings in the method's name)."""
     lines = [
-        "| condition | method | PSNR dB | SSIM | flat noise | flat noise vs naive | grey error % (mean / max) |",
-        "|---|---|---|---|---|---|---|",
+        "| condition | method | PSNR dB | SSIM | flat noise | flat noise vs naive | grey error % (mean / max) | s / image |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for condition, rows in table.items():
-        for method in ("naive", "nlm", "model"):
+        for method in (m for m in METHODS if m in rows):
             r = rows[method]
-            name = f"nlm (h={rows['nlm_h']:g})" if method == "nlm" else method
+            name = f"{method} ({describe(rows['settings'][method])})" if method in rows["settings"] else method
             lines.append(
                 f"| {condition} | {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['flat_noise']:.4f} | "
-                f"{-r['flat_noise_reduction_pct']:+.1f}% | {r['grey_error_pct_mean']:.2f} / {r['grey_error_pct_max']:.2f} |"
+                f"{-r['flat_noise_reduction_pct']:+.1f}% | {r['grey_error_pct_mean']:.2f} / {r['grey_error_pct_max']:.2f} | "
+                f"{r['seconds_per_image']:.2f} |"
             )
         floor = rows["card_average"]
         lines.append(
-            f"| {condition} | card average (noise floor) | | | | | {floor['grey_error_pct_mean']:.2f} / {floor['grey_error_pct_max']:.2f} |"
+            f"| {condition} | card average (noise floor) | | | | | {floor['grey_error_pct_mean']:.2f} / {floor['grey_error_pct_max']:.2f} | |"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lowlight-raw evaluate``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="lowlight-raw evaluate", description="Score naive, NLM and the model on held-out synthetic low light.")
+    parser = argparse.ArgumentParser(prog="lowlight-raw evaluate", description="Score naive, tuned NLM, BM3D, darktable and the model on held-out synthetic low light.")
     parser.add_argument("--weights", type=Path, default=SHIPPED_MODELS["fast"])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder")
     parser.add_argument("--count", type=int, default=32, help="test crops per condition")
-    parser.add_argument("--tune-count", type=int, default=8, help="crops to tune NLM on (other photos)")
+    parser.add_argument("--tune-count", type=int, default=8, help="crops to tune the baselines on (other photos)")
     parser.add_argument("--grey-count", type=int, default=16, help="grey-card crops per condition")
+    parser.add_argument("--methods", type=_choices(METHODS), default=METHODS,
+                        help=f"comma-separated subset of {','.join(METHODS)} (naive is always scored; darktable and bm3d are slow)")
+    parser.add_argument("--conditions", type=_choices(CONDITIONS), default=tuple(CONDITIONS),
+                        help=f"comma-separated subset of {','.join(CONDITIONS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     parser.add_argument("--write-card", action="store_true", help="record the table in the weights' model card")
@@ -250,8 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     except (LowlightError, FileNotFoundError) as exc:
         print(f"lowlight-raw evaluate: {exc}", file=sys.stderr)
         return 1
+    methods = tuple(m for m in args.methods if _usable(m))
     start = time.monotonic()
-    table = evaluate(model, test_images, args.count, args.tune_count, args.grey_count)
+    try:
+        table = evaluate(model, test_images, args.count, args.tune_count, args.grey_count, methods=methods, conditions=args.conditions)
+    except LowlightError as exc:
+        print(f"lowlight-raw evaluate: {exc}", file=sys.stderr)
+        return 1
     print(format_table(table))
     print(f"({args.count} crops of 256×256 per condition, BSDS500 test, seed {SEED}; {time.monotonic() - start:.0f} s)")
     if args.json is not None:
@@ -261,6 +381,33 @@ def main(argv: list[str] | None = None) -> int:
         extra["evaluation"] = {"table": table, "crops_per_condition": args.count, "seed": SEED, "test_set": "BSDS500 test (held out)"}
         save_weights(model, args.weights, card.name, extra)
     return 0
+
+
+def _choices(allowed) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma-separated subset of ``allowed``."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+        unknown = [m for m in chosen if m not in allowed]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown) or 'empty list'} (choose from {', '.join(allowed)})")
+        return chosen
+
+    return parse
+
+
+def _usable(method: str) -> bool:
+    """Whether ``method`` can run here; when not, says so in one line (its rows are skipped)."""
+    if method == "darktable" and not darktable_baseline.available():
+        print(f"lowlight-raw evaluate: {darktable_baseline.DARKTABLE_CLI} not found: the darktable rows are skipped", file=sys.stderr)
+        return False
+    if method == "bm3d":
+        try:
+            import bm3d  # noqa: F401
+        except ImportError:
+            print("lowlight-raw evaluate: bm3d not installed (pip install 'lowlight-raw[train]'): the bm3d rows are skipped", file=sys.stderr)
+            return False
+    return True
 
 
 if __name__ == "__main__":
