@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import tempfile
 import warnings
 from collections import deque
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .errors import Cancelled, LowlightError
+from .local import is_loopback_host
 from .options import EnhanceOptions
 
 if TYPE_CHECKING:  # the engine loads torch; the cluster module loads distributed
@@ -195,19 +195,10 @@ class ClusterSpec:
         if scheme != "tcp" or not host:
             raise ClusterError(f"cannot use the Dask scheduler address {address!r}: expected tls://HOST:PORT "
                                "or tcp://HOST:PORT")
-        if not (_loopback(host) or self.insecure):
+        if not (is_loopback_host(host) or self.insecure):
             raise ClusterError(f"refusing to send photos unencrypted to {address}: use tls:// with "
                                "--dask-tls-ca/--dask-tls-cert/--dask-tls-key, or pass --dask-insecure")
         return None
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class DaskBackend:

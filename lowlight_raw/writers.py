@@ -31,6 +31,7 @@ from PIL import Image, ImageCms
 
 from .dngtags import camera_tags, valid_orientation
 from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
+from .local import pid_alive
 from .errors import LowlightError
 from .metadata import SOFTWARE, copy_metadata
 from .options import FORMATS
@@ -234,20 +235,10 @@ def remove_stale_partials(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         match = _PARTIAL.match(entry.name)
-        if match and entry.is_file(follow_symlinks=False) and not _process_exists(int(match["pid"])):
+        if match and entry.is_file(follow_symlinks=False) and not pid_alive(int(match["pid"])):
             _remove(Path(entry.path))
             removed.append(Path(entry.path))
     return removed
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:

@@ -57,7 +57,8 @@ from lr_bridge.settings import (
     pick_path,
     pick_state_dir,
 )
-from lr_bridge.state import EXIT_ALREADY_RUNNING, StateDirInsecure, StateDirLocked, pid_alive, read_state
+from lowlight_raw.local import pid_alive
+from lr_bridge.state import EXIT_ALREADY_RUNNING, StateDirInsecure, StateDirLocked, read_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANCELLED = 0, 1, 2, 3, 130
 

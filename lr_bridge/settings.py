@@ -19,12 +19,12 @@ Each key has an environment variable ``LR_BRIDGE_<KEY>`` (upper case) that overr
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from lowlight_raw.local import is_loopback_host
 from lowlight_raw.options import parse_model
 from lr_bridge.state import default_state_dir
 
@@ -129,10 +129,4 @@ def endpoint_is_local(endpoint: str) -> bool:
     match = _TCP.match(endpoint)
     if match is None:
         return False
-    host = match["host"].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(match["host"].strip("[]"))

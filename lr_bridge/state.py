@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+from lowlight_raw.local import pid_alive
+
 STATE_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
@@ -93,20 +95,6 @@ def remove_state(state_dir: Path, pid: int) -> None:
     if state is not None and state.pid == pid:
         (state_dir / STATE_FILE).unlink(missing_ok=True)
 
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 EXIT_ALREADY_RUNNING = 75  # the exit status of ``lr-bridge serve`` when another daemon holds the folder

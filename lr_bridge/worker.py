@@ -37,7 +37,7 @@ from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
-from lr_bridge.state import pid_alive
+from lowlight_raw.local import pid_alive
 
 log = logging.getLogger("lr_bridge.worker")
 

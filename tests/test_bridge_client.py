@@ -19,7 +19,8 @@ import pytest
 import tifffile
 
 from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S
-from lr_bridge.state import LOG_FILE, STATE_FILE, pid_alive, read_state
+from lowlight_raw.local import pid_alive
+from lr_bridge.state import LOG_FILE, STATE_FILE, read_state
 
 from helpers import file_sha256, finished_outputs
 

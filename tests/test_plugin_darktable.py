@@ -25,7 +25,8 @@ import pytest
 
 from lr_bridge import darktable_install
 from lr_bridge.darktable_install import REQUIRE_LINE, install_plugin
-from lr_bridge.state import pid_alive, read_state
+from lowlight_raw.local import pid_alive
+from lr_bridge.state import read_state
 
 from helpers import file_sha256, finished_outputs
 
