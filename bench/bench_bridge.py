@@ -43,6 +43,14 @@ def make_sources(folder: Path, count: int, height: int, width: int) -> list[Path
     return sources
 
 
+def tiny_weights(folder: Path) -> Path:
+    """A tiny untrained model in ``folder``, so that the numbers measure the plumbing, not the network."""
+    torch.manual_seed(0)
+    weights = folder / "tiny.pt"
+    save_weights(SIDUNet(UNetConfig(width=4, depth=3)), weights, name="bench-tiny")
+    return weights
+
+
 def time_in_process(weights: Path, sources: list[Path], out: Path) -> list[float]:
     enhancer = Enhancer(weights, device="cpu")
     options = EnhanceOptions(output_dir=out, overwrite=True)
@@ -116,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as scratch:
         root = Path(scratch)
-        weights = args.weights
-        if weights is None:
-            torch.manual_seed(0)
-            weights = root / "tiny.pt"
-            save_weights(SIDUNet(UNetConfig(width=4, depth=3)), weights, name="bench-tiny")
+        weights = args.weights or tiny_weights(root)
         (root / "src").mkdir()
         sources = make_sources(root / "src", args.files, height, width)
 

@@ -28,12 +28,11 @@ import torch
 from lowlight_raw.backends import ClusterSpec, LocalBackend
 from lowlight_raw.cluster import connect
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
 from lr_bridge.client import BridgeClient, JobSummary, connect as connect_daemon, run_job, start_daemon
 from lr_bridge.state import read_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_bridge import make_sources  # noqa: E402  (one way to make the test DNGs)
+from bench_bridge import make_sources, tiny_weights  # noqa: E402  (one way to make the test DNGs and model)
 
 
 def run_backend(backend, sources: list[Path], out: Path) -> tuple[float, list[float]]:
@@ -85,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, int, float, float]] = []  # setup, workers, wall seconds, engine seconds per file
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch:
         root = Path(scratch)
-        weights = args.weights
-        if weights is None:
-            torch.manual_seed(0)
-            weights = root / "tiny.pt"
-            save_weights(SIDUNet(UNetConfig(width=4, depth=3)), weights, name="bench-tiny")
+        weights = args.weights or tiny_weights(root)
         (root / "src").mkdir()
         sources = make_sources(root / "src", args.files, height, width)
 
