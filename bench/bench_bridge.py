@@ -24,7 +24,7 @@ import torch
 
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
-from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_bayer_dng
+from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_cfa_dng
 from lr_bridge.client import BridgeClient, JobSummary, connect, run_job, start_daemon
 from lr_bridge.state import read_state
 
@@ -34,7 +34,7 @@ OVERHEAD_TARGET_MS = 20.0
 def make_sources(folder: Path, count: int, height: int, width: int) -> list[Path]:
     spec = DngSpec()
     mosaic = dark_exposure(test_scene(height, width), spec, 100.0, 2e-4, 2e-7, np.random.default_rng(0))
-    first = write_bayer_dng(folder / "src_000.dng", mosaic, spec)
+    first = write_cfa_dng(folder / "src_000.dng", mosaic, spec)
     sources = [first]
     for number in range(1, count):
         copy = folder / f"src_{number:03d}.dng"

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_engine.py                 # CPU: the shipped models
     .venv/bin/python bench/bench_engine.py --device cuda   # on a GPU (scripts/gpu_bench.sh)
     .venv/bin/python bench/bench_engine.py --megapixels 2 --models fast --widths 32
+    .venv/bin/python bench/bench_engine.py --layout xtrans --models fast   # a Fujifilm-like raw
 
 Rows, each model in fresh subprocesses so that a row's peak RSS is its own:
 
@@ -48,13 +49,16 @@ def bench_scene(megapixels: float) -> np.ndarray:
     return np.tile(test_scene(500, 750), (height // 500 + 1, width // 750 + 1, 1))[:height, :width]
 
 
-def synthesise_raw(path: Path, megapixels: float) -> Path:
-    """A dark ×100, ISO-6400-noisy DNG of :func:`bench_scene`."""
-    from lowlight_raw.synthetic import DngSpec, dark_exposure, write_bayer_dng
+def synthesise_raw(path: Path, megapixels: float, layout: str = "bayer") -> Path:
+    """A dark ×100, ISO-6400-noisy DNG of :func:`bench_scene` of sensor ``layout``."""
+    from lowlight_raw.synthetic import DngSpec, dark_exposure, dark_linear_exposure, write_cfa_dng, write_linear_dng
+    from lowlight_raw.xtrans import pattern_letters
 
-    spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": "6400"})
-    active = dark_exposure(bench_scene(megapixels), spec, RATIO, 2e-4, 2e-7, np.random.default_rng(0))
-    return write_bayer_dng(path, active, spec)
+    spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": "6400"}, pattern=pattern_letters() if layout == "xtrans" else "RGGB")
+    rng = np.random.default_rng(0)
+    if layout == "linear":
+        return write_linear_dng(path, dark_linear_exposure(bench_scene(megapixels), spec, RATIO, 2e-4, 2e-7, rng), spec)
+    return write_cfa_dng(path, dark_exposure(bench_scene(megapixels), spec, RATIO, 2e-4, 2e-7, rng), spec)
 
 
 def _device_label(dev) -> str:
@@ -86,7 +90,6 @@ def network_alone(
     """
     import torch
 
-    from lowlight_raw.bayer import pack_bayer
     from lowlight_raw.model import load_model
     from lowlight_raw.network_input import network_input
     from lowlight_raw.noise import estimate_profile
@@ -94,8 +97,8 @@ def network_alone(
     from lowlight_raw.tiling import run_tiled
 
     photo = read_raw(source)
-    packed = pack_bayer(photo.mosaic, photo.layout)
-    inputs = network_input(packed, RATIO, estimate_profile(packed))
+    packed = photo.layout.pack(photo.visible)
+    inputs = network_input(packed, RATIO, estimate_profile(packed, layout=photo.layout))
     model, _ = load_model(weights, dev)
     _, h, w = inputs.shape
     if whole_image:
@@ -187,9 +190,9 @@ def measure(kind: str, weights: Path, source: Path, device: str, repeats: int, m
     return [{**row, "peak_rss_gb": peak_rss} for row in rows]
 
 
-def resolve(models: str, widths: str, folder: Path) -> tuple[list[Path], list[str]]:
-    """Weight files for ``--models`` (shipped names or paths) and untrained ``--widths``, and a
-    line for each shipped model that is missing."""
+def resolve(models: str, widths: str, folder: Path, layout: str = "bayer") -> tuple[list[Path], list[str]]:
+    """Weight files for ``--models`` (shipped names or paths) and untrained ``--widths`` for sensor
+    ``layout``, and a line for each shipped model that is missing."""
     import torch
 
     from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
@@ -197,15 +200,15 @@ def resolve(models: str, widths: str, folder: Path) -> tuple[list[Path], list[st
 
     found, missing = [], []
     for name in filter(None, (m.strip() for m in models.split(","))):
-        path = SHIPPED_MODELS.get(name, Path(name))
-        if path.is_file():
+        path = SHIPPED_MODELS[name].get(layout) if name in SHIPPED_MODELS else Path(name)
+        if path is not None and path.is_file():
             found.append(path)
         else:
-            missing.append(f"{name}: n/a ({path} not found)")
+            missing.append(f"{name}: n/a ({path or f'no {layout} network'} not found)")
     for width in filter(None, (w.strip() for w in widths.split(","))):
         torch.manual_seed(0)
         path = folder / f"untrained-width{width}.pt"
-        save_weights(SIDUNet(UNetConfig(width=int(width))), path, name=f"untrained-width{width}")
+        save_weights(SIDUNet(UNetConfig.for_layout(layout, width=int(width), depth=5)), path, name=f"untrained-width{width}")
         found.append(path)
     return found, missing
 
@@ -216,11 +219,11 @@ def _cell(row: dict, key: str, fmt: str, cuda: bool) -> str:
     return "" if cuda or key != "peak_gpu_gb" else NO_CUDA
 
 
-def print_table(rows: list[dict], device: str, megapixels: float) -> None:
+def print_table(rows: list[dict], device: str, megapixels: float, layout: str = "bayer") -> None:
     """The table, bf16-vs-float32 lines on CUDA (and the targets), "n/a (no CUDA)" rows elsewhere."""
     cuda = device.startswith("cuda")
     names = {"e2e": "end-to-end", "network": "network", "daemon": "daemon per file"}
-    print(f"\n{megapixels:g} MP synthetic RAW (×{RATIO:g} dark, ISO 6400 noise)")
+    print(f"\n{megapixels:g} MP synthetic {layout} RAW (×{RATIO:g} dark, ISO 6400 noise)")
     print("| measure | model | precision | device | seconds | peak RSS GB | peak GPU GB | PSNR dB |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -248,6 +251,7 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=24.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="fast,quality", help="shipped model names or weight files, comma list")
+    parser.add_argument("--layout", choices=("bayer", "xtrans", "linear"), default="bayer", help="sensor layout of the raw")
     parser.add_argument("--widths", default="", help="also time untrained SIDUNets of these widths (network alone)")
     parser.add_argument("--daemon-files", type=int, default=None,
                         help="files in the daemon's job, with the last model (default: 20 on CUDA, 0 = none elsewhere)")
@@ -264,8 +268,8 @@ def main() -> int:
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
-        source = synthesise_raw(Path(tmp) / "bench.dng", args.megapixels)
-        weights, missing = resolve(args.models, args.widths, Path(tmp))
+        source = synthesise_raw(Path(tmp) / "bench.dng", args.megapixels, args.layout)
+        weights, missing = resolve(args.models, args.widths, Path(tmp), args.layout)
         runs = [("e2e", w) for w in weights if not w.stem.startswith("untrained")] + [("network", w) for w in weights]
         runs += [("daemon", weights[-1])] if files and weights else []
         rows = []
@@ -278,7 +282,7 @@ def main() -> int:
                 return 1
             rows += json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(rows[-1]), flush=True)  # progress, and what survives if the run is cut short
-    print_table(rows, rows[0]["device"] if rows else args.device, args.megapixels)
+    print_table(rows, rows[0]["device"] if rows else args.device, args.megapixels, args.layout)
     for line in missing:
         print(line)
     return 0

@@ -22,7 +22,7 @@ from skimage.metrics import structural_similarity
 from lowlight_raw.color import camera_to_linear, srgb_encode
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.raw import read_raw
-from lowlight_raw.synthetic import DngSpec, dark_exposure, write_bayer_dng
+from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -51,7 +51,7 @@ def main() -> None:
             camera = unprocess(photo[:h, :w], sample_params(np.random.default_rng(0)))
             scene = camera / camera.max() * 0.9  # well exposed
             raw = dark_exposure(scene, spec, 1.0, 4e-6, 2e-8, np.random.default_rng(1))  # ISO-200-like noise
-            source = write_bayer_dng(folder / f"{name}.dng", raw, spec)
+            source = write_cfa_dng(folder / f"{name}.dng", raw, spec)
             reference = srgb_encode(camera_to_linear(scene, read_raw(source).color))
             scores = []
             for strength in (1.0, 0.0):

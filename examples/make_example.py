@@ -14,7 +14,7 @@ import numpy as np
 import skimage.data
 
 from lowlight_raw.color import CameraColor
-from lowlight_raw.synthetic import DngSpec, dark_exposure, write_bayer_dng
+from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
 
 OUT = Path(__file__).resolve().parent / "coffee_dark.dng"
 
@@ -32,7 +32,7 @@ def main() -> None:
     to_camera = np.linalg.inv(color.matrix_to("srgb") * color.wb[None, :])
     camera = np.clip(linear @ to_camera.T, 0.0, 1.0)
     active = dark_exposure(camera, spec, ratio=100.0, a=2e-4, b=4e-7, rng=np.random.default_rng(2026))
-    write_bayer_dng(OUT, active, spec)
+    write_cfa_dng(OUT, active, spec)
     print(f"wrote {OUT}")
 
 

@@ -16,13 +16,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .layouts import SensorLayout, register_layout
+
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 PLANES = ("R", "G1", "G2", "B")  # canonical packed order: G1 shares rows with R, G2 with B
 
 
+@register_layout
 @dataclass(frozen=True)
-class BayerLayout:
+class BayerLayout(SensorLayout):
     """How a visible mosaic of ``height × width`` with ``pattern`` maps to packed RGGB planes."""
+
+    kind = "bayer"
+    label = "Bayer"
+    scale = 2
+    channels = 4
+    pad_mode = "symmetric"  # each plane is one colour: any mirroring keeps it right
 
     pattern: str
     height: int
@@ -46,10 +55,37 @@ class BayerLayout:
         dy, dx = self.offset
         return dy, (self.height + dy) % 2, dx, (self.width + dx) % 2
 
-    @property
-    def packed_shape(self) -> tuple[int, int]:
-        top, bottom, left, right = self.padding
-        return (self.height + top + bottom) // 2, (self.width + left + right) // 2
+    def pack(self, visible: np.ndarray) -> np.ndarray:
+        return pack_bayer(visible, self)
+
+    @classmethod
+    def training_patterns(cls) -> tuple[str, ...]:
+        return PATTERNS
+
+    @classmethod
+    def for_pattern(cls, pattern: str, height: int, width: int) -> "BayerLayout":
+        return cls(pattern, height, width)
+
+    @classmethod
+    def base_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        """RGB at each of the 4 sites: R, the mean of the greens, B (a nearest-neighbour demosaic)."""
+        r, g1, g2, b = packed.clamp(0.0, 1.0).unbind(1)
+        g = 0.5 * (g1 + g2)
+        per_channel = [c.unsqueeze(1).expand(-1, 4, -1, -1) for c in (r, g, b)]
+        return torch.cat(per_channel, dim=1)
+
+    @classmethod
+    def naive_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        return simple_demosaic(packed)
+
+    @classmethod
+    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return packed[1], packed[2]
+
+    @classmethod
+    def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        r, g1, g2, b = packed
+        return 0.25 * (wb[0] * r + g1 + g2 + wb[2] * b)
 
 
 def pattern_from_colors(colors: np.ndarray, color_desc: str) -> str:
@@ -70,16 +106,7 @@ def unpack_bayer(packed: np.ndarray, layout: BayerLayout) -> np.ndarray:
     _, h, w = packed.shape
     m = np.empty((2 * h, 2 * w), dtype=packed.dtype)
     m[0::2, 0::2], m[0::2, 1::2], m[1::2, 0::2], m[1::2, 1::2] = packed
-    return crop_to_visible(m, layout)
-
-
-def crop_to_visible(full: np.ndarray, layout: BayerLayout) -> np.ndarray:
-    """Crop a full-resolution array of the unified mosaic to the visible area.
-
-    ``full`` is ``(2h, 2w)`` or pixel-interleaved ``(2h, 2w, C)``.
-    """
-    top, _, left, _ = layout.padding
-    return full[top : top + layout.height, left : left + layout.width]
+    return layout.crop_to_visible(m)
 
 
 def simple_demosaic(packed: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ class EnginePlugin(WorkerPlugin):
         with _engines_lock:
             key = (resolve_model(model, choose_device(self.device)), self.device)
             if key not in _engines:
-                _engines[key] = Enhancer(key[0], device=self.device)
+                _engines[key] = Enhancer(model, device=self.device)
                 log.info("lowlight-raw: model %s ready on %s", _engines[key].card.name, _engines[key].device)
             return _engines[key]
 

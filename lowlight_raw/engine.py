@@ -1,7 +1,8 @@
 """The whole job for one file: decode → pack → amplify → noise map → network → colour → write.
 
-:class:`Enhancer` loads the model once (the daemon keeps one warm); :meth:`Enhancer.enhance`
-turns one RAW into one output file and never touches the source.
+:class:`Enhancer` loads the model once (the daemon keeps one warm) and the network for another
+sensor layout (X-Trans, linear) when the first such file comes; :meth:`Enhancer.enhance` turns
+one RAW into one output file and never touches the source.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bayer import crop_to_visible, pack_bayer, simple_demosaic
 from .errors import Cancelled, LowlightError
 from .exposure import auto_ev
-from .model import load_model
+from .layouts import layout_class
+from .model import ModelCard, load_model
 from .network_input import network_input
 from .noise import profile_for
 from .options import EnhanceOptions
 from .raw import read_raw
-from .registry import resolve_model
+from .registry import is_named, resolve_model
 from .tiling import DEFAULT_TILE, choose_device, run_tiled
 from .writers import OutputImage, make_output_dir, output_path_for, write_output
 
 Progress = Callable[[float, str], None]
+_LABELS = {kind: layout_class(kind).label for kind in ("bayer", "xtrans", "linear")}
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,27 @@ class Enhancer:
         bf16: bool = True,
     ) -> None:
         """``model``: ``auto``, a shipped model's name or a weight file (see :mod:`.registry`);
-        ``bf16``: autocast the network on CUDA (see :func:`.tiling.run_tiled`)."""
+        ``bf16``: autocast the network on CUDA (see :func:`.tiling.run_tiled`).
+
+        ``self.model``/``self.card``: the network loaded now (a name: its Bayer network; a file:
+        that file's), the one status reports."""
         self.device = choose_device(device)
+        self.choice = model
         self.model, self.card = load_model(resolve_model(model, self.device), self.device)
+        self._networks: dict[str, tuple[torch.nn.Module, ModelCard]] = {self.model.config.layout: (self.model, self.card)}
         self.tile = tile
         self.noiseprofiles = noiseprofiles
         self.bf16 = bf16
+
+    def network_for(self, source: Path, layout: str) -> tuple[torch.nn.Module, ModelCard]:
+        """The network for a file of sensor ``layout``: loaded on first use for a named model; a
+        weight file serves only the layout its card names (else :class:`LowlightError`)."""
+        if layout not in self._networks:
+            if not is_named(self.choice):
+                raise LowlightError(source, f"{_LABELS[layout]} sensor, but the model {self.choice} is for "
+                                            f"{_LABELS[self.model.config.layout]} sensors")
+            self._networks[layout] = load_model(resolve_model(self.choice, self.device, layout), self.device)
+        return self._networks[layout]
 
     def enhance(
         self,
@@ -80,10 +97,12 @@ class Enhancer:
         output = output_path_for(source, options.output_format, options.output_dir, options.overwrite)
         report(0.0, "decode")
         photo = read_raw(source)
-        packed = pack_bayer(photo.mosaic, photo.layout)
-        ev = options.ev if options.ev is not None else auto_ev(packed, photo.color)
+        network, _ = self.network_for(source, photo.layout.kind)
+        packed = photo.layout.pack(photo.visible)
+        ev = options.ev if options.ev is not None else auto_ev(packed, photo.color, photo.layout)
         gain = 2.0**ev
-        profile = profile_for(packed, photo.make, photo.model, photo.iso or 0.0, photo.masked, self.noiseprofiles)
+        profile = profile_for(packed, photo.make, photo.model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
+                              layout=photo.layout)
         inputs = network_input(packed, gain, profile)
         seconds["decode"] = time.perf_counter() - t0
 
@@ -91,7 +110,7 @@ class Enhancer:
         report(0.1, "network")
         try:
             full = run_tiled(
-                self.model,
+                network,
                 inputs,
                 self.device,
                 tile=self.tile,
@@ -102,9 +121,10 @@ class Enhancer:
         except torch.OutOfMemoryError as exc:
             raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
         if options.strength < 1.0:
-            naive = simple_demosaic(torch.from_numpy(np.clip(inputs[None, :4], 0.0, 1.0)))[0].permute(1, 2, 0).numpy()
+            amplified = np.clip(inputs[None, : photo.layout.channels], 0.0, 1.0)
+            naive = photo.layout.naive_rgb(torch.from_numpy(amplified))[0].permute(1, 2, 0).numpy()
             full = options.strength * full + (1.0 - options.strength) * naive
-        camera_rgb = np.clip(crop_to_visible(full, photo.layout), 0.0, 1.0)
+        camera_rgb = np.clip(photo.layout.crop_to_visible(full), 0.0, 1.0)
         seconds["network"] = time.perf_counter() - t1
 
         if should_cancel is not None and should_cancel():  # last chance before anything is written
@@ -120,6 +140,7 @@ class Enhancer:
             source=source,
             ev=ev,
             strength=options.strength,
+            linear_source=photo.layout.kind == "linear",
         )
         written = write_output(
             image,

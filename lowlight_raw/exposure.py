@@ -7,23 +7,23 @@ import math
 import numpy as np
 
 from .color import CameraColor
+from .layouts import SensorLayout
 
 TARGET_MEAN = 0.15  # linear mean brightness of a "typical" well-exposed scene after white balance
 HIGHLIGHT_PERCENTILE = 98.0  # at most this share of pixels may be pushed to clipping
 MAX_EV = 10.0  # ×1024: beyond this, shot noise leaves nothing to recover
 
 
-def auto_ev(packed: np.ndarray, color: CameraColor) -> float:
+def auto_ev(packed: np.ndarray, color: CameraColor, layout: type[SensorLayout] | SensorLayout) -> float:
     """EV (≥ 0) that brings a dark scene to a natural brightness without blowing light sources.
 
-    On a white-balanced luminance proxy of the packed planes ``(4, h, w)`` (subsampled): the gain
+    On the layout's white-balanced luminance proxy of the packed planes (subsampled): the gain
     that brings the mean of all but the brightest 2 % to :data:`TARGET_MEAN`, capped so the 98th
     percentile does not clip. Already-bright images get 0 EV (they are only denoised).
     """
     step = max(1, int(math.sqrt(packed[0].size / 250_000)))
-    r, g1, g2, b = (p[::step, ::step].astype(np.float32) for p in packed)
-    wb = color.wb
-    luminance = (0.25 * (wb[0] * r + g1 + g2 + wb[2] * b)).ravel()
+    planes = np.stack([p[::step, ::step].astype(np.float32) for p in packed])
+    luminance = layout.luminance(planes, color.wb).ravel()
     high = float(np.percentile(luminance, HIGHLIGHT_PERCENTILE))
     body = luminance[luminance <= high]
     mean = float(body.mean()) if body.size else high

@@ -18,7 +18,8 @@ Embedded lens corrections travel too, into the output's IFD0 where darktable's l
 ("embedded metadata") finds them: Sony's distortion, chromatic-aberration and vignetting splines
 (tags 0x7037/0x7035/0x7032, in an ARW's SubIFD), and, into a DNG output only, a DNG source's
 ``OpcodeList3`` (distortion/vignetting opcodes applied after demosaicing, so they fit our
-LinearRaw DNG as they fit the CFA original). Darktable 5.6 lost these (its issue #21437).
+LinearRaw DNG as they fit the CFA original), and a LinearRaw source's ``OpcodeList2`` too (its
+opcodes, e.g. a gain map, act on linear RGB like ours). Darktable 5.6 lost these (its issue #21437).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ _XMP_SKIPPED_KEYS = frozenset(
 )
 # Embedded lens corrections, read from the source's raw IFD (else any IFD) and written to IFD0.
 _SONY_LENS_CORRECTION_TAGS = (0x7032, 0x7035, 0x7037)  # Vignetting/ChromaticAberration/DistortionCorrParams
+_OPCODE_LIST_2 = 51009  # DNG: applied to the linear raw data; fits our output only when the source was linear RGB too
 _OPCODE_LIST_3 = 51022  # DNG: applied to the demosaiced image, so valid for a LinearRaw output too
 # Tags EXIF requires in every file: set when the source has none.
 _EXIF_DEFAULTS = {"Exif.Photo.ExifVersion": "48 50 51 50", "Exif.Photo.FlashpixVersion": "48 49 48 48"}
@@ -208,13 +210,15 @@ def is_copied_xmp(key: str) -> bool:
     return key not in _XMP_SKIPPED_KEYS and not key.startswith(_XMP_SKIPPED_PREFIXES)
 
 
-def lens_corrections(source_exif, dng_output: bool) -> dict[str, object]:
+def lens_corrections(source_exif, dng_output: bool, linear_source: bool = False) -> dict[str, object]:
     """The embedded lens corrections of a source's exiv2 ``ExifData``, keyed for the output's IFD0.
 
     Each tag is taken from the raw image's IFD (``NewSubfileType`` 0) when it has it, else from
-    the first IFD that does. ``OpcodeList3`` is only for a DNG output.
+    the first IFD that does. ``OpcodeList3`` is only for a DNG output, ``OpcodeList2`` only for a
+    DNG output of a ``linear_source``.
     """
-    wanted = _SONY_LENS_CORRECTION_TAGS + ((_OPCODE_LIST_3,) if dng_output else ())
+    opcodes = ((_OPCODE_LIST_3,) + ((_OPCODE_LIST_2,) if linear_source else ())) if dng_output else ()
+    wanted = _SONY_LENS_CORRECTION_TAGS + opcodes
     groups = [d.groupName() for d in source_exif if d.tag() == 0x00FE and d.toInt64(0) == 0]
     found: dict[int, tuple[bool, object]] = {}
     for datum in source_exif:
@@ -227,12 +231,14 @@ def lens_corrections(source_exif, dng_output: bool) -> dict[str, object]:
 
 
 def copy_metadata(
-    source: Path, target: Path, note: str, extra: Mapping[str, str] | None = None, dng_output: bool = False
+    source: Path, target: Path, note: str, extra: Mapping[str, str] | None = None, dng_output: bool = False,
+    linear_source: bool = False,
 ) -> None:
     """Copy ``source``'s photo metadata into ``target`` (an output file) and record ``note``.
 
     ``target``'s own image-structure tags are kept; embedded lens corrections are carried
-    (:func:`lens_corrections`; ``dng_output`` also carries ``OpcodeList3``); ``extra`` (exiv2
+    (:func:`lens_corrections`; ``dng_output`` also carries ``OpcodeList3``, and ``OpcodeList2`` of a
+    ``linear_source``); ``extra`` (exiv2
     key → value, e.g. the output's ``Exif.Photo.ColorSpace``) is set last. ExifVersion/FlashpixVersion get EXIF 2.32
     defaults when the source has none. A source whose metadata exiv2 cannot read
     is logged as a warning and only the software/processing tags are written; a target that
@@ -249,7 +255,7 @@ def copy_metadata(
                     datum.groupName(), datum.tag(), int(datum.typeId()), datum.count()
                 ):
                     exif[datum.key()] = datum.value()
-            for key, value in lens_corrections(image_source.exifData(), dng_output).items():
+            for key, value in lens_corrections(image_source.exifData(), dng_output, linear_source).items():
                 exif[key] = value
             for datum in image_source.xmpData():
                 if is_copied_xmp(datum.key()):

@@ -4,17 +4,19 @@ Every architecture is a plain ``nn.Module`` built from a frozen config dataclass
 under a name with :func:`register`; a weight file's card names the architecture, its version and
 its config, and :func:`load_model` builds exactly that (checking the file's sha256).
 
-The SID-style U-Net (``sid-unet``):
+The SID-style U-Net (``sid-unet``), for any sensor layout (:mod:`lowlight_raw.layouts`, named in
+the config):
 
-Input: ``(N, 8, h, w)`` — the four packed Bayer planes in canonical RGGB order (R, G on red
-rows, G on blue rows, B), already amplified, followed by their four noise-sigma planes
-(:func:`lowlight_raw.noise.noise_sigma_map`). Output: ``(N, 3, 2h, 2w)`` linear camera RGB
-(not white balanced, no colour matrix), the same scale as the amplified input.
+Input: ``(N, 2·C, h, w)`` — the layout's C packed planes in canonical phase (Bayer: R, G on red
+rows, G on blue rows, B), already amplified, followed by their C noise-sigma planes
+(:func:`lowlight_raw.noise.noise_sigma_map`); the layout may add planes of its own (X-Trans: the
+cell kind). Output: ``(N, 3, s·h, s·w)`` linear camera RGB (not white balanced, no colour matrix),
+the same scale as the amplified input, ``s`` the layout's packing factor.
 
-The last convolution predicts a 12-channel residual on top of a nearest-neighbour
-"demosaic" of the input (R, mean of the greens, B at each of the four sites); pixel-shuffle
-then lays the 12 channels out at full resolution, as in Chen et al., "Learning to See in the
-Dark" (CVPR 2018).
+The last convolution predicts a ``3·s²``-channel residual on top of the layout's crude RGB per
+site (Bayer: a nearest-neighbour "demosaic", R, mean of the greens, B at each of the four
+sites); pixel-shuffle then lays the channels out at full resolution, as in Chen et al.,
+"Learning to See in the Dark" (CVPR 2018).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import LowlightError
-
+from .layouts import SensorLayout, layout_class
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class UNetConfig:
     in_channels: int = 8
     width: int = 16
     depth: int = 5
+    layout: str = "bayer"  # the sensor layout it was trained for (a key of layouts.LAYOUTS)
+
+    @classmethod
+    def for_layout(cls, layout: str, width: int, depth: int) -> "UNetConfig":
+        """The config of a ``width``/``depth`` network for ``layout``, its input channels derived."""
+        return cls(in_channels=layout_class(layout).network_channels(), width=width, depth=depth, layout=layout)
 
     @property
     def multiple(self) -> int:
@@ -84,11 +92,16 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
 
 @register("sid-unet", version=1, config=UNetConfig)
 class SIDUNet(nn.Module):
-    """U-Net from packed, noise-conditioned Bayer planes to full-resolution linear RGB."""
+    """U-Net from packed, noise-conditioned planes to full-resolution linear RGB."""
 
     def __init__(self, config: UNetConfig = UNetConfig()) -> None:
         super().__init__()
         self.config = config
+        self.layout: type[SensorLayout] = layout_class(config.layout)
+        if config.in_channels != self.layout.network_channels():
+            raise ValueError(f"a {config.layout} network takes {self.layout.network_channels()} input channels, "
+                             f"not {config.in_channels}")
+        self.scale = self.layout.scale
         widths = [config.width * 2**i for i in range(config.depth)]
         self.encoders = nn.ModuleList()
         c_in = config.in_channels
@@ -100,13 +113,13 @@ class SIDUNet(nn.Module):
         for w_low, w_high in zip(reversed(widths[1:]), reversed(widths[:-1])):
             self.upsamplers.append(nn.ConvTranspose2d(w_low, w_high, 2, stride=2))
             self.decoders.append(_double_conv(2 * w_high, w_high))
-        self.head = nn.Conv2d(widths[0], 12, 1)
+        self.head = nn.Conv2d(widths[0], 3 * self.scale**2, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
-        h = x
+        h = self.layout.with_extra_planes(x)
         for i, encoder in enumerate(self.encoders):
             if i:
                 h = F.max_pool2d(h, 2)
@@ -114,15 +127,7 @@ class SIDUNet(nn.Module):
             skips.append(h)
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):
             h = decoder(torch.cat([upsample(h), skip], dim=1))
-        return F.pixel_shuffle(self.head(h) + _nearest_demosaic(x[:, :4]), 2)
-
-
-def _nearest_demosaic(packed: torch.Tensor) -> torch.Tensor:
-    """12 channels (RGB at each of the 4 sites, pixel-shuffle order) from RGGB planes."""
-    r, g1, g2, b = packed.clamp(0.0, 1.0).unbind(1)
-    g = 0.5 * (g1 + g2)
-    per_channel = [c.unsqueeze(1).expand(-1, 4, -1, -1) for c in (r, g, b)]
-    return torch.cat(per_channel, dim=1)
+        return F.pixel_shuffle(self.head(h) + self.layout.base_rgb(x[:, : self.layout.channels]), self.scale)
 
 
 @dataclass(frozen=True)

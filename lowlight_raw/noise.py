@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bayer import BayerLayout
+from .layouts import SensorLayout
+
 DARKTABLE_PROFILES = (
     Path("/usr/share/darktable/noiseprofiles.json"),
     Path("/usr/local/share/darktable/noiseprofiles.json"),
@@ -179,8 +182,9 @@ def _median_of_lowest(values: np.ndarray, weights: np.ndarray, share: float) -> 
     return float(values[lowest][np.searchsorted(cumulative[lowest], 0.5 * cumulative[lowest][-1])])
 
 
-def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: float | None = None) -> NoiseProfile:
-    """Estimate ``a`` and ``b`` from normalised packed RGGB planes ``(4, h, w)`` of one photo.
+def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: float | None = None,
+                     layout: type[SensorLayout] | SensorLayout = BayerLayout) -> NoiseProfile:
+    """Estimate ``a`` and ``b`` from normalised packed planes of one photo (``layout``'s, RGGB by default).
 
     Texture, not noise, is what fools an estimator, so: the noise is measured in the difference
     of the two green planes (the same colour one pixel apart diagonally, so most texture
@@ -191,7 +195,7 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     keeps ``a`` within the range real cameras have at that ISO, so a clean, detailed photo is
     not taken for a noisy one.
     """
-    g1, g2 = packed[1].astype(np.float64), packed[2].astype(np.float64)
+    g1, g2 = (g.astype(np.float64) for g in layout.green_pair(packed))
     diff, level = _blocks((g1 - g2) / np.sqrt(2.0)), _blocks(0.5 * (g1 + g2))
     b_masked = float(np.var(masked.astype(np.float64))) if masked is not None and masked.size >= 1024 else None
     mean = level.mean(axis=1)
@@ -227,6 +231,7 @@ def profile_for(
     iso: float,
     masked: np.ndarray | None = None,
     profiles_path: Path | None = None,
+    layout: type[SensorLayout] | SensorLayout = BayerLayout,
 ) -> NoiseProfile:
     """The noise profile to use for one photo: darktable's if known, else estimated."""
     path = find_darktable_profiles(profiles_path)
@@ -234,4 +239,4 @@ def profile_for(
         profile = darktable_profile(make, model, iso, path)
         if profile is not None:
             return profile
-    return estimate_profile(packed, masked, iso)
+    return estimate_profile(packed, masked, iso, layout)

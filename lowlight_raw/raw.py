@@ -1,4 +1,9 @@
-"""Decode a camera RAW with LibRaw (rawpy) into a normalised Bayer mosaic and what describes it."""
+"""Decode a camera RAW with LibRaw (rawpy) into normalised visible data, its sensor layout and metadata.
+
+:func:`read_raw` is the one dispatch point from a file to a sensor layout
+(:mod:`lowlight_raw.layouts`): a 2×2 CFA is Bayer, a 6×6 one X-Trans, 3 or 4 samples per pixel
+(LibRaw's ``Stack``, e.g. a LinearRaw DNG) linear RGB.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ from .bayer import PATTERNS, BayerLayout, pattern_from_colors
 from .color import CameraColor
 from .dngtags import D65
 from .errors import LowlightError, UnsupportedSensor
+from .layouts import SensorLayout
+from .linear_rgb import LinearLayout
+from .xtrans import XTransLayout, phase_of
 from .metadata import camera_iso, is_utf8_path, read_exif
 
 # tifffile complains per damaged tag; a damaged matrix is simply not used (see _dng_color_matrix).
@@ -25,11 +33,11 @@ _FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
 
 @dataclass(frozen=True)
 class RawPhoto:
-    """One decoded RAW: the visible mosaic on a 0 = black, 1 = white scale, and its metadata."""
+    """One decoded RAW: the visible data on a 0 = black, 1 = white scale, and its metadata."""
 
     path: Path
-    mosaic: np.ndarray  # (H, W) float32, visible area, per-channel black subtracted, / (white - black)
-    layout: BayerLayout
+    visible: np.ndarray  # float32, black subtracted per colour, / (white - black): (H, W) CFA mosaic or (H, W, 3) RGB
+    layout: SensorLayout
     color: CameraColor
     orientation: int
     make: str
@@ -41,9 +49,9 @@ class RawPhoto:
 def read_raw(path: Path) -> RawPhoto:
     """Decode ``path``; raise :class:`LowlightError` (one line naming the file) on any failure.
 
-    Any Bayer phase, per-channel black levels and visible areas at odd offsets are handled (the
-    phase is read from LibRaw's colour map of the *visible* area). X-Trans, Foveon, monochrome
-    and linear (already demosaiced) files raise :class:`UnsupportedSensor`.
+    Any Bayer or X-Trans phase, per-channel black levels and visible areas at odd offsets are
+    handled (the phase is read from LibRaw's colour map of the *visible* area); linear
+    (already demosaiced) raws too. Foveon, monochrome and other CFAs raise :class:`UnsupportedSensor`.
     """
     path = Path(path)
     if not path.exists():
@@ -56,7 +64,7 @@ def read_raw(path: Path) -> RawPhoto:
     except LowlightError:
         raise
     except rawpy.LibRawFileUnsupportedError as exc:
-        raise LowlightError(path, "not a RAW file LibRaw can read") from exc
+        raise LowlightError(path, _why_unsupported(path)) from exc
     except rawpy.LibRawIOError as exc:
         raise LowlightError(path, f"not a RAW file, or a truncated one (LibRaw: {_libraw_message(exc)})") from exc
     except (rawpy.LibRawDataError, rawpy.LibRawError) as exc:
@@ -74,26 +82,15 @@ def _open_raw(path: Path):
 
 
 def _decode(path: Path, raw) -> RawPhoto:
-    if raw.raw_type != rawpy.RawType.Flat or raw.raw_pattern is None:
-        raise UnsupportedSensor(path, "not a Bayer mosaic (linear, Foveon or multi-shot raw): not supported yet")
-    if raw.raw_pattern.shape != (2, 2):
-        raise UnsupportedSensor(
-            path, f"{raw.raw_pattern.shape[0]}×{raw.raw_pattern.shape[1]} CFA (X-Trans?): not supported yet"
-        )
     if raw.num_colors < 3:
         raise UnsupportedSensor(path, "monochrome sensor: not supported yet")
-    visible = raw.raw_image_visible
-    colors = raw.raw_colors_visible
-    desc = raw.color_desc.decode("ascii", "replace")
-    pattern = pattern_from_colors(colors, desc)
-    if pattern not in PATTERNS:
-        raise UnsupportedSensor(path, f"CFA pattern {pattern!r} is not an RGB Bayer pattern: not supported yet")
     black = np.asarray(raw.black_level_per_channel, dtype=np.float32)
     white = float(raw.white_level)
-    black_px = black[colors]
-    scale = np.float32(1.0) / np.maximum(white - black_px, 1.0)
-    mosaic = (visible.astype(np.float32) - black_px) * scale
-    masked = _masked_pixels(raw, black, white)
+    if raw.raw_type == rawpy.RawType.Stack:
+        visible, layout = _linear_visible(path, raw, black, white)
+    else:
+        visible, layout = _cfa_visible(path, raw, black, white)
+    masked = _masked_pixels(raw, black, white) if layout.kind != LinearLayout.kind else None
     cam_xyz = np.asarray(raw.rgb_xyz_matrix)[:3, :3]
     if not cam_xyz.any():  # LibRaw leaves it empty for DNGs: read their own ColorMatrix tags
         cam_xyz = _dng_color_matrix(path)
@@ -104,8 +101,8 @@ def _decode(path: Path, raw) -> RawPhoto:
     iso = camera_iso(path, exif, float(raw.other.iso_speed))
     return RawPhoto(
         path=path,
-        mosaic=mosaic,
-        layout=BayerLayout(pattern, *mosaic.shape),
+        visible=visible,
+        layout=layout,
         color=color,
         orientation=_FLIP_TO_ORIENTATION.get(int(raw.sizes.flip), 1),
         make=make,
@@ -113,6 +110,45 @@ def _decode(path: Path, raw) -> RawPhoto:
         iso=iso,
         masked=masked,
     )
+
+
+def _cfa_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[np.ndarray, SensorLayout]:
+    """The normalised visible CFA mosaic and its Bayer or X-Trans layout."""
+    if raw.raw_pattern is None:
+        raise UnsupportedSensor(path, "no colour filter pattern (Foveon or multi-shot raw?): not supported yet")
+    colors = raw.raw_colors_visible
+    desc = raw.color_desc.decode("ascii", "replace")
+    if raw.raw_pattern.shape == (2, 2):
+        pattern = pattern_from_colors(colors, desc)
+        if pattern not in PATTERNS:
+            raise UnsupportedSensor(path, f"CFA pattern {pattern!r} is not an RGB Bayer pattern: not supported yet")
+        make_layout = lambda h, w: BayerLayout(pattern, h, w)  # noqa: E731
+    elif raw.raw_pattern.shape == (6, 6):
+        rgb = np.array([{"R": 0, "G": 1, "B": 2}.get(c, 3) for c in desc])[colors[:6, :6]]
+        phase = phase_of(rgb)
+        if phase is None or min(colors.shape) < 6:
+            raise UnsupportedSensor(path, "6×6 CFA that is not Fujifilm's X-Trans: not supported yet")
+        make_layout = lambda h, w: XTransLayout(phase, h, w)  # noqa: E731
+    else:
+        rows, cols = raw.raw_pattern.shape
+        raise UnsupportedSensor(path, f"{rows}×{cols} CFA: not supported yet")
+    black_px = black[colors]
+    scale = np.float32(1.0) / np.maximum(white - black_px, 1.0)
+    mosaic = (raw.raw_image_visible.astype(np.float32) - black_px) * scale
+    return mosaic, make_layout(*mosaic.shape)
+
+
+def _linear_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[np.ndarray, LinearLayout]:
+    """The normalised visible RGB of a linear (demosaiced) raw and its layout."""
+    data = raw.raw_image_visible
+    if data.ndim != 3 or data.shape[2] < 3:
+        raise UnsupportedSensor(path, f"linear raw with {data.shape[2] if data.ndim == 3 else 1} samples per pixel: not supported yet")
+    rgb_black = black[:3] if black.size >= 3 else np.full(3, float(black.flat[0]), np.float32)
+    scale = np.float32(1.0) / np.maximum(white - rgb_black, 1.0)
+    rgb = (data[..., :3].astype(np.float32) - rgb_black) * scale
+    if min(rgb.shape[:2]) < 2:
+        raise LowlightError(path, f"image too small ({rgb.shape[0]}×{rgb.shape[1]})")
+    return rgb, LinearLayout(*rgb.shape[:2])
 
 
 def _dng_color_matrix(path: Path) -> np.ndarray:
@@ -157,6 +193,37 @@ def _masked_pixels(raw, black: np.ndarray, white: float) -> np.ndarray | None:
         return None
     masked = np.concatenate([v.ravel() for v in values])
     return masked if masked.size >= 1024 else None
+
+
+_JPEG_XL = 52546  # DNG 1.7 compression code
+_RAW_PHOTOMETRICS = frozenset({32803, 34892})  # CFA, LinearRaw
+
+
+def _why_unsupported(path: Path) -> str:
+    """Why LibRaw refused a file, as a user can act on it: a DNG compressed with JPEG XL, a DNG
+    that holds only a preview, or simply not a raw."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = [p for top in tif.pages for p in (top, *_sub_pages(tif, top))]
+            if 50706 not in tif.pages[0].tags:  # DNGVersion
+                return "not a RAW file LibRaw can read"
+            if any(int(p.compression) == _JPEG_XL for p in pages):
+                return "JPEG XL-compressed DNG, which this LibRaw cannot decode (save it uncompressed or lossless JPEG)"
+            if not any(int(p.photometric) in _RAW_PHOTOMETRICS for p in pages):
+                return "DNG without raw data (only a preview image): nothing to enhance"
+    except Exception:  # noqa: BLE001 - not even a TIFF: the generic answer
+        pass
+    return "not a RAW file LibRaw can read"
+
+
+def _sub_pages(tif: tifffile.TiffFile, page) -> list:
+    """A DNG's SubIFDs (where Adobe DNG Converter puts the raw) of ``page``."""
+    offsets = page.tags[330].value if 330 in page.tags else ()
+    pages = []
+    for offset in offsets if isinstance(offsets, (tuple, list)) else (offsets,):
+        tif.filehandle.seek(offset)
+        pages.append(tifffile.TiffPage(tif, index=0))
+    return pages
 
 
 def _libraw_message(exc: Exception) -> str:

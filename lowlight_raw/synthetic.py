@@ -1,8 +1,10 @@
-"""Real Bayer DNG files made from synthetic scenes: test fixtures, the bundled example, benchmarks.
+"""Real DNG files made from synthetic scenes: test fixtures, the bundled example, benchmarks.
 
-:func:`write_bayer_dng` writes a CFA DNG (tifffile, DNG 1.4 tags) that LibRaw decodes like any
-camera raw: any 2×2 phase, per-CFA-position black levels, an ActiveArea with masked (optical
-black) borders at odd or even offsets, EXIF and GPS tags.
+:func:`write_cfa_dng` writes a CFA DNG (tifffile, DNG 1.4 tags) that LibRaw decodes like any
+camera raw: any 2×2 Bayer or 6×6 X-Trans phase, per-position black levels, an ActiveArea with
+masked (optical black) borders at odd or even offsets, EXIF and GPS tags.
+:func:`write_linear_dng` writes a LinearRaw DNG (demosaiced camera RGB, as Adobe DNG Converter
+or a phone writes them).
 """
 
 from __future__ import annotations
@@ -14,19 +16,19 @@ import numpy as np
 import tifffile
 
 from .dngtags import camera_tags
+from .layouts import COLOR_CODES, mosaic_from_rgb
 
 # XYZ(D65) → camera matrix of a plausible camera (Sony-like), used when none is given.
 DEFAULT_CAM_XYZ = np.array(
     [[0.6344, -0.1612, -0.0506], [-0.4412, 1.2143, 0.2455], [-0.0785, 0.1641, 0.6233]]
 )
-_COLOR_CODE = {"R": 0, "G": 1, "B": 2}
 
 
 @dataclass
 class DngSpec:
-    """Everything :func:`write_bayer_dng` writes besides the pixels."""
+    """Everything :func:`write_cfa_dng` writes besides the pixels."""
 
-    pattern: str = "RGGB"  # CFA phase at the top-left of the active (visible) area (row-major)
+    pattern: str = "RGGB"  # CFA phase at the top-left of the active area (row-major; 36 letters: X-Trans)
     black: tuple[int, int, int, int] = (512, 512, 512, 512)  # per position of the 2×2 CFA block
     white: int = 16383
     margins: tuple[int, int, int, int] = (0, 0, 0, 0)  # masked rows/cols: top, left, bottom, right
@@ -40,7 +42,7 @@ class DngSpec:
     raw_in_subifd: bool = False  # Adobe DNG Converter's layout: IFD0 a small RGB preview, the raw in a SubIFD
 
 
-def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value: np.ndarray | None = None) -> Path:
+def write_cfa_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value: np.ndarray | None = None) -> Path:
     """Write the ``(H, W)`` uint16 active-area mosaic ``active`` as a CFA DNG at ``path``.
 
     Masked borders (``spec.margins``) hold the black level plus ``masked_value`` noise (or just
@@ -56,7 +58,7 @@ def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value:
         full += np.rint(masked_value[:full_h, :full_w]).astype(np.int64)
     full[top : top + h, left : left + w] = active
     full = np.clip(full, 0, 65535).astype(np.uint16)
-    cfa = bytes(_COLOR_CODE[c] for c in spec.pattern)
+    cfa = bytes(COLOR_CODES[c] for c in spec.pattern)
     repeat = int(round(len(cfa) ** 0.5))  # 2 for Bayer; 6 writes an X-Trans-like file
     neutral = np.asarray(spec.as_shot_neutral, dtype=float)
     extratags = camera_tags(spec.make, spec.model, spec.cam_xyz, neutral, spec.orientation)
@@ -86,6 +88,32 @@ def write_bayer_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value:
     return path
 
 
+def write_linear_dng(path: Path, active: np.ndarray, spec: DngSpec) -> Path:
+    """Write the ``(H, W, 3)`` uint16 camera RGB ``active`` as a LinearRaw DNG at ``path``.
+
+    ``spec.black`` gives the black level of R, G and B (its first three values); no masked borders.
+    """
+    path = Path(path)
+    h, w, _ = active.shape
+    neutral = np.asarray(spec.as_shot_neutral, dtype=float)
+    extratags = camera_tags(spec.make, spec.model, spec.cam_xyz, neutral, spec.orientation)
+    raw_tags = [
+        (50713, "H", 2, (1, 1), True),  # BlackLevelRepeatDim
+        (50714, "I", 3, tuple(int(b) for b in spec.black[:3]), True),  # BlackLevel, per sample
+        (50717, "I", 3, (int(spec.white),) * 3, True),  # WhiteLevel, per sample
+        (50829, "I", 4, (0, 0, h, w), True),  # ActiveArea
+        *spec.raw_tags,
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    with tifffile.TiffWriter(tmp) as tif:
+        tif.write(np.ascontiguousarray(active, dtype=np.uint16), photometric=34892, planarconfig="contig",
+                  extratags=extratags + raw_tags, metadata=None)
+    if spec.exif:
+        _write_exif(tmp, spec.exif)
+    tmp.replace(path)
+    return path
+
+
 def _black_mosaic(h: int, w: int, black: tuple[int, int, int, int], top: int, left: int) -> np.ndarray:
     """Per-pixel black level, its 2×2 pattern anchored at the active area's origin."""
     rows = (np.arange(h) - top) % 2
@@ -102,14 +130,6 @@ def _write_exif(path: Path, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         exif[key] = value
     image.writeMetadata()
-
-
-def mosaic_from_rgb(rgb: np.ndarray, pattern: str) -> np.ndarray:
-    """Sample ``(H, W, 3)`` camera RGB at the sites of a Bayer ``pattern`` → ``(H, W)``."""
-    h, w, _ = rgb.shape
-    idx = np.array([_COLOR_CODE[c] for c in pattern]).reshape(2, 2)
-    chan = idx[np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2]
-    return np.take_along_axis(rgb, chan[..., None], axis=2)[..., 0]
 
 
 def test_scene(height: int, width: int) -> np.ndarray:
@@ -152,10 +172,32 @@ def dark_exposure(
     The scene is darkened by ``ratio`` and given Poisson-Gaussian noise ``Var = a·x + b`` on the
     normalised scale, then quantised with the black level added, like a sensor would.
     """
-    x = mosaic_from_rgb(scene, spec.pattern).astype(np.float64) / ratio
-    if a > 0:
-        x = rng.poisson(np.maximum(x, 0) / a) * a
-    x = x + rng.normal(0.0, np.sqrt(b), size=x.shape)
+    x = _noisy(mosaic_from_rgb(scene, spec.pattern).astype(np.float64) / ratio, a, b, rng)
     black = _black_mosaic(*x.shape, spec.black, 0, 0)
     raw = black + x * (spec.white - black)
     return np.clip(np.rint(raw), 0, spec.white).astype(np.uint16)
+
+
+def dark_linear_exposure(
+    scene: np.ndarray,
+    spec: DngSpec,
+    ratio: float,
+    a: float,
+    b: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """What a converter makes of :func:`dark_exposure` on an RGGB sensor: the noisy mosaic
+    demosaiced (bilinear), ``(H, W, 3)`` uint16 with ``spec.black[:3]`` added (even H and W)."""
+    from .linear_rgb import LinearLayout
+
+    x = _noisy(mosaic_from_rgb(scene, "RGGB").astype(np.float64) / ratio, a, b, rng)
+    rgb = LinearLayout.as_stored(x.astype(np.float32)).astype(np.float64)
+    black = np.asarray(spec.black[:3], dtype=np.float64)
+    return np.clip(np.rint(black + rgb * (spec.white - black)), 0, spec.white).astype(np.uint16)
+
+
+def _noisy(x: np.ndarray, a: float, b: float, rng: np.random.Generator) -> np.ndarray:
+    """Poisson-Gaussian noise ``Var = a·x + b`` on normalised values."""
+    if a > 0:
+        x = rng.poisson(np.maximum(x, 0) / a) * a
+    return x + rng.normal(0.0, np.sqrt(b), size=x.shape)

@@ -17,7 +17,7 @@ from torch import nn
 
 from .errors import Cancelled
 
-DEFAULT_TILE = 1024  # packed pixels (2048 full-resolution pixels) a side
+DEFAULT_TILE = 1024  # packed pixels a side (Bayer and linear: 2048 full-resolution pixels, X-Trans: 3072)
 DEFAULT_OVERLAP = 160  # packed pixels: seams of the trained model stay < 1e-3 (≤ 2e-4 measured)
 EDGE_BORDER = 16  # packed pixels mirrored around the image (rounded up to the pooling factor)
 
@@ -88,47 +88,50 @@ def run_tiled(
     on_progress: Callable[[float], None] | None = None,
     bf16: bool = True,
 ) -> np.ndarray:
-    """``(C, h, w)`` network input → ``(2h, 2w, 3)`` float32 output (pixel-interleaved), tile by tile.
+    """``(C, h, w)`` network input → ``(s·h, s·w, 3)`` float32 output (pixel-interleaved), tile by tile
+    (``s``: the packing factor of the model's sensor layout).
 
     ``tile`` and ``overlap`` are in packed pixels and are rounded to multiples of the network's
     pooling factor. ``should_cancel`` is polled before each tile (raises :class:`Cancelled`);
     ``on_progress`` gets the fraction of tiles done. On CUDA the network runs under bf16
     autocast unless ``bf16`` is false (float32: ``bench/bench_engine.py`` compares the two).
     """
-    m = model.config.multiple
+    m, s = model.config.multiple, model.scale
     _, h, w = inputs.shape
     # Mirror the image out by a border on every side (and up to a multiple of ``m``), so the
     # network's zero padding never touches real pixels: without it the outermost pixels on the
     # top and left edges came out with several times the error of the interior.
     border = m * math.ceil(EDGE_BORDER / m)
     pad_h, pad_w = border + (-h) % m, border + (-w) % m
-    inputs = np.pad(inputs, ((0, 0), (border, pad_h), (border, pad_w)), mode="symmetric")
+    # (The layout says how packed planes may be mirrored; the border is even, so tiles start on
+    # even packed positions, which X-Trans cells need.)
+    inputs = np.pad(inputs, ((0, 0), (border, pad_h), (border, pad_w)), mode=model.layout.pad_mode)
     H, W = inputs.shape[1:]
     overlap = max(m, (overlap // m) * m)
     tile = max((tile // m) * m, 2 * overlap + m)
     th, ys = _split(H, tile, overlap, m)
     tw, xs = _split(W, tile, overlap, m)
-    out = np.zeros((2 * H, 2 * W, 3), dtype=np.float32)
-    weight_sum = np.zeros((2 * H, 2 * W), dtype=np.float32)
+    out = np.zeros((s * H, s * W, 3), dtype=np.float32)
+    weight_sum = np.zeros((s * H, s * W), dtype=np.float32)
     autocast = bf16 and device.type == "cuda"
     done, total = 0, len(ys) * len(xs)
     with torch.inference_mode():
         for y in ys:
-            wy = _ramp(2 * th, 2 * overlap, y > 0, y + th < H)
+            wy = _ramp(s * th, s * overlap, y > 0, y + th < H)
             for x in xs:
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(None, "cancelled")
-                wx = _ramp(2 * tw, 2 * overlap, x > 0, x + tw < W)
+                wx = _ramp(s * tw, s * overlap, x > 0, x + tw < W)
                 patch = torch.from_numpy(np.ascontiguousarray(inputs[:, y : y + th, x : x + tw]))[None]
                 patch = patch.to(device, memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     result = model(patch)
                 result = result.float()[0].permute(1, 2, 0).cpu().numpy()
                 blend = wy[:, None] * wx[None, :]
-                out[2 * y : 2 * (y + th), 2 * x : 2 * (x + tw)] += result * blend[..., None]
-                weight_sum[2 * y : 2 * (y + th), 2 * x : 2 * (x + tw)] += blend
+                out[s * y : s * (y + th), s * x : s * (x + tw)] += result * blend[..., None]
+                weight_sum[s * y : s * (y + th), s * x : s * (x + tw)] += blend
                 done += 1
                 if on_progress is not None:
                     on_progress(done / total)
     out /= weight_sum[..., None]
-    return out[2 * border : 2 * (border + h), 2 * border : 2 * (border + w)]
+    return out[s * border : s * (border + h), s * border : s * (border + w)]

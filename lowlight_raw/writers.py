@@ -59,6 +59,7 @@ class OutputImage:
     source: Path  # the source RAW: its metadata is copied into the output
     ev: float = 0.0  # the exposure the engine applied, recorded in the processing note
     strength: float = 1.0  # the network's share of the result, recorded in the processing note
+    linear_source: bool = False  # the source was a linear (LinearRaw) raw: its OpcodeList2 fits a DNG output
 
 
 def output_path_for(source: Path, fmt: str, output_dir: Path | None = None, overwrite: bool = False) -> Path:
@@ -110,7 +111,8 @@ def write_output(
         else:
             _write_jpeg(image, temp)
         note = processing_note(image, fmt, linear_tiff, space)
-        copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng")
+        copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng",
+                      linear_source=image.linear_source)
         _move_into_place(temp, path, overwrite)
     except OSError as exc:
         _remove(temp)

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from lowlight_raw.local import pid_alive
 
 STATE_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"

@@ -191,7 +191,7 @@ class Worker(threading.Thread):
             return enhancer
         weights = resolve_model(model, self._device)
         if weights not in self._enhancers:
-            self._enhancers[weights] = Enhancer(weights, device=str(self._device))
+            self._enhancers[weights] = Enhancer(model, device=str(self._device))
             log.info("model %s ready (%s)", model, self._enhancers[weights].card.name)
         return self._enhancers[weights]
 

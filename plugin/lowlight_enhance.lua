@@ -571,7 +571,7 @@ function M.is_busy()
 end
 
 --- Why `image` is not sent to the daemon (nil: it is): one of the plugin's own results
---- (<stem>_lowlight[_N].<ext>, which are not Bayer mosaics) or not a raw file (by extension).
+--- (<stem>_lowlight[_N].<ext>: already enhanced) or not a raw file (by extension).
 function M.skip_reason(image)
   local stem, ext = image.filename:match("^(.*)%.([^.]*)$")
   stem = stem or image.filename

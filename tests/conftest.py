@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
-from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_bayer_dng
+from lowlight_raw.synthetic import (DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng,
+                                    write_linear_dng)
+from lowlight_raw.xtrans import pattern_letters
 
 torch.set_num_threads(1)
 
@@ -34,7 +36,9 @@ FIXTURE_EXIF = {
 def make_dng(tmp_path: Path):
     """Factory: ``make_dng(name, height=…, width=…, pattern=…, ratio=…, margins=…, exif=…)`` → Path.
 
-    Writes a dark (``ratio`` × underexposed), noisy CFA DNG of :func:`test_scene` with EXIF/GPS.
+    Writes a dark (``ratio`` × underexposed), noisy CFA DNG of :func:`test_scene` with EXIF/GPS
+    (``pattern``: a Bayer phase or 36 X-Trans letters); ``linear=True``: a LinearRaw DNG instead
+    (the noisy RGGB mosaic demosaiced; even sizes, no margins).
     """
 
     def make(
@@ -48,16 +52,30 @@ def make_dng(tmp_path: Path):
         noise: tuple[float, float] = (2e-4, 2e-7),
         seed: int = 0,
         directory: Path | None = None,
+        linear: bool = False,
     ) -> Path:
         spec = DngSpec(pattern=pattern, margins=margins, exif=dict(FIXTURE_EXIF if exif is None else exif))
         scene = test_scene(height, width)
         rng = np.random.default_rng(seed)
-        active = dark_exposure(scene, spec, ratio, *noise, rng)
         out_dir = directory or tmp_path
         out_dir.mkdir(parents=True, exist_ok=True)
-        return write_bayer_dng(out_dir / name, active, spec)
+        if linear:
+            return write_linear_dng(out_dir / name, dark_linear_exposure(scene, spec, ratio, *noise, rng), spec)
+        return write_cfa_dng(out_dir / name, dark_exposure(scene, spec, ratio, *noise, rng), spec)
 
     return make
+
+
+@pytest.fixture
+def xtrans_dng(make_dng) -> Path:
+    """A dark X-Trans DNG (odd phase and margins) of :func:`test_scene`, with EXIF/GPS."""
+    return make_dng("xt_dark.dng", height=91, width=125, pattern=pattern_letters((2, 5)), margins=(1, 3, 0, 2), ratio=50)
+
+
+@pytest.fixture
+def linear_dng(make_dng) -> Path:
+    """A dark LinearRaw DNG of :func:`test_scene`, with EXIF/GPS."""
+    return make_dng("linear_dark.dng", height=90, width=122, linear=True, ratio=50)
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lowlight_raw.bayer import PATTERNS, BayerLayout, crop_to_visible, pack_bayer, simple_demosaic, unpack_bayer
-from lowlight_raw.synthetic import mosaic_from_rgb
+from lowlight_raw.bayer import PATTERNS, BayerLayout, pack_bayer, simple_demosaic, unpack_bayer
+from lowlight_raw.layouts import mosaic_from_rgb
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -37,7 +37,7 @@ def test_crop_to_visible_aligns_full_resolution_output(pattern):
     layout = BayerLayout(pattern, h, w)
     ph, pw = layout.packed_shape
     rows = np.arange(2 * ph)[:, None] * np.ones((1, 2 * pw))
-    cropped = crop_to_visible(rows, layout)
+    cropped = layout.crop_to_visible(rows)
     assert cropped.shape == (h, w)
     assert cropped[0, 0] == layout.offset[0]
 

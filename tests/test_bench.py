@@ -25,7 +25,7 @@ def test_whole_image_network_in_bf16_and_float32_scores_the_scene(bench, tmp_pat
     """The CUDA path (whole image on the device, autocast) on the CPU: both paths score the
     chart alike (26.5 dB; the plain bilinear demosaic 25.6), and bf16 is within the 0.05 dB target."""
     source = bench.synthesise_raw(tmp_path / "small.dng", 0.05)
-    run = lambda bf16, whole: bench.network_alone(SHIPPED_MODELS["fast"], source, torch.device("cpu"), bf16, whole, 1, 0.05, lambda: None)  # noqa: E731
+    run = lambda bf16, whole: bench.network_alone(SHIPPED_MODELS["fast"]["bayer"], source, torch.device("cpu"), bf16, whole, 1, 0.05, lambda: None)  # noqa: E731
     seconds, fp32 = run(False, True)
     _, bf16 = run(True, True)
     _, tiled = run(False, False)

@@ -334,7 +334,7 @@ def test_each_job_can_name_its_model_and_a_bad_one_fails_only_that_job(bridge, m
     assert bad.returncode == 1
     (error,) = [e for e in json_lines(bad.stdout) if e["event"] == "error"]
     assert error["file"] == str(source) and error["message"].startswith(f"{source}: cannot load the model: ")
-    if not SHIPPED_MODELS["quality"].is_file():
+    if not SHIPPED_MODELS["quality"]["bayer"].is_file():
         quality = bridge.run("enhance", "--json", "--model", "quality", str(source))
         assert quality.returncode == 2
         (line,) = json_lines(quality.stdout)

@@ -1,42 +1,24 @@
 """End to end: real DNG fixtures through the engine and the command line, to all three formats."""
 
-import os
 import subprocess
 import sys
 
 import exifread
-import imageio.v3 as iio
 import numpy as np
 import pytest
-import rawpy
 import tifffile
 
 from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.cli import main
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.errors import Cancelled, LowlightError
+from lowlight_raw.errors import Cancelled
 
-from helpers import file_sha256, finished_outputs
+from helpers import decode_output, file_sha256, finished_outputs, patch_means
 
 
 @pytest.fixture(scope="module")
 def enhancer(tiny_weights):
     return Enhancer(tiny_weights, device="cpu")
-
-
-def _srgb_output(path, fmt):
-    """Decode an output to (H, W, 3) sRGB-ish floats in [0, 1]."""
-    if fmt == "dng":
-        with rawpy.imread(str(path)) as raw:
-            return raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16).astype(np.float32) / 65535
-    if fmt == "tiff":
-        return tifffile.imread(path).astype(np.float32) / 65535
-    return iio.imread(path).astype(np.float32) / 255
-
-
-def _patch_means(rgb):
-    h, w, _ = rgb.shape
-    return [rgb[h // 8 : h // 3, i * w // 4 + w // 16 : (i + 1) * w // 4 - w // 16].reshape(-1, 3).mean(0) for i in range(4)]
 
 
 @pytest.mark.parametrize("fmt", ["dng", "tiff", "jpeg"])
@@ -46,9 +28,9 @@ def test_all_formats_keep_size_colour_and_exif(make_dng, enhancer, fmt, tmp_path
     result = enhancer.enhance(source, EnhanceOptions(output_format=fmt, output_dir=tmp_path / "out"))
     assert result.output == tmp_path / "out" / f"dark_lowlight.{ {'dng': 'dng', 'tiff': 'tif', 'jpeg': 'jpg'}[fmt] }"
     assert file_sha256(source) == before
-    rgb = _srgb_output(result.output, fmt)
+    rgb = decode_output(result.output, fmt)
     assert rgb.shape == (90, 122, 3)
-    red, green, blue, grey = _patch_means(rgb)
+    red, green, blue, grey = patch_means(rgb)
     assert red[0] > 2 * max(red[1], red[2]), red
     assert green[1] > 1.5 * max(green[0], green[2]), green
     assert blue[2] > 1.5 * max(blue[0], blue[1]), blue
@@ -67,8 +49,8 @@ def test_all_formats_keep_size_colour_and_exif(make_dng, enhancer, fmt, tmp_path
 def test_red_stays_red_for_every_phase_and_odd_crop(make_dng, enhancer, pattern, margins, tmp_path):
     source = make_dng(f"{pattern}.dng", height=67, width=91, pattern=pattern, margins=margins, ratio=20)
     out = enhancer.enhance(source, EnhanceOptions(output_format="tiff", output_dir=tmp_path)).output
-    rgb = _srgb_output(out, "tiff")
-    red, green, blue, _ = _patch_means(rgb)
+    rgb = decode_output(out, "tiff")
+    red, green, blue, _ = patch_means(rgb)
     assert red[0] > 2 * max(red[1], red[2]) and blue[2] > 1.5 * max(blue[0], blue[1]), (red, blue)
 
 

@@ -19,7 +19,8 @@ from lowlight_raw.model import SIDUNet, UNetConfig, load_model, save_weights
 from lowlight_raw.noise import NoiseProfile
 from lowlight_raw.training import darktable_baseline as dt
 from lowlight_raw.training import evaluate
-from lowlight_raw.training.unprocess import mosaic, sample_params
+from lowlight_raw.layouts import mosaic_from_rgb
+from lowlight_raw.training.unprocess import sample_params
 
 HAVE_DARKTABLE = shutil.which("darktable-cli") is not None and shutil.which("exiftool") is not None
 HEIGHT, WIDTH = 64, 96
@@ -29,7 +30,7 @@ INNER = (slice(8, -8), slice(8, -8))  # away from the demosaic's borders
 
 def dark_raw(scene_camera: np.ndarray, ratio: float, a: float, b: float, seed: int) -> dt.DarkRaw:
     """An RGGB mosaic of ``scene_camera`` shot ``ratio``× dark on a 14-bit sensor (noise-free when a = b = 0)."""
-    clean = mosaic(scene_camera, "RGGB") / ratio
+    clean = mosaic_from_rgb(scene_camera, "RGGB") / ratio
     rng = np.random.default_rng(seed)
     noisy = rng.poisson(clean / a) * a + rng.normal(0.0, np.sqrt(b), clean.shape) if a > 0 else clean
     return dt.DarkRaw(noisy.astype(np.float32), 1024.0, 16383.0, COLOR, ratio, NoiseProfile(a, b, "test"))

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from lowlight_raw.bayer import BayerLayout
 from lowlight_raw.color import CameraColor
 from lowlight_raw.exposure import auto_ev
 from lowlight_raw.options import check_manual_ev
@@ -19,18 +20,18 @@ def _packed(level, h=200, w=300, seed=0):
 
 @pytest.mark.parametrize("ratio", [10, 100, 300])
 def test_dark_scene_is_brought_to_target(ratio):
-    ev = auto_ev(_packed(0.15 / ratio), NEUTRAL)
+    ev = auto_ev(_packed(0.15 / ratio), NEUTRAL, BayerLayout)
     assert ev == pytest.approx(math.log2(ratio), abs=0.3)
 
 
 def test_bright_scene_gets_zero_ev():
-    assert auto_ev(_packed(0.2), NEUTRAL) == 0.0
+    assert auto_ev(_packed(0.2), NEUTRAL, BayerLayout) == 0.0
 
 
 def test_light_sources_are_not_blown_when_they_cover_much_of_the_frame():
     packed = _packed(0.15 / 100)
     packed[:, :, :30] = 0.02  # 10 % of the frame is a lamp 20× brighter than the mean
-    ev = auto_ev(packed, NEUTRAL)
+    ev = auto_ev(packed, NEUTRAL, BayerLayout)
     assert 0.02 * 2**ev <= 1.0 + 1e-6
 
 

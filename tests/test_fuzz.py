@@ -19,7 +19,7 @@ from conftest import FIXTURE_EXIF
 from daemon_helpers import Mailbox, launch, terminate
 from fuzz_dng import write_mutants
 from helpers import file_sha256, finished_outputs
-from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_bayer_dng
+from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_cfa_dng
 
 CASES = 160
 JOBS = 4  # the daemon gets the cases as this many bytes jobs
@@ -33,7 +33,7 @@ def mutants(tmp_path_factory):
     for index, (pattern, margins) in enumerate(layouts):  # with the fixtures' EXIF and GPS: something to damage
         spec = DngSpec(pattern=pattern, margins=margins, exif=dict(FIXTURE_EXIF))
         active = dark_exposure(test_scene(90, 122), spec, 100.0, 2e-4, 2e-7, np.random.default_rng(index))
-        bases.append(write_bayer_dng(folder / f"base_{index}.dng", active, spec))
+        bases.append(write_cfa_dng(folder / f"base_{index}.dng", active, spec))
     paths = write_mutants(bases, CASES, folder / "cases")
     return paths, {path: file_sha256(path) for path in paths}
 

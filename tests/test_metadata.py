@@ -17,7 +17,7 @@ from conftest import FIXTURE_EXIF
 from lowlight_raw.color import CameraColor
 from lowlight_raw.errors import LowlightError
 from lowlight_raw.metadata import SOFTWARE, camera_iso, copy_metadata, read_exif
-from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, test_scene, write_bayer_dng
+from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, test_scene, write_cfa_dng
 from lowlight_raw.writers import EXTENSIONS, FORMATS, OutputImage, write_output
 
 HEIGHT, WIDTH = 40, 56
@@ -147,7 +147,7 @@ def test_decoded_maker_note_is_re_encoded(tmp_path, fmt):
     """A Canon maker note (an IFD exiv2 understands) keeps its tags in every format."""
     spec = DngSpec(make="Canon", model="EOS R6", exif={
         **FIXTURE_EXIF, "Exif.Canon.OwnerName": "Night Owl", "Exif.Canon.FirmwareVersion": "Firmware 1.0.2"})
-    source = write_bayer_dng(tmp_path / "canon.dng", np.full((HEIGHT, WIDTH), 1000, np.uint16), spec)
+    source = write_cfa_dng(tmp_path / "canon.dng", np.full((HEIGHT, WIDTH), 1000, np.uint16), spec)
     out = write_output_from(source, fmt, tmp_path)
     exif, _, _ = exiv2_metadata(out)
     assert exif["Exif.Canon.OwnerName"] == "Night Owl"
@@ -220,7 +220,7 @@ def test_embedded_lens_corrections_are_carried(tmp_path, fmt, raw_in_subifd):
     opcodes = _warp_rectilinear_opcode_list()
     raw_tags = tuple((tag, "h", len(values), values, True) for tag, values in SONY_SPLINES.items())
     spec = DngSpec(raw_in_subifd=raw_in_subifd, raw_tags=(*raw_tags, (51022, 7, len(opcodes), opcodes, True)))
-    source = write_bayer_dng(tmp_path / "ARW_like.dng", np.full((HEIGHT, WIDTH), 600, np.uint16), spec)
+    source = write_cfa_dng(tmp_path / "ARW_like.dng", np.full((HEIGHT, WIDTH), 600, np.uint16), spec)
     out = write_output_from(source, fmt, tmp_path)
     exif, _, _ = exiv2_metadata(out)
     for tag, values in SONY_SPLINES.items():

@@ -65,10 +65,10 @@ def test_card_names_a_registered_architecture(tmp_path):
 
 
 def test_shipped_models_by_name_and_auto_by_device(tmp_path):
-    assert resolve_model("auto", torch.device("cpu")) == SHIPPED_MODELS["fast"]
-    quality_shipped = SHIPPED_MODELS["quality"].is_file()
-    assert resolve_model("auto", torch.device("cuda")) == SHIPPED_MODELS["quality" if quality_shipped else "fast"]
-    assert resolve_model("fast", torch.device("cuda")) == SHIPPED_MODELS["fast"]
+    assert resolve_model("auto", torch.device("cpu")) == SHIPPED_MODELS["fast"]["bayer"]
+    quality_shipped = SHIPPED_MODELS["quality"]["bayer"].is_file()
+    assert resolve_model("auto", torch.device("cuda")) == SHIPPED_MODELS["quality" if quality_shipped else "fast"]["bayer"]
+    assert resolve_model("fast", torch.device("cuda")) == SHIPPED_MODELS["fast"]["bayer"]
     assert resolve_model(str(tmp_path / "m.pt"), torch.device("cpu")) == tmp_path / "m.pt"
     if not quality_shipped:
         with pytest.raises(LowlightError, match="'quality' model is not shipped"):

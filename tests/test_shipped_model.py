@@ -5,14 +5,13 @@ import pytest
 import tifffile
 import torch
 
-from lowlight_raw.bayer import pack_bayer
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.model import load_model
 from lowlight_raw.registry import SHIPPED_MODELS
 from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import estimate_profile
 from lowlight_raw.raw import read_raw
-from lowlight_raw.synthetic import DngSpec, dark_exposure, write_bayer_dng
+from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.tiling import run_tiled
 
 
@@ -22,8 +21,8 @@ def shipped():
 
 
 def test_default_weights_are_shipped_with_a_card():
-    model, card = load_model(SHIPPED_MODELS["fast"])
-    assert SHIPPED_MODELS["fast"].stat().st_size < 50 * 2**20
+    model, card = load_model(SHIPPED_MODELS["fast"]["bayer"])
+    assert SHIPPED_MODELS["fast"]["bayer"].stat().st_size < 50 * 2**20
     assert card.extra.get("training", {}).get("steps", 0) > 0 or card.extra.get("steps", 0) > 0
     assert sum(p.numel() for p in model.parameters()) > 100_000
 
@@ -31,7 +30,7 @@ def test_default_weights_are_shipped_with_a_card():
 def _enhance_grey(shipped, tmp_path, ratio, strength):
     spec = DngSpec()
     scene = np.full((200, 300, 3), 0.3, np.float32) * np.asarray(spec.as_shot_neutral, np.float32)
-    source = write_bayer_dng(tmp_path / f"grey{ratio}.dng", dark_exposure(scene, spec, ratio, 2e-4, 2e-7,
+    source = write_cfa_dng(tmp_path / f"grey{ratio}.dng", dark_exposure(scene, spec, ratio, 2e-4, 2e-7,
                                                                           np.random.default_rng(0)), spec)
     options = EnhanceOptions("tiff", ev=float(np.log2(ratio)), strength=strength, linear_tiff=True,
                              output_dir=tmp_path / f"s{strength}")
@@ -57,7 +56,7 @@ def test_grey_card_is_denoised_and_stays_neutral(shipped, tmp_path, ratio):
 def test_shipped_model_tiles_invisibly(shipped, make_dng, tile):
     """With the default overlap, the tile size does not change the result (< 1e-3)."""
     photo = read_raw(make_dng(height=640, width=960, ratio=100))
-    packed = pack_bayer(photo.mosaic, photo.layout)
+    packed = photo.layout.pack(photo.visible)
     x = network_input(packed, 100.0, estimate_profile(packed))
     whole = run_tiled(shipped.model, x, torch.device("cpu"), tile=4096)
     tiled = run_tiled(shipped.model, x, torch.device("cpu"), tile=tile)
@@ -78,7 +77,7 @@ def test_negative_ev_darkens_evenly(shipped, tmp_path, ev):
     """A bright shot taken down by --ev: the right level, no cast, no dark band or edge."""
     spec = DngSpec()
     scene = np.full((200, 300, 3), 0.5, np.float32) * np.asarray(spec.as_shot_neutral, np.float32)
-    source = write_bayer_dng(tmp_path / "bright.dng", dark_exposure(scene, spec, 1.0, 2e-4, 2e-7,
+    source = write_cfa_dng(tmp_path / "bright.dng", dark_exposure(scene, spec, 1.0, 2e-4, 2e-7,
                                                                     np.random.default_rng(0)), spec)
     options = EnhanceOptions("tiff", ev=ev, linear_tiff=True, output_dir=tmp_path)
     out = tifffile.imread(shipped.enhance(source, options).output).astype(np.float64) / 65535

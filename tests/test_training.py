@@ -21,9 +21,10 @@ from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import NoiseProfile
 from lowlight_raw.training import evaluate, sensor_noise, sources, train
-from lowlight_raw.training.dataset import SyntheticBatches, augment, make_batch, make_sample
+from lowlight_raw.training.dataset import SyntheticBatches, augment, make_sample
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
-from lowlight_raw.training.unprocess import inverse_smoothstep, mosaic, render_srgb, sample_params, unprocess
+from lowlight_raw.layouts import mosaic_from_rgb
+from lowlight_raw.training.unprocess import inverse_smoothstep, render_srgb, sample_params, unprocess
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET_SENSOR = SensorModel(bits=14, black=512.0, system_gain=1e-4, read_sigma=0.01, row_fraction=0.0, tukey_lambda=None)
@@ -47,8 +48,8 @@ def test_inverse_smoothstep_inverts_the_tone_curve() -> None:
 
 def test_mosaic_takes_each_site_from_its_colour() -> None:
     rgb = np.stack([np.full((4, 4), v) for v in (1.0, 2.0, 3.0)], axis=-1)
-    assert mosaic(rgb, "GRBG")[:2, :2].tolist() == [[2.0, 1.0], [3.0, 2.0]]
-    assert mosaic(rgb, "BGGR")[:2, :2].tolist() == [[3.0, 2.0], [2.0, 1.0]]
+    assert mosaic_from_rgb(rgb, "GRBG")[:2, :2].tolist() == [[2.0, 1.0], [3.0, 2.0]]
+    assert mosaic_from_rgb(rgb, "BGGR")[:2, :2].tolist() == [[3.0, 2.0], [2.0, 1.0]]
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -277,3 +278,36 @@ def test_gpu_recipe_rehearsed_on_the_cpu(tmp_path: Path, photo_cache: Path) -> N
     done = subprocess.run(script + ["0.08"] + toy + ["--resume"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and f"# start step {stop} " in done.stdout, done.stdout + done.stderr
     assert int(re.search(r"# stop step (\d+)", done.stdout).group(1)) > stop
+
+
+@pytest.mark.parametrize("layout", ["xtrans", "linear"])
+def test_another_layout_trains_from_a_bayer_network(tmp_path: Path, photo_cache: Path, tiny_weights: Path, layout: str) -> None:
+    """``train --layout L --init bayer.pt``: the deep layers start as the Bayer network's, the
+    export's card names the layout and what it started from, and a validation PSNR is logged."""
+    out = tmp_path / f"{layout}.pt"
+    code = train.main(["--device", "cpu", "--cache", str(photo_cache), "--run-dir", str(tmp_path / "run"),
+                       "--layout", layout, "--init", str(tiny_weights), "--width", "4", "--depth", "3", "--batch", "2",
+                       "--patch", "32", "--threads", "1", "--steps", "3", "--minutes", "5", "--log-every", "1",
+                       "--export", str(out)])
+    assert code == 0
+    model, card = load_model(out)
+    assert card.config == UNetConfig.for_layout(layout, width=4, depth=3)
+    assert card.extra["initialised_from"]["layout"] == "bayer" and card.extra["training"]["steps"] == 3
+    assert re.search(r"validation step 3 ema_psnr [0-9.]+ clean_psnr [0-9.]+", (tmp_path / "run" / "train.log").read_text())
+
+
+def test_a_linear_network_reads_the_bayer_sites_as_the_bayer_network_read_its_planes(tiny_weights: Path) -> None:
+    """:func:`train.transfer_weights`: for linear RGB the first convolution carries over exactly, so
+    a linear raw whose RGGB sites equal a Bayer raw gives the first layer the same features."""
+    from lowlight_raw.bayer import BayerLayout
+    from lowlight_raw.linear_rgb import LinearLayout
+
+    bayer, _ = load_model(tiny_weights)
+    linear = SIDUNet(UNetConfig.for_layout("linear", width=4, depth=3))
+    assert train.transfer_weights(bayer, linear) == ["head.bias", "head.weight"]  # a residual on another base
+    rgb = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    as_bayer = BayerLayout("RGGB", 32, 32).pack(mosaic_from_rgb(rgb, "RGGB"))
+    as_linear = LinearLayout(32, 32).pack(rgb)
+    sigma = 0.01
+    first = lambda net, planes: net.encoders[0][0](torch.from_numpy(np.concatenate([planes, np.full_like(planes, sigma)]))[None])  # noqa: E731
+    torch.testing.assert_close(first(linear, as_linear), first(bayer, as_bayer))

@@ -121,7 +121,7 @@ def test_failed_write_leaves_no_temporary_file(image, tmp_path):
 
 
 def test_failure_after_pixels_are_written_removes_the_temporary_file(image, tmp_path, monkeypatch):
-    def broken_copy(source, target, note, extra=None, dng_output=False):
+    def broken_copy(source, target, note, extra=None, dng_output=False, linear_source=False):
         assert Path(target).stat().st_size > 0  # the pixels were on disk
         raise RuntimeError("metadata step failed")
 

@@ -1,6 +1,6 @@
 """darktable's own denoise as an evaluation baseline: what a darktable user already has.
 
-Each dark mosaic is written as a real Bayer DNG (:func:`lowlight_raw.synthetic.write_bayer_dng`,
+Each dark mosaic is written as a real Bayer DNG (:func:`lowlight_raw.synthetic.write_cfa_dng`,
 with the case's black/white levels, camera matrix and white balance) plus an XMP sidecar whose
 history holds two modules on top of darktable's defaults:
 
@@ -35,7 +35,7 @@ import tifffile
 from ..color import CameraColor
 from ..errors import LowlightError
 from ..noise import NoiseProfile
-from ..synthetic import DngSpec, write_bayer_dng
+from ..synthetic import DngSpec, write_cfa_dng
 
 DARKTABLE_CLI = "darktable-cli"
 EXPOSURE_VERSION = 6
@@ -130,7 +130,7 @@ def write_dng(path: Path, raw: DarkRaw) -> Path:
         pattern="RGGB", black=(black,) * 4, white=int(raw.white), cam_xyz=raw.color.cam_xyz,
         as_shot_neutral=tuple(float(v) for v in raw.color.as_shot_neutral), make="Lowlight", model="Synthetic Bayer",
     )
-    return write_bayer_dng(path, dn, spec)
+    return write_cfa_dng(path, dn, spec)
 
 
 def available() -> bool:

@@ -2,10 +2,11 @@
 
 One sample: a random crop of a clean photo, a random flip/rotation (applied to the RGB crop
 *before* mosaicing, so the CFA stays right), unprocessed into a random camera, mosaiced in a
-random Bayer phase, made dark and noisy by :mod:`.sensor_noise`, then packed exactly as the
-engine packs a real raw (:func:`lowlight_raw.bayer.pack_bayer` unifies the phase to RGGB)
-and turned into network input by :func:`lowlight_raw.network_input.network_input`.
-The target is the clean linear camera RGB, padded the same way, in [0, 1].
+random phase of the sensor layout's CFA (:mod:`lowlight_raw.layouts`; a linear raw is a Bayer
+mosaic the converter demosaiced), made dark and noisy by :mod:`.sensor_noise`, then packed
+exactly as the engine packs a real raw (the layout unifies the phase) and turned into network
+input by :func:`lowlight_raw.network_input.network_input`. The target is the clean linear
+camera RGB, padded the same way, in [0, 1].
 """
 
 from __future__ import annotations
@@ -15,23 +16,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..bayer import PATTERNS, BayerLayout, pack_bayer
+from ..bayer import BayerLayout, pack_bayer
 from ..color import CameraColor
+from ..layouts import layout_class, mosaic_from_rgb
 from ..network_input import network_input
 from .sensor_noise import SensorModel, sample_exposure, simulate_dark_raw
-from .unprocess import UnprocessParams, mosaic, sample_params, unprocess
+from .unprocess import UnprocessParams, sample_params, unprocess
 
 
 @dataclass(frozen=True)
 class Sample:
     """One training/evaluation pair and how it was made."""
 
-    inputs: np.ndarray  # (8, h, w) float32 network input
-    raw: np.ndarray  # (4, h, w) float32 packed normalised dark raw (before the gain and clipping)
-    target: np.ndarray  # (3, 2h, 2w) float32 clean linear camera RGB in [0, 1]
+    inputs: np.ndarray  # (2C, h, w) float32 network input (Bayer: C = 4)
+    raw: np.ndarray  # (C, h, w) float32 packed normalised dark raw (before the gain and clipping)
+    target: np.ndarray  # (3, s·h, s·w) float32 clean linear camera RGB in [0, 1] (Bayer: s = 2)
     color: CameraColor  # renders camera RGB to sRGB
     ratio: float
     sensor: SensorModel
+    layout: str = "bayer"  # the sensor layout it was made for (lowlight_raw.layouts)
 
 
 def draw_orientation(rng: np.random.Generator) -> tuple[int, bool]:
@@ -65,7 +68,7 @@ def random_crop(image: np.ndarray, height: int, width: int, rng: np.random.Gener
 class Choices:
     """The random choices that make one sample from a crop (besides the noise itself)."""
 
-    pattern: str  # Bayer phase of the simulated sensor
+    pattern: str  # CFA phase of the simulated sensor (see lowlight_raw.layouts.mosaic_from_rgb)
     params: UnprocessParams  # camera colour and brightness
     sensor: SensorModel
     ratio: float  # exposure ratio: how much darker than the clean crop
@@ -77,11 +80,13 @@ def draw_choices(
     ratio: float | None = None,
     sensor: SensorModel | None = None,
     params: UnprocessParams | None = None,
+    layout: str = "bayer",
 ) -> Choices:
-    """A sample's choices: the given ones kept, the rest drawn from ``rng`` (phase, camera,
-    sensor, ratio, in that order). The one place that says how a training sample is chosen:
-    :func:`make_sample` and the GPU's :mod:`.device_synth` both draw through it."""
-    pattern = pattern or str(rng.choice(PATTERNS))
+    """A sample's choices: the given ones kept, the rest drawn from ``rng`` (phase of the
+    ``layout``'s CFA, camera, sensor, ratio, in that order). The one place that says how a
+    training sample is chosen: :func:`make_sample` and the GPU's :mod:`.device_synth` both draw
+    through it."""
+    pattern = pattern or str(rng.choice(layout_class(layout).training_patterns()))
     params = params or sample_params(rng)
     if sensor is None or ratio is None:
         drawn_sensor, drawn_ratio = sample_exposure(rng)
@@ -96,24 +101,24 @@ def make_sample(
     sensor: SensorModel | None = None,
     pattern: str | None = None,
     params: UnprocessParams | None = None,
+    layout: str = "bayer",
 ) -> Sample:
-    """Synthetic raw shot ``ratio``× too dark on ``sensor`` + clean target, from an sRGB crop of
-    ``2h × 2w`` (values in [0, 1]).
+    """Synthetic raw of sensor ``layout`` shot ``ratio``× too dark on ``sensor`` + clean target,
+    from an sRGB crop of ``s·h × s·w`` (values in [0, 1]; ``s`` the layout's packing factor).
 
-    Unset choices are drawn by :func:`draw_choices`. The visible mosaic is cropped by the
-    phase's padding so the packed planes are exactly ``h × w``.
+    Unset choices are drawn by :func:`draw_choices`. The visible area is cropped by the
+    phase's padding so the packed planes are exactly ``h × w`` (X-Trans: ``h``, ``w`` even).
     """
-    choices = draw_choices(rng, pattern, ratio, sensor, params)
+    choices = draw_choices(rng, pattern, ratio, sensor, params, layout)
     pattern, params, sensor, ratio = choices.pattern, choices.params, choices.sensor, choices.ratio
+    kind = layout_class(layout)
     full_h, full_w = srgb_crop.shape[:2]
-    probe = BayerLayout(pattern, full_h, full_w)
-    dy, dx = probe.offset
-    visible = unprocess(srgb_crop[dy:, dx:], params)  # visible mosaic of (2h - dy) × (2w - dx)
-    layout = BayerLayout(pattern, visible.shape[0], visible.shape[1])
-    dark = simulate_dark_raw(mosaic(visible, pattern), ratio, sensor, rng)
-    packed = pack_bayer(dark, layout)
-    top, bottom, left, right = layout.padding
-    target = np.pad(visible, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+    top, _, left, _ = kind.for_pattern(pattern, full_h, full_w).padding
+    visible = unprocess(srgb_crop[top:, left:], params)  # the visible area, (s·h - top) × (s·w - left)
+    geometry = kind.for_pattern(pattern, visible.shape[0], visible.shape[1])
+    dark = geometry.as_stored(simulate_dark_raw(mosaic_from_rgb(visible, pattern), ratio, sensor, rng))
+    packed = geometry.pack(dark)
+    target = geometry.pad_like_pack(visible)
     return Sample(
         inputs=network_input(packed, ratio, sensor.profile()),
         raw=packed,
@@ -121,6 +126,7 @@ def make_sample(
         color=params.color,
         ratio=ratio,
         sensor=sensor,
+        layout=layout,
     )
 
 
@@ -129,21 +135,24 @@ def packed_shot(srgb: np.ndarray, ratio: float, sensor: SensorModel | None, rng:
     """Packed RGGB planes of an ``(H, W, 3)`` sRGB photo (values in [0, 1]) as a raw shot ``ratio``×
     too dark on ``sensor`` (``None``: noise-free), unprocessed with ``params`` (sampled if unset)."""
     h, w = srgb.shape[0] // 2 * 2, srgb.shape[1] // 2 * 2
-    clean = mosaic(unprocess(srgb[:h, :w], params or sample_params(rng)), "RGGB")
+    clean = mosaic_from_rgb(unprocess(srgb[:h, :w], params or sample_params(rng)), "RGGB")
     raw = clean / ratio if sensor is None else simulate_dark_raw(clean, ratio, sensor, rng)
     return pack_bayer(raw, BayerLayout("RGGB", h, w))
 
 
-def make_batch(images: list[np.ndarray], batch: int, patch: int, rng: np.random.Generator) -> list[Sample]:
+def make_batch(images: list[np.ndarray], batch: int, patch: int, rng: np.random.Generator,
+               layout: str = "bayer") -> list[Sample]:
     """``batch`` random training samples of ``patch × patch`` packed pixels from ``images``.
 
-    ``images`` are ``(H, W, 3)`` uint8 sRGB photos at least ``2·patch`` on each side.
+    ``images`` are ``(H, W, 3)`` uint8 sRGB photos at least ``s·patch`` on each side (``s``: the
+    ``layout``'s packing factor).
     """
+    size = layout_class(layout).scale * patch
     samples = []
     for _ in range(batch):
         image = images[int(rng.integers(len(images)))]
-        crop = augment(random_crop(image, 2 * patch, 2 * patch, rng), rng)
-        samples.append(make_sample(crop.astype(np.float32) / 255.0, rng))
+        crop = augment(random_crop(image, size, size, rng), rng)
+        samples.append(make_sample(crop.astype(np.float32) / 255.0, rng, layout=layout))
     return samples
 
 
@@ -170,12 +179,12 @@ class SyntheticBatches(torch.utils.data.IterableDataset):
     (making one batch of 8 takes ~0.1 s of numpy on one core; a GPU step takes milliseconds).
     """
 
-    def __init__(self, images: list[np.ndarray], batch: int, patch: int, seed: tuple[int, ...]) -> None:
+    def __init__(self, images: list[np.ndarray], batch: int, patch: int, seed: tuple[int, ...], layout: str = "bayer") -> None:
         super().__init__()
-        self.images, self.batch, self.patch, self.seed = images, batch, patch, seed
+        self.images, self.batch, self.patch, self.seed, self.layout = images, batch, patch, seed, layout
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([*self.seed, worker.id if worker is not None else 0])
         while True:
-            yield batch_arrays(make_batch(self.images, self.batch, self.patch, rng))
+            yield batch_arrays(make_batch(self.images, self.batch, self.patch, rng, self.layout))

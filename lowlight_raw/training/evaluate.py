@@ -14,7 +14,12 @@ sRGB curve) and scored against the clean crop:
   **card average** row is the noise floor of that score: the mean of every raw sample on the
   whole card (nearly four times the scored area), i.e. what perfect flat-field averaging gives.
 
-Methods: **naive** (bilinear demosaic × gain: what an exposure slider gives), the tuned
+The raws are of the sensor layout the model's card names (Bayer, X-Trans or linear RGB; the
+darktable baseline is Bayer-only). ``bench/layouts.py`` scores all three on the same scenes
+(:func:`same_scene_cases`).
+
+Methods: **naive** (the layout's plain demosaic × gain, bilinear for Bayer: what an exposure
+slider gives), the tuned
 classical baselines, and **model** (the network, run exactly as the engine runs it:
 :func:`~lowlight_raw.tiling.run_tiled`, mirrored borders included). Each tuned baseline has one
 setting chosen per condition from its grid for the best mean PSNR on a separate tuning subset
@@ -49,7 +54,8 @@ from skimage.metrics import structural_similarity
 
 from torch import nn
 
-from ..bayer import BayerLayout, simple_demosaic, unpack_bayer
+from ..bayer import BayerLayout, unpack_bayer
+from ..layouts import layout_class
 from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
 from ..model import load_model, save_weights
@@ -59,6 +65,7 @@ from . import darktable_baseline
 from .dataset import Sample, make_sample, random_crop
 from .sensor_noise import A_RANGE, sample_sensor
 from .sources import DEFAULT_CACHE, cached_images
+from .unprocess import sample_params
 
 HIGH_ISO_A = (1e-4, A_RANGE[1])
 # ISO 100–400-like shot noise on the normalised scale (darktable's profiles); sensor_noise's
@@ -86,6 +93,13 @@ DARKTABLE_STRENGTHS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 FLAT_BLOCK = 16
 FLAT_STD = 0.02  # a reference block whose sRGB std is below this counts as flat
 SEED = 20240
+EVAL_CROP = 256  # at most this many full-resolution pixels a side per crop (Bayer, linear: 256; X-Trans: 240)
+POOLING_MULTIPLE = 16  # packed crop sizes are a multiple of this (the network's pooling factor)
+
+
+def packed_patch(layout: str) -> int:
+    """Packed side of the evaluation crops for ``layout``."""
+    return EVAL_CROP // layout_class(layout).scale // POOLING_MULTIPLE * POOLING_MULTIPLE
 
 
 @dataclass(frozen=True)
@@ -98,32 +112,64 @@ class TestCase:
     card_box: tuple[int, int, int, int] | None  # y0, y1, x0, x1 of the whole card
 
 
-def build_cases(images: list[np.ndarray], condition: str, count: int, seed: int, grey: bool = False, patch: int = 128) -> list[TestCase]:
-    """``count`` deterministic cases of ``condition`` from ``images`` (``grey``: paste a grey card)."""
+def build_cases(images: list[np.ndarray], condition: str, count: int, seed: int, grey: bool = False,
+                patch: int = 128, layout: str = "bayer") -> list[TestCase]:
+    """``count`` deterministic cases of ``condition`` from ``images`` (``grey``: paste a grey card),
+    raws of sensor ``layout`` packed to ``patch × patch``."""
     lo, hi = CONDITIONS[condition].ratio
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition), int(grey)])
+    side = layout_class(layout).scale * patch
     cases = []
     for i in range(count):
-        crop = random_crop(images[i % len(images)], 2 * patch, 2 * patch, rng).astype(np.float32) / 255.0
+        crop = random_crop(images[i % len(images)], side, side, rng).astype(np.float32) / 255.0
         box = card = None
         if grey:  # a card of 3/8 of the crop's side, scored on its inner half
-            size = 3 * patch // 4
+            size = 3 * side // 8
             crop = crop.copy()
-            y, x = (int(v) for v in rng.integers(0, 2 * patch - size, size=2))
+            y, x = (int(v) for v in rng.integers(0, side - size, size=2))
             crop[y : y + size, x : x + size] = rng.uniform(0.3, 0.7)
             m = size // 4
             box, card = (y + m, y + size - m, x + m, x + size - m), (y, y + size, x, x + size)
         ratio = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        sample = make_sample(crop, rng, ratio=ratio, sensor=sample_sensor(rng, a_range=CONDITIONS[condition].a_range))
-        reference = srgb_encode(camera_to_linear(sample.target.transpose(1, 2, 0), sample.color))
-        cases.append(TestCase(sample, reference, box, card))
+        sample = make_sample(crop, rng, ratio=ratio, sensor=sample_sensor(rng, a_range=CONDITIONS[condition].a_range),
+                             layout=layout)
+        cases.append(case_of(sample, box, card))
     return cases
 
 
+SAME_SCENE_LAYOUTS = ("bayer", "xtrans", "linear")
+
+
+def same_scene_cases(images: list[np.ndarray], condition: str, layout: str, seed: int, crop: int = 240) -> list[TestCase]:
+    """One case per photo, the same scene whatever the sensor ``layout``: the photo's centre
+    ``crop`` (a multiple of 12 packs whole for every layout), the camera, sensor and ratio drawn
+    from ``(seed, i)``; only the CFA phase and the noise realisation come from ``(seed, i, layout)``."""
+    lo, hi = CONDITIONS[condition].ratio
+    cases = []
+    for i, image in enumerate(images):
+        y, x = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
+        pixels = image[y : y + crop, x : x + crop].astype(np.float32) / 255.0
+        shared = np.random.default_rng([seed, i])
+        sensor = sample_sensor(shared, a_range=CONDITIONS[condition].a_range)
+        params = sample_params(shared)
+        ratio = float(np.exp(shared.uniform(np.log(lo), np.log(hi))))
+        own = np.random.default_rng([seed, i, SAME_SCENE_LAYOUTS.index(layout)])
+        cases.append(case_of(make_sample(pixels, own, ratio, sensor, params=params, layout=layout)))
+    return cases
+
+
+def case_of(sample: Sample, grey_box: tuple[int, int, int, int] | None = None,
+            card_box: tuple[int, int, int, int] | None = None) -> TestCase:
+    """A test case of ``sample``: its clean target rendered to sRGB is the reference."""
+    reference = srgb_encode(camera_to_linear(sample.target.transpose(1, 2, 0), sample.color))
+    return TestCase(sample, reference, grey_box, card_box)
+
+
 def naive_camera(sample: Sample) -> np.ndarray:
-    """Bilinear demosaic of the amplified planes: ``(H, W, 3)`` camera RGB."""
-    packed = torch.from_numpy(sample.inputs[None, :4])
-    return simple_demosaic(packed)[0].numpy().transpose(1, 2, 0)
+    """The layout's plain demosaic of the amplified planes (Bayer: bilinear): ``(H, W, 3)`` camera RGB."""
+    layout = layout_class(sample.layout)
+    packed = torch.from_numpy(sample.inputs[None, : layout.channels])
+    return layout.naive_rgb(packed)[0].numpy().transpose(1, 2, 0)
 
 
 def render(camera: np.ndarray, sample: Sample) -> np.ndarray:
@@ -236,11 +282,13 @@ def grey_error_percent(out_srgb: np.ndarray, case: TestCase) -> float:
 
 
 def card_average_error_percent(case: TestCase) -> float:
-    """:func:`grey_error_percent` of the mean of every raw sample on the whole card (the floor)."""
-    y0, y1, x0, x1 = case.card_box  # packed, a pixel inside: the Bayer phase crop may shift the card by one
-    y0, y1, x0, x1 = (y0 + 1) // 2 + 1, y1 // 2 - 1, (x0 + 1) // 2 + 1, x1 // 2 - 1
-    r, g1, g2, b = case.sample.inputs[:4, y0:y1, x0:x1].reshape(4, -1).astype(np.float64).mean(axis=1)
-    camera = np.array([[r, (g1 + g2) / 2.0, b]], dtype=np.float32)
+    """:func:`grey_error_percent` of the mean of (nearly) every raw sample on the whole card (the
+    floor): the unclipped plain demosaic averaged over the card less a few pixels at its edge
+    (the phase crop may shift the card by up to five pixels)."""
+    y0, y1, x0, x1 = case.card_box
+    inset = 2 * layout_class(case.sample.layout).scale
+    naive = naive_camera(case.sample)[y0 + inset : y1 - inset, x0 + inset : x1 - inset]
+    camera = naive.reshape(-1, 3).astype(np.float64).mean(axis=0)[None].astype(np.float32)
     got = camera_to_linear(camera, case.sample.color)[0].astype(np.float64)
     return _colour_error_percent(got, _mean_linear(case.reference, case.grey_box))
 
@@ -265,16 +313,20 @@ def evaluate(
     tune_count: int = 8,
     grey_count: int = 16,
     seed: int = SEED,
-    patch: int = 128,
+    patch: int | None = None,
     methods: tuple[str, ...] = METHODS,
     conditions: tuple[str, ...] = tuple(CONDITIONS),
 ) -> dict:
     """The benchmark table: ``{condition: {method: {metric: value}, "settings": …}, ...}``.
 
-    ``count`` crops of ``2·patch`` square per condition from the first ``count`` photos of a
-    seeded shuffle of ``test_images``; the tuned baselines among ``methods`` are tuned on the
-    next ``tune_count`` photos. ``naive`` is always scored (the flat-noise reference).
+    Raws of the model's sensor layout: ``count`` crops (``patch`` packed pixels a side, by
+    default :func:`packed_patch`) per condition from
+    the first ``count`` photos of a seeded shuffle of ``test_images``; the tuned baselines among
+    ``methods`` are tuned on the next ``tune_count`` photos. ``naive`` is always scored (the
+    flat-noise reference).
     """
+    layout = model.config.layout
+    patch = patch or packed_patch(layout)
     methods = ("naive", *(m for m in METHODS if m in methods and m != "naive"))
     order = np.random.default_rng(seed).permutation(len(test_images))
     eval_images = [test_images[i] for i in order[:count]]
@@ -282,10 +334,10 @@ def evaluate(
     grey_count = min(grey_count, count)
     table: dict = {}
     for condition in conditions:
-        tune_cases = build_cases(tune_images, condition, tune_count, seed + 1, patch=patch)
+        tune_cases = build_cases(tune_images, condition, tune_count, seed + 1, patch=patch, layout=layout)
         settings = {m: tune(tune_cases, BASELINES[m]) for m in methods if m in BASELINES}
-        cases = build_cases(eval_images, condition, count, seed, patch=patch)
-        grey_cases = build_cases(eval_images, condition, grey_count, seed, grey=True, patch=patch)
+        cases = build_cases(eval_images, condition, count, seed, patch=patch, layout=layout)
+        grey_cases = build_cases(eval_images, condition, grey_count, seed, grey=True, patch=patch, layout=layout)
         seconds = {}
         outputs = {}
         for method in methods:
@@ -343,7 +395,7 @@ def format_table(table: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lowlight-raw evaluate``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="lowlight-raw evaluate", description="Score naive, tuned NLM, BM3D, darktable and the model on held-out synthetic low light.")
-    parser.add_argument("--weights", type=Path, default=SHIPPED_MODELS["fast"])
+    parser.add_argument("--weights", type=Path, default=SHIPPED_MODELS["fast"]["bayer"])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder")
     parser.add_argument("--count", type=int, default=32, help="test crops per condition")
@@ -365,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LowlightError, FileNotFoundError) as exc:
         print(f"lowlight-raw evaluate: {exc}", file=sys.stderr)
         return 1
-    methods = tuple(m for m in args.methods if _usable(m))
+    methods = tuple(m for m in args.methods if _usable(m, card.config.layout))
     start = time.monotonic()
     try:
         table = evaluate(model, test_images, args.count, args.tune_count, args.grey_count, methods=methods, conditions=args.conditions)
@@ -373,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lowlight-raw evaluate: {exc}", file=sys.stderr)
         return 1
     print(format_table(table))
-    print(f"({args.count} crops of 256×256 per condition, BSDS500 test, seed {SEED}; {time.monotonic() - start:.0f} s)")
+    side = layout_class(card.config.layout).scale * packed_patch(card.config.layout)
+    print(f"({card.config.layout} raws: {args.count} crops of {side}×{side} per condition, BSDS500 test, seed {SEED}; "
+          f"{time.monotonic() - start:.0f} s)")
     if args.json is not None:
         args.json.write_text(json.dumps(table, indent=1) + "\n")
     if args.write_card:
@@ -396,8 +450,12 @@ def _choices(allowed) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
-def _usable(method: str) -> bool:
-    """Whether ``method`` can run here; when not, says so in one line (its rows are skipped)."""
+def _usable(method: str, layout: str) -> bool:
+    """Whether ``method`` can run here on ``layout`` raws; when not, says so in one line (its rows are skipped)."""
+    if method == "darktable" and layout != "bayer":
+        print(f"lowlight-raw evaluate: the darktable baseline writes Bayer DNGs only: its rows are skipped for {layout} raws",
+              file=sys.stderr)
+        return False
     if method == "darktable" and not darktable_baseline.available():
         print(f"lowlight-raw evaluate: {darktable_baseline.DARKTABLE_CLI} not found: the darktable rows are skipped", file=sys.stderr)
         return False

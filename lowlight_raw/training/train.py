@@ -27,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..color import srgb_encode_torch
-from ..model import SIDUNet, UNetConfig, load_model, save_weights
+from ..layouts import layout_class
+from ..model import SIDUNet, UNetConfig, load_model, read_card, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
 from .device_synth import draw_samples, synthesize
@@ -63,19 +65,25 @@ def srgb_l1_loss(
     return (render_srgb_torch(output.float(), matrices) - render_srgb_torch(target, matrices)).abs().mean()
 
 
-def validation_samples(images: list[np.ndarray], clean: bool = False, count: int = 12, patch: int = 128,
-                       seed: int = 1234) -> list[Sample]:
-    """A fixed validation set: crops of the validation photos at ×100/×300 on high-ISO sensors,
-    or (``clean``) well-exposed at ×1 on low-ISO ones."""
+VALIDATION_CROP = 256  # at most this many full-resolution pixels a side of a validation crop
+POOLING_MULTIPLE = 16  # packed validation sizes are a multiple of this (networks of depth ≤ 5 need it)
+
+
+def validation_samples(images: list[np.ndarray], clean: bool = False, count: int = 12,
+                       seed: int = 1234, layout: str = "bayer") -> list[Sample]:
+    """A fixed validation set of sensor ``layout``: crops of the validation photos at ×100/×300
+    on high-ISO sensors, or (``clean``) well-exposed at ×1 on low-ISO ones."""
     rng = np.random.default_rng([seed, int(clean)])
+    scale = layout_class(layout).scale
+    size = scale * (VALIDATION_CROP // scale // POOLING_MULTIPLE * POOLING_MULTIPLE)
     samples = []
     for i in range(count):
-        crop = random_crop(images[i % len(images)], 2 * patch, 2 * patch, rng).astype(np.float32) / 255.0
+        crop = random_crop(images[i % len(images)], size, size, rng).astype(np.float32) / 255.0
         if clean:
             sensor, ratio = sensor_noise.sample_sensor(rng, a_range=sensor_noise.CLEAN_A_RANGE), 1.0
         else:
             sensor, ratio = sensor_noise.sample_sensor(rng, a_range=(1e-4, sensor_noise.A_RANGE[1])), (100.0, 300.0)[i % 2]
-        samples.append(make_sample(crop, rng, ratio, sensor))
+        samples.append(make_sample(crop, rng, ratio, sensor, layout=layout))
     return samples
 
 
@@ -117,16 +125,41 @@ def noise_ranges() -> dict:
     }
 
 
+def transfer_weights(trained: nn.Module, model: nn.Module) -> list[str]:
+    """Copy every tensor of ``trained`` whose name and shape ``model`` shares; returns the names
+    left at their fresh initialisation. Another layout's network differs in its first
+    convolution and its head (a residual on another base: it starts at zero), so the rest of a
+    trained Bayer network is a good start; where the
+    new layout holds every Bayer site (:meth:`~lowlight_raw.layouts.SensorLayout.bayer_sites`,
+    e.g. linear RGB), the first convolution carries over too: it reads those sites as the Bayer
+    network read its planes, and ignores the rest until trained."""
+    own = model.state_dict()
+    same_layout = trained.config.layout == model.config.layout
+    shared = {k: v for k, v in trained.state_dict().items()
+              if k in own and own[k].shape == v.shape and (same_layout or not k.startswith("head."))}
+    sites = model.layout.bayer_sites()
+    if sites is not None and trained.config.layout == "bayer":
+        first = next(k for k in own if k.endswith("weight"))  # the first convolution's weight
+        old, planes = trained.state_dict()[first], model.layout.channels
+        if first not in shared and old.shape[1] == 8:
+            weight = torch.zeros_like(own[first])
+            for bayer_plane, plane in enumerate(sites):
+                weight[:, plane] = old[:, bayer_plane]  # the value …
+                weight[:, planes + plane] = old[:, 4 + bayer_plane]  # … and its noise sigma
+            shared[first] = weight
+    model.load_state_dict(shared, strict=False)
+    return sorted(set(own) - set(shared))
+
+
 class Trainer:
     """Model, EMA, optimiser and progress of one run, with checkpointing."""
 
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
         self.args = args
         self.device = device
-        self.model = SIDUNet(UNetConfig(width=args.width, depth=args.depth))
-        if args.init is not None:  # fine-tune: start from a trained model's weights
-            trained, _ = load_model(args.init)
-            self.model.load_state_dict(trained.state_dict())
+        self.model = SIDUNet(UNetConfig.for_layout(args.layout, width=args.width, depth=args.depth))
+        if args.init is not None:  # fine-tune, or start another layout's network from a trained one
+            transfer_weights(load_model(args.init)[0], self.model)
         memory_format = torch.channels_last if args.channels_last else torch.preserve_format
         self.model.to(device, memory_format=memory_format)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -208,6 +241,7 @@ class Trainer:
                 "autocast": self.args.amp,
                 "validation_psnr_db": round(self.best_psnr, 2),
             },
+            **({"initialised_from": _card_summary(self.args.init)} if self.args.init is not None else {}),
             "data": source_summary(self.args.cache, self.args.sources),
             "noise_model": noise_ranges(),
             **(extra or {}),
@@ -219,6 +253,12 @@ class Trainer:
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
         return str(self.device)
+
+
+def _card_summary(weights: Path) -> dict:
+    """Name, sensor layout and sha256 of a weight file, from its card (what a run started from)."""
+    card = read_card(weights)
+    return {"name": card.name, "layout": card.config.layout, "sha256": card.sha256}
 
 
 def training_batches(images: list[np.ndarray], trainer: Trainer) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -241,8 +281,8 @@ def training_batches(images: list[np.ndarray], trainer: Trainer) -> Iterator[tup
             yield batch.inputs, batch.target, batch.matrices
     if args.workers == 0:
         while True:
-            yield to_tensors(make_batch(images, args.batch, args.patch, trainer.rng), device)
-    stream = SyntheticBatches(images, args.batch, args.patch, seed=(args.seed, trainer.step))
+            yield to_tensors(make_batch(images, args.batch, args.patch, trainer.rng, args.layout), device)
+    stream = SyntheticBatches(images, args.batch, args.patch, seed=(args.seed, trainer.step), layout=args.layout)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers,
                                          pin_memory=device.type == "cuda", prefetch_factor=4)
     for arrays in loader:
@@ -256,10 +296,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder")
     parser.add_argument("--sources", choices=list(SOURCE_SELECTIONS), default="all",
                         help="training photos: all, or licence-clean (all but BSDS500); validation is BSDS500 either way")
+    parser.add_argument("--layout", choices=("bayer", "xtrans", "linear"), default="bayer",
+                        help="sensor layout the network is for (lowlight_raw.layouts)")
     parser.add_argument("--width", type=int, default=12)
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--patch", type=int, default=128, help="packed patch size (full resolution: twice)")
+    parser.add_argument("--patch", type=int, default=128,
+                        help="packed patch size (full resolution: ×2 for Bayer and linear, ×3 for X-Trans; even)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--steps", type=int, default=20000, help="schedule length in steps")
     parser.add_argument("--minutes", type=float, default=75.0, help="schedule length in wall minutes; stops then")
@@ -283,6 +326,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.synth == "device" and args.workers:
         parser.error("--synth device makes the batches on the device: --workers does not apply")
+    if args.synth == "device" and args.layout != "bayer":
+        parser.error("--synth device makes Bayer batches only: use --synth cpu for other layouts")
+    if args.patch % 2:
+        parser.error("--patch must be even (X-Trans cells pair up, the network pools by 2)")
     return args
 
 
@@ -295,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest convolutions once
     try:
-        images = [im for im in cached_images("train", args.cache, args.bsds, args.sources) if min(im.shape[:2]) >= 2 * args.patch]
+        crop = layout_class(args.layout).scale * args.patch
+        images = [im for im in cached_images("train", args.cache, args.bsds, args.sources) if min(im.shape[:2]) >= crop]
         val_images = cached_images("validation", args.cache, args.bsds)
     except (FileNotFoundError, ValueError) as exc:
         print(f"lowlight-raw train: {exc}")
@@ -318,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         return psnr
 
     report(f"# start step {trainer.step} on {trainer.device_name()} {json.dumps({k: str(v) for k, v in vars(args).items()})}")
-    val_set, clean_val_set = validation_samples(val_images), validation_samples(val_images, clean=True)
+    val_set = validation_samples(val_images, layout=args.layout)
+    clean_val_set = validation_samples(val_images, clean=True, layout=args.layout)
     stop = {"now": False}
 
     def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature

@@ -3,8 +3,8 @@
 After Brooks et al., "Unprocessing Images for Learned Raw Denoising" (CVPR 2019): undo the
 tone curve (inverse smoothstep), the sRGB transfer curve, a randomly sampled camera colour
 matrix and random white-balance / brightness gains. The result is what a sensor would have
-recorded (normalised raw scale, not white balanced); :func:`mosaic` samples it in a Bayer
-phase. The sampled :class:`CameraColor` renders it back with :mod:`lowlight_raw.color`.
+recorded (normalised raw scale, not white balanced); :func:`lowlight_raw.layouts.mosaic_from_rgb`
+samples it in a CFA phase. The sampled :class:`CameraColor` renders it back with :mod:`lowlight_raw.color`.
 """
 
 from __future__ import annotations
@@ -68,13 +68,3 @@ def unprocess(srgb: np.ndarray, params: UnprocessParams, tone_curve: bool = True
 def render_srgb(camera_rgb: np.ndarray, color: CameraColor) -> np.ndarray:
     """Camera RGB ``(H, W, 3)`` → sRGB-encoded ``(H, W, 3)``: the product's colour pipeline."""
     return srgb_encode(camera_to_linear(camera_rgb, color, "srgb"))
-
-
-def mosaic(camera_rgb: np.ndarray, pattern: str) -> np.ndarray:
-    """``(H, W, 3)`` camera RGB → ``(H, W)`` Bayer mosaic in ``pattern`` (e.g. ``"GRBG"``)."""
-    out = np.empty(camera_rgb.shape[:2], dtype=camera_rgb.dtype)
-    channel = {"R": 0, "G": 1, "B": 2}
-    for i, letter in enumerate(pattern):
-        dy, dx = divmod(i, 2)
-        out[dy::2, dx::2] = camera_rgb[dy::2, dx::2, channel[letter]]
-    return out

@@ -102,16 +102,18 @@ local ok, err = pcall(function()
   report.action_images = #dt.gui.action_images
   if os.getenv("LOWLIGHT_E2E_TRIGGER") == "action" then
     dt.gui.action("lua/enhance low light", 0, "", "", 1.0)
-    report.busy_after_trigger = plugin.lowlight.is_busy()
-    -- a loaded machine may start the action's batch a little later: wait until it is running or
-    -- has written its report
+    -- the action returns at once and the batch runs in the background; a loaded machine may start
+    -- it a little later: watch until it is seen running (or has already written its report)
+    local seen_busy = plugin.lowlight.is_busy()
     local started = 0
-    while not plugin.lowlight.is_busy() and started < 30000 do
+    while not seen_busy and started < 30000 do
       local log = io.open(plugin.lowlight.report_path(), "r")
       if log then log:close() break end
       dt.control.sleep(250)
       started = started + 250
+      seen_busy = plugin.lowlight.is_busy()
     end
+    report.busy_after_trigger = seen_busy
   else
     -- the handler runs the whole batch before it returns
     plugin.lowlight.on_shortcut("shortcut", "enhance low light")

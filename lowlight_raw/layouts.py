@@ -1,0 +1,175 @@
+"""The sensor-layout seam: how a decoded raw becomes packed planes for the network, and back.
+
+A layout describes one visible raw of ``height × width`` pixels of one kind of sensor:
+
+=========  ============================  =======  ========  ==========================
+kind       what the file holds            period   packing   packed channels
+=========  ============================  =======  ========  ==========================
+bayer      2×2 CFA mosaic, any phase      2        ÷2        4 (R, G1, G2, B)
+xtrans     Fujifilm 6×6 CFA, any phase    6        ÷3        9 (one per 3×3 cell site)
+linear     demosaiced RGB (LinearRaw)     1        ÷2        12 (RGB × 2×2 sites)
+=========  ============================  =======  ========  ==========================
+
+Every layout brings its phase to a canonical one by padding, packs into planes at
+``1 / scale`` resolution (:meth:`SensorLayout.pack`), and crops the network's full-resolution
+result back to exactly the visible area (:meth:`SensorLayout.crop_to_visible`). The class-level
+functions work on packed data alone: the network's residual base (:meth:`base_rgb`), the plain
+demosaic (:meth:`naive_rgb`), what the noise estimate and the auto exposure measure. The one
+dispatch point from a file to a layout is :func:`lowlight_raw.raw.read_raw`; a model's card
+names the layout it was trained for (:data:`LAYOUTS` keys).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+
+class SensorLayout(ABC):
+    """One visible raw of ``height × width`` pixels of one sensor layout (see the module docs)."""
+
+    kind: ClassVar[str]  # the name cards and messages use
+    label: ClassVar[str]  # for people: "Bayer", "X-Trans", "linear RGB"
+    scale: ClassVar[int]  # full-resolution pixels per packed pixel along each axis
+    channels: ClassVar[int]  # packed planes
+    pad_mode: ClassVar[str]  # np.pad mode that keeps packed planes consistent when mirrored outwards
+    height: int
+    width: int
+
+    @property
+    @abstractmethod
+    def padding(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) full-resolution pixels padded around the visible area."""
+
+    @property
+    def packed_shape(self) -> tuple[int, int]:
+        top, bottom, left, right = self.padding
+        return (self.height + top + bottom) // self.scale, (self.width + left + right) // self.scale
+
+    @abstractmethod
+    def pack(self, visible: np.ndarray) -> np.ndarray:
+        """Visible raw data (normalised) → ``(channels, h, w)`` packed planes in canonical phase."""
+
+    def pad_like_pack(self, rgb: np.ndarray) -> np.ndarray:
+        """A full-resolution ``(H, W, 3)`` image of the visible area padded the way :meth:`pack`
+        pads the raw (training targets: pixel for pixel what the network is asked to output)."""
+        top, bottom, left, right = self.padding
+        return np.pad(rgb, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+
+    # Training: how a sensor of this layout records a scene, and what its file then holds.
+    @classmethod
+    @abstractmethod
+    def training_patterns(cls) -> tuple[str, ...]:
+        """The CFA phases training draws from (:func:`mosaic_from_rgb` patterns)."""
+
+    @classmethod
+    @abstractmethod
+    def for_pattern(cls, pattern: str, height: int, width: int) -> "SensorLayout":
+        """The layout of a ``height × width`` visible area recorded through CFA ``pattern``."""
+
+    @classmethod
+    def bayer_sites(cls) -> tuple[int, int, int, int] | None:
+        """For Bayer's packed planes R, G1, G2, B: a packed plane of this layout that holds the same
+        colour (at the same place, where the layout allows), if there is one for each. A Bayer
+        network's first convolution then carries over (:func:`lowlight_raw.training.train.transfer_weights`):
+        exactly for linear RGB, as a good start for X-Trans."""
+        return None
+
+    @staticmethod
+    def as_stored(noisy_mosaic: np.ndarray) -> np.ndarray:
+        """What the file holds for the sensor's noisy mosaic: the mosaic itself, for a CFA raw."""
+        return noisy_mosaic
+
+    def crop_to_visible(self, full: np.ndarray) -> np.ndarray:
+        """A ``(scale·h, scale·w[, C])`` full-resolution array of the packed area → the visible area."""
+        top, _, left, _ = self.padding
+        return full[top : top + self.height, left : left + self.width]
+
+    @classmethod
+    def network_channels(cls) -> int:
+        """Input channels of a network for this layout: the planes, their noise sigma, any extras."""
+        return 2 * cls.channels + cls.extra_plane_count
+
+    extra_plane_count: ClassVar[int] = 0
+
+    @classmethod
+    def with_extra_planes(cls, inputs: torch.Tensor) -> torch.Tensor:
+        """The network input ``(N, 2·channels, h, w)`` plus planes the layout adds (none by default)."""
+        return inputs
+
+    @classmethod
+    @abstractmethod
+    def base_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        """``(N, channels, h, w)`` → ``(N, 3·scale², h, w)``: a crude RGB per site in pixel-shuffle
+        order, which the network refines (it predicts a residual on top of it)."""
+
+    @classmethod
+    @abstractmethod
+    def naive_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        """``(N, channels, h, w)`` → ``(N, 3, scale·h, scale·w)``: a plain demosaic, what an exposure
+        slider on the un-denoised raw shows (the ``strength < 1`` blend partner, the "naive" score)."""
+
+    @classmethod
+    @abstractmethod
+    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two ``(h, w)`` green planes one pixel apart diagonally: their difference is noise, little texture."""
+
+    @classmethod
+    @abstractmethod
+    def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        """A white-balanced luminance proxy ``(h, w)`` of (subsampled) packed planes (auto exposure)."""
+
+
+LAYOUTS: dict[str, type[SensorLayout]] = {}
+
+
+def register_layout(cls: type[SensorLayout]) -> type[SensorLayout]:
+    """Class decorator: make a layout known by its ``kind``."""
+    LAYOUTS[cls.kind] = cls
+    return cls
+
+
+def layout_class(kind: str) -> type[SensorLayout]:
+    """The layout registered as ``kind`` (``bayer``, ``xtrans``, ``linear``)."""
+    _load_all()
+    try:
+        return LAYOUTS[kind]
+    except KeyError:
+        raise ValueError(f"unknown sensor layout {kind!r} (known: {', '.join(sorted(LAYOUTS))})") from None
+
+
+def _load_all() -> None:
+    """Import the layout modules (they register themselves)."""
+    from . import bayer, linear_rgb, xtrans  # noqa: F401
+
+
+COLOR_CODES = {"R": 0, "G": 1, "B": 2}  # LibRaw's colour indices of an RGB CFA
+
+
+def mosaic_from_rgb(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Sample ``(H, W, 3)`` camera RGB at the sites of a CFA → ``(H, W)`` mosaic.
+
+    ``pattern``: the CFA's colours at the top-left, row-major, ``"GRBG"`` for a 2×2 Bayer phase or
+    36 letters for a 6×6 X-Trans phase (the one RGB → mosaic function: fixtures and training).
+    """
+    n = int(round(len(pattern) ** 0.5))
+    if n * n != len(pattern) or set(pattern) - set(COLOR_CODES):
+        raise ValueError(f"not a square RGB CFA pattern: {pattern!r}")
+    codes = np.array([COLOR_CODES[c] for c in pattern]).reshape(n, n)
+    h, w, _ = rgb.shape
+    channel = codes[np.arange(h)[:, None] % n, np.arange(w)[None, :] % n]
+    return np.take_along_axis(rgb, channel[..., None], axis=2)[..., 0]
+
+
+def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Fill the gaps of sparse colour planes ``(N, 3, H, W)`` (``mask``: 1 where sampled) with the
+    ``kernel``-weighted mean of the samples around: a plain demosaic for any CFA. Zero padding of
+    both is exact here (it adds neither samples nor weight)."""
+    pad = kernel.shape[-1] // 2
+    weights = kernel.to(sparse).expand(3, 1, -1, -1)
+    num = torch.nn.functional.conv2d(sparse * mask, weights, padding=pad, groups=3)
+    den = torch.nn.functional.conv2d(mask.expand_as(sparse), weights, padding=pad, groups=3)
+    return num / den.clamp_min(1e-6)

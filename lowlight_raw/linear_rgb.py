@@ -1,0 +1,93 @@
+"""Linear (already demosaiced) raws: LinearRaw DNGs from Adobe DNG Converter, iPhone ProRAW, phones.
+
+The file holds camera RGB at every pixel (``PhotometricInterpretation`` 34892). It is packed by
+space-to-depth: every 2×2 block becomes 12 planes in pixel-shuffle order (plane ``4·c + 2·i + j``
+holds colour ``c`` of the block's pixel ``(i, j)``), so the network runs at the same half
+resolution as for Bayer. An odd height or width is mirrored by one row/column at the bottom/right.
+
+Such a file was demosaiced by whatever converted it, so its noise is spatially correlated; the
+training pipeline makes it the same way (:meth:`LinearLayout.as_stored`: a noisy Bayer mosaic,
+bilinearly demosaiced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .layouts import SensorLayout, register_layout
+
+BLOCK = 2
+
+
+@register_layout
+@dataclass(frozen=True)
+class LinearLayout(SensorLayout):
+    """A visible ``height × width`` linear camera-RGB image."""
+
+    kind = "linear"
+    label = "linear RGB"
+    scale = BLOCK
+    channels = 3 * BLOCK * BLOCK
+    pad_mode = "symmetric"  # whole 2×2 blocks are mirrored: every plane keeps its colour
+
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        if self.height < BLOCK or self.width < BLOCK:
+            raise ValueError(f"image too small: {self.height}×{self.width}")
+
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        return 0, self.height % BLOCK, 0, self.width % BLOCK
+
+    def pack(self, visible: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` normalised camera RGB → ``(12, h, w)``."""
+        _, bottom, _, right = self.padding
+        rgb = np.pad(visible, ((0, bottom), (0, right), (0, 0)), mode="reflect") if bottom or right else visible
+        h, w = rgb.shape[0] // BLOCK, rgb.shape[1] // BLOCK
+        blocks = rgb.reshape(h, BLOCK, w, BLOCK, 3).transpose(4, 1, 3, 0, 2)
+        return np.ascontiguousarray(blocks.reshape(self.channels, h, w))
+
+    @classmethod
+    def training_patterns(cls) -> tuple[str, ...]:
+        return ("RGGB",)  # the Bayer sensor behind the file (its phase does not survive demosaicing)
+
+    @classmethod
+    def for_pattern(cls, pattern: str, height: int, width: int) -> "LinearLayout":
+        return cls(height, width)
+
+    @classmethod
+    def bayer_sites(cls) -> tuple[int, int, int, int]:
+        # plane 4·c + 2·i + j: R of pixel (0, 0), G of (0, 1) and (1, 0), B of (1, 1)
+        return 0, 5, 6, 11
+
+    @classmethod
+    def base_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        return packed.clamp(0.0, 1.0)  # already RGB at every site, in pixel-shuffle order
+
+    @classmethod
+    def naive_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(packed, BLOCK)
+
+    @classmethod
+    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return packed[4], packed[7]  # green of the block's pixels (0, 0) and (1, 1)
+
+    @classmethod
+    def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        per_colour = packed.reshape(3, BLOCK * BLOCK, *packed.shape[1:]).mean(1)
+        return (wb[0] * per_colour[0] + per_colour[1] + wb[2] * per_colour[2]) / 3.0
+
+    @staticmethod
+    def as_stored(noisy_mosaic: np.ndarray) -> np.ndarray:
+        """What a converter stores for a noisy RGGB mosaic ``(H, W)`` (even sides): the bilinear
+        demosaic, ``(H, W, 3)`` (how training makes linear raws)."""
+        from .bayer import BayerLayout, pack_bayer, simple_demosaic
+
+        packed = torch.from_numpy(pack_bayer(noisy_mosaic, BayerLayout("RGGB", *noisy_mosaic.shape)))[None]
+        return simple_demosaic(packed)[0].permute(1, 2, 0).numpy()

@@ -1,0 +1,199 @@
+"""Fujifilm X-Trans geometry: bring any 6×6 phase to the canonical one, pack 3×3 cells into 9 planes.
+
+The X-Trans CFA repeats every 6×6 pixels and is made of two kinds of 3×3 cell that differ only
+by red and blue trading places (:data:`CANONICAL`: cell A at the top left, its right and lower
+neighbours are cell B). A visible area at any offset is brought to the canonical phase by padding
+up to five rows on top and columns on the left with the rows and columns six pixels further in
+(the same colours), then to a multiple of six at the bottom/right the same way. Packing puts
+each 3×3 cell into nine planes at a third of the resolution, as the Fuji model of Chen et al.
+("Learning to See in the Dark", CVPR 2018) does: plane ``3·i + j`` holds the cell's pixel
+``(i, j)``, except that in B cells the red and blue pixels trade planes, so every plane holds one
+colour: planes 0, 1, 3, 4 and 8 green, 2 and 7 red, 5 and 6 blue (a Bayer network's planes map
+onto them: :meth:`XTransLayout.bayer_sites`). Where in the cell a red or blue plane's pixel sits
+then depends on the cell's kind, the parity of its packed position (A where ``row + column`` is
+even), which the network gets as an extra plane; the tiler and the training crops start on even
+packed positions, and mirroring packed planes about an edge cell (``reflect``) keeps every
+cell's kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .layouts import SensorLayout, normalised_convolution, register_layout
+
+# 0 = R, 1 = G, 2 = B (LibRaw's colour indices for an RGB CFA), the X-Trans I–V pattern.
+CANONICAL = np.array(
+    [
+        [1, 1, 0, 1, 1, 2],
+        [1, 1, 2, 1, 1, 0],
+        [2, 0, 1, 0, 2, 1],
+        [1, 1, 2, 1, 1, 0],
+        [1, 1, 0, 1, 1, 2],
+        [0, 2, 1, 2, 0, 1],
+    ],
+    dtype=np.uint8,
+)
+PERIOD = 6
+CELL = 3
+GREEN_PLANES = (0, 1, 3, 4, 8)
+RED_PLANES = (2, 7)  # cell pixels (0, 2) and (2, 1) of A cells, (1, 2) and (2, 0) of B cells
+BLUE_PLANES = (5, 6)  # cell pixels (1, 2) and (2, 0) of A cells, (0, 2) and (2, 1) of B cells
+_B_CELL_SWAP = [0, 1, 5, 3, 4, 2, 7, 6, 8]  # plane order of a B cell's pixels (an involution)
+
+
+def phase_of(colors: np.ndarray) -> tuple[int, int] | None:
+    """``(dy, dx)`` such that visible pixel ``(y, x)`` has the colour of canonical ``(y + dy, x + dx)``;
+    ``None`` if the 6×6 colour map (LibRaw's indices, 0 = R, 1 = G, 2 = B) is no X-Trans phase."""
+    colors = np.asarray(colors)[:PERIOD, :PERIOD]
+    if colors.shape != (PERIOD, PERIOD):
+        return None
+    for dy in range(PERIOD):
+        for dx in range(PERIOD):
+            if np.array_equal(np.roll(CANONICAL, (-dy, -dx), axis=(0, 1)), colors):
+                return dy, dx
+    return None
+
+
+def cfa_colors(height: int, width: int, phase: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The ``(height, width)`` colour-index map of an X-Trans area whose phase is ``phase``."""
+    dy, dx = phase
+    rows = (np.arange(height) + dy) % PERIOD
+    cols = (np.arange(width) + dx) % PERIOD
+    return CANONICAL[rows[:, None], cols[None, :]]
+
+
+def pattern_letters(phase: tuple[int, int] = (0, 0)) -> str:
+    """The 36 letters (row-major) of the 6×6 X-Trans CFA at ``phase``, as a DNG's CFAPattern holds them."""
+    return "".join("RGB"[c] for c in cfa_colors(PERIOD, PERIOD, phase).ravel())
+
+
+@register_layout
+@dataclass(frozen=True)
+class XTransLayout(SensorLayout):
+    """A visible X-Trans mosaic of ``height × width`` whose top-left pixel is canonical ``phase``."""
+
+    kind = "xtrans"
+    label = "X-Trans"
+    scale = CELL
+    channels = CELL * CELL
+    pad_mode = "reflect"  # mirrors about an edge cell: cells keep their kind (row + column parity)
+    extra_plane_count = 1
+
+    phase: tuple[int, int]
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        if not all(0 <= p < PERIOD for p in self.phase):
+            raise ValueError(f"not an X-Trans phase: {self.phase}")
+        if self.height < PERIOD or self.width < PERIOD:
+            raise ValueError(f"mosaic too small: {self.height}×{self.width} (X-Trans needs 6×6)")
+
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        dy, dx = self.phase
+        return dy, (-(self.height + dy)) % PERIOD, dx, (-(self.width + dx)) % PERIOD
+
+    def pack(self, visible: np.ndarray) -> np.ndarray:
+        top, bottom, left, right = self.padding
+        m = _pad_periodic(visible, top, bottom, axis=0)
+        m = _pad_periodic(m, left, right, axis=1)
+        h, w = m.shape[0] // CELL, m.shape[1] // CELL
+        by_position = m.reshape(h, CELL, w, CELL).transpose(1, 3, 0, 2).reshape(CELL * CELL, h, w)
+        return np.ascontiguousarray(_by_colour(by_position))
+
+    def pad_like_pack(self, rgb: np.ndarray) -> np.ndarray:
+        top, bottom, left, right = self.padding
+        return _pad_periodic(_pad_periodic(rgb, top, bottom, axis=0), left, right, axis=1)
+
+    @classmethod
+    def training_patterns(cls) -> tuple[str, ...]:
+        return tuple(pattern_letters((dy, dx)) for dy in range(PERIOD) for dx in range(PERIOD))
+
+    @classmethod
+    def for_pattern(cls, pattern: str, height: int, width: int) -> "XTransLayout":
+        phase = phase_of(np.array(["RGB".index(c) for c in pattern]).reshape(PERIOD, PERIOD))
+        if phase is None:
+            raise ValueError(f"not an X-Trans pattern: {pattern!r}")
+        return cls(phase, height, width)
+
+    def unpack(self, packed: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`pack`: packed planes → the visible mosaic in its own phase."""
+        _, h, w = packed.shape
+        by_position = _by_colour(packed)
+        full = by_position.reshape(CELL, CELL, h, w).transpose(2, 0, 3, 1).reshape(CELL * h, CELL * w)
+        return self.crop_to_visible(full)
+
+    @classmethod
+    def with_extra_planes(cls, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([inputs, cell_b_plane(inputs)], dim=1)
+
+    @classmethod
+    def bayer_sites(cls) -> tuple[int, int, int, int]:
+        return RED_PLANES[0], GREEN_PLANES[1], GREEN_PLANES[2], BLUE_PLANES[0]  # one plane of each colour
+
+    @classmethod
+    def base_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        """Per cell: the mean of its two reds, five greens and two blues, at all nine sites."""
+        p = packed.clamp(0.0, 1.0)
+        means = [p[:, planes].mean(1, keepdim=True) for planes in (RED_PLANES, GREEN_PLANES, BLUE_PLANES)]
+        return torch.cat([c.expand(-1, CELL * CELL, -1, -1) for c in means], dim=1)
+
+    @classmethod
+    def naive_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
+        """Each colour: the mean of its samples in the 3×3 neighbourhood, weighted as bilinear
+        interpolation weighs them (1 in the centre, ½ at the sides, ¼ at the corners; every 3×3
+        window of X-Trans has all three colours): Bayer's bilinear demosaic, for any CFA."""
+        n, _, h, w = packed.shape
+        mosaic = F.pixel_shuffle(_by_colour(packed), CELL)  # plane 3·i + j lands at (i, j) of each cell
+        colors = torch.from_numpy(cfa_colors(CELL * h, CELL * w)).to(packed.device)
+        mask = (colors[None] == torch.arange(3, device=packed.device)[:, None, None]).to(packed.dtype)[None]
+        return normalised_convolution(mosaic.expand(n, 3, -1, -1), mask, _TENT_3x3)
+
+    @classmethod
+    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return packed[0], packed[4]  # cell pixels (0, 0) and (1, 1): green in both kinds of cell
+
+    @classmethod
+    def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:
+        green = packed[list(GREEN_PLANES)].sum(0)
+        red, blue = packed[list(RED_PLANES)].sum(0), packed[list(BLUE_PLANES)].sum(0)
+        return (wb[0] * red + green + wb[2] * blue) / 9.0
+
+
+def _by_colour(planes):
+    """Planes by cell position ↔ planes by colour (numpy or torch, ``(..., 9, h, w)``): in B cells
+    (odd row + column) the red and blue pixels trade planes. Its own inverse."""
+    h, w = planes.shape[-2:]
+    if isinstance(planes, torch.Tensor):
+        is_b = cell_b_plane(planes.reshape(-1, *planes.shape[-3:])[:1])[0].bool()
+        return torch.where(is_b, planes[..., _B_CELL_SWAP, :, :], planes)
+    is_b = (np.add.outer(np.arange(h), np.arange(w)) % 2).astype(bool)
+    return np.where(is_b, planes[..., _B_CELL_SWAP, :, :], planes)
+
+
+def cell_b_plane(packed: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, h, w)``: 1 where the packed cell is a B cell (odd row + column), 0 for A cells."""
+    _, _, h, w = packed.shape
+    rows = torch.arange(h, device=packed.device)[:, None]
+    cols = torch.arange(w, device=packed.device)[None, :]
+    plane = ((rows + cols) % 2).to(packed.dtype)
+    return plane.expand(packed.shape[0], 1, h, w)
+
+
+def _pad_periodic(a: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
+    """Pad ``a`` along ``axis`` with its own rows/columns one period further in (same CFA colours)."""
+    if not before and not after:
+        return a
+    n = a.shape[axis]
+    head = np.take(a, range(PERIOD - before, PERIOD), axis=axis) if before else None
+    tail = np.take(a, range(n - PERIOD, n - PERIOD + after), axis=axis) if after else None
+    return np.concatenate([p for p in (head, a, tail) if p is not None], axis=axis)
+
+
+_TENT_3x3 = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])[None, None]
