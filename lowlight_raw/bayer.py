@@ -79,6 +79,10 @@ class BayerLayout(SensorLayout):
         return simple_demosaic(packed)
 
     @classmethod
+    def clean_rgb(cls, packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
+        return mhc_demosaic(packed, wb)
+
+    @classmethod
     def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return packed[1], packed[2]
 
@@ -123,6 +127,37 @@ def simple_demosaic(packed: torch.Tensor) -> torch.Tensor:
     sparse = F.pixel_shuffle(torch.stack([r, zero, zero, zero, zero, g1, g2, zero, zero, zero, zero, b], dim=1), 2)
     sparse = F.pad(sparse, (1, 1, 1, 1), mode="reflect")  # reflection keeps the 2-periodic CFA
     return F.conv2d(sparse, _BILINEAR_KERNELS.to(sparse), groups=3)
+
+
+def mhc_demosaic(packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
+    """High-quality linear demosaic (Malvar, He & Cutler, ICASSP 2004) of packed RGGB planes
+    ``(N, 4, h, w)`` → ``(N, 3, 2h, 2w)``: bilinear interpolation corrected by the local gradient
+    of the colour that was sampled, with their fixed 5×5 kernels. It assumes the colours' edges
+    are alike, which holds after white balance, so it runs on ``wb``-balanced planes (and returns
+    unbalanced camera RGB). Sharp on clean raws; noise passes through as it is."""
+    gains = torch.tensor([wb[0], 1.0, 1.0, wb[2]], dtype=packed.dtype, device=packed.device).view(1, 4, 1, 1)
+    r, g1, g2, b = (packed * gains).unbind(1)
+    mosaic = F.pixel_shuffle(packed * gains, 2)  # R at (0, 0), G1 at (0, 1), G2 at (1, 0), B at (1, 1)
+    estimates = F.conv2d(F.pad(mosaic, (2, 2, 2, 2), mode="reflect"), _MHC_KERNELS.to(packed))
+    green_at_rb, along_row, along_column, across = (F.pixel_unshuffle(e[:, None], 2) for e in estimates.unbind(1))
+    # per site (R, G1, G2, B) of each 2×2 block: the colour sampled there, else the kernel's estimate
+    red = torch.stack([r, along_row[:, 1], along_column[:, 2], across[:, 3]], dim=1)
+    green = torch.stack([green_at_rb[:, 0], g1, g2, green_at_rb[:, 3]], dim=1)
+    blue = torch.stack([across[:, 0], along_column[:, 1], along_row[:, 2], b], dim=1)
+    balanced = F.pixel_shuffle(torch.cat([red, green, blue], dim=1), 2)
+    return balanced / gains[:, [0, 1, 3]]
+
+
+_MHC_KERNELS = torch.tensor([
+    # G at an R or B site
+    [[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]],
+    # at a G site, the colour whose samples are its left and right neighbours
+    [[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, 0.5, 0, 0]],
+    # at a G site, the colour whose samples are above and below it
+    [[0, 0, -1, 0, 0], [0, -1, 4, -1, 0], [0.5, 0, 5, 0, 0.5], [0, -1, 4, -1, 0], [0, 0, -1, 0, 0]],
+    # at an R site the B estimate, at a B site the R one
+    [[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]],
+], dtype=torch.float32)[:, None] / 8.0  # (4, 1, 5, 5)
 
 
 _RB_KERNEL = [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]

@@ -1,4 +1,5 @@
-"""The whole job for one file: decode → pack → amplify → noise map → network → colour → write.
+"""The whole job for one file: decode → pack → amplify → noise map → network (blended with a clean
+demosaic for a clean photo, :mod:`.restore`) → colour → write.
 
 :class:`Enhancer` loads the model once (the daemon keeps one warm) and the network for another
 sensor layout (X-Trans, linear) when the first such file comes; :meth:`Enhancer.enhance` turns
@@ -24,7 +25,8 @@ from .noise import profile_for
 from .options import EnhanceOptions
 from .raw import read_raw
 from .registry import is_named, resolve_model
-from .tiling import DEFAULT_TILE, choose_device, run_tiled
+from .restore import restore
+from .tiling import DEFAULT_TILE, choose_device
 from .writers import OutputImage, make_output_dir, output_path_for, write_output
 
 Progress = Callable[[float, str], None]
@@ -109,9 +111,13 @@ class Enhancer:
         t1 = time.perf_counter()
         report(0.1, "network")
         try:
-            full = run_tiled(
+            full, _ = restore(
                 network,
                 inputs,
+                photo.layout,
+                profile,
+                gain,
+                photo.color.wb,
                 self.device,
                 tile=self.tile,
                 should_cancel=should_cancel,

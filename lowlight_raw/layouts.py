@@ -113,6 +113,13 @@ class SensorLayout(ABC):
         slider on the un-denoised raw shows (the ``strength < 1`` blend partner, the "naive" score)."""
 
     @classmethod
+    def clean_rgb(cls, packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor | None:
+        """``(N, channels, h, w)`` → ``(N, 3, scale·h, scale·w)``: the sharpest classical rendering
+        (white balance ``wb``), for a photo too clean to need the network (see
+        :mod:`lowlight_raw.restore`); ``None`` when the layout has none better than the network."""
+        return None
+
+    @classmethod
     @abstractmethod
     def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Two ``(h, w)`` green planes one pixel apart diagonally: their difference is noise, little texture."""

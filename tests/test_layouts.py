@@ -5,22 +5,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
 from torch.nn import functional as F
 
-from lowlight_raw.bayer import BayerLayout
+from lowlight_raw.bayer import BayerLayout, simple_demosaic
 from lowlight_raw.errors import LowlightError, UnsupportedSensor
 from lowlight_raw.exposure import auto_ev
 from lowlight_raw.layouts import LAYOUTS, layout_class, mosaic_from_rgb
 from lowlight_raw.linear_rgb import LinearLayout
 from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.network_input import network_input
-from lowlight_raw.noise import estimate_profile, profile_for
+from lowlight_raw.noise import estimate_profile, profile_for, read_variance_for
 from lowlight_raw.raw import read_raw
 from lowlight_raw.registry import SHIPPED_MODELS
 from lowlight_raw.synthetic import (DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng,
                                     write_linear_dng)
 from lowlight_raw.tiling import run_tiled
+from lowlight_raw.training import evaluate
+from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
+from lowlight_raw.training.unprocess import sample_params, unprocess
 from lowlight_raw.xtrans import PERIOD, XTransLayout, pattern_letters, phase_of
 
 DATA = Path(__file__).parent / "data"
@@ -197,10 +201,6 @@ def test_every_layout_lands_far_above_naive_and_nlm_on_the_same_scenes():
     """The same three photos as Bayer, X-Trans and linear raws at ×100 (one camera, sensor and ratio
     per photo, :func:`evaluate.same_scene_cases`), each through its shipped network; NLM tuned on a
     fourth photo. ``bench/layouts.py`` is the full table (BSDS500 test, ×100 and ×300, with CBM3D)."""
-    import skimage.data
-
-    from lowlight_raw.training import evaluate
-
     photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
     tune_photos = [skimage.data.rocket()]
     margins = {}
@@ -214,3 +214,16 @@ def test_every_layout_lands_far_above_naive_and_nlm_on_the_same_scenes():
     print(margins)
     for layout, (over_naive, over_nlm) in margins.items():
         assert over_naive > MIN_MARGIN_OVER_NAIVE and over_nlm > MIN_MARGIN_OVER_NLM, (layout, margins)
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "GRBG"])
+def test_linear_noise_estimate_finds_the_greens_the_sensor_measured(pattern):
+    """A linear file made by demosaicing a noisy Bayer mosaic (either phase): ``a`` within ±30 %."""
+    camera = unprocess(skimage.data.astronaut()[:510, :510].astype(np.float32) / 255, sample_params(np.random.default_rng(0)))
+    a = 2e-4
+    dark = simulate_dark_raw(mosaic_from_rgb(camera, pattern), 100.0, SensorModel.with_profile(a, read_variance_for(a)),
+                             np.random.default_rng(1))
+    planes = torch.from_numpy(BayerLayout(pattern, 510, 510).pack(dark))[None]
+    rgb = BayerLayout(pattern, 510, 510).crop_to_visible(simple_demosaic(planes)[0].permute(1, 2, 0).numpy())
+    packed = LinearLayout(510, 510).pack(rgb)
+    assert estimate_profile(packed, layout=LinearLayout).a == pytest.approx(a, rel=0.3)

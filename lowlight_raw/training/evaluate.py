@@ -19,9 +19,9 @@ darktable baseline is Bayer-only). ``bench/layouts.py`` scores all three on the 
 (:func:`same_scene_cases`).
 
 Methods: **naive** (the layout's plain demosaic × gain, bilinear for Bayer: what an exposure
-slider gives), the tuned
-classical baselines, and **model** (the network, run exactly as the engine runs it:
-:func:`~lowlight_raw.tiling.run_tiled`, mirrored borders included). Each tuned baseline has one
+slider gives), the tuned classical baselines, and **model** (the product, run exactly as the
+engine runs it: :func:`~lowlight_raw.restore.restore`, the network tiled with mirrored borders,
+blended with a clean demosaic where the raw is clean). Each tuned baseline has one
 setting chosen per condition from its grid for the best mean PSNR on a separate tuning subset
 of the test photos (:func:`tune`):
 
@@ -60,7 +60,7 @@ from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
 from ..model import load_model, save_weights
 from ..registry import SHIPPED_MODELS
-from ..tiling import run_tiled
+from ..restore import restore
 from . import darktable_baseline
 from .dataset import Sample, make_sample, random_crop
 from .sensor_noise import A_RANGE, sample_sensor
@@ -247,8 +247,11 @@ def describe(setting: Setting) -> str:
 
 
 def model_camera(model: nn.Module, sample: Sample) -> np.ndarray:
-    """The network's ``(H, W, 3)`` camera RGB, computed the way the engine computes it."""
-    return np.clip(run_tiled(model, sample.inputs, torch.device("cpu")), 0.0, 1.0)
+    """The product's ``(H, W, 3)`` camera RGB, computed the way the engine computes it: the network,
+    or for a clean raw the clean rendering it is blended with (:func:`lowlight_raw.restore.restore`)."""
+    full, _ = restore(model, sample.inputs, layout_class(sample.layout), sample.sensor.profile(), sample.ratio,
+                      sample.color.wb, torch.device("cpu"))
+    return np.clip(full, 0.0, 1.0)
 
 
 def psnr(out: np.ndarray, ref: np.ndarray) -> float:

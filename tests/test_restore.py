@@ -1,0 +1,90 @@
+"""A clean photo is not softened: the network's share follows the noise, a sharp demosaic does the rest."""
+
+import numpy as np
+import pytest
+import skimage.data
+import tifffile
+import torch
+from scipy.ndimage import gaussian_filter
+
+from lowlight_raw.bayer import BayerLayout, mhc_demosaic, simple_demosaic
+from lowlight_raw.color import camera_to_linear, srgb_encode
+from lowlight_raw.engine import EnhanceOptions, Enhancer
+from lowlight_raw.layouts import mosaic_from_rgb
+from lowlight_raw.linear_rgb import LinearLayout
+from lowlight_raw.model import SIDUNet, UNetConfig
+from lowlight_raw.noise import NoiseProfile, read_variance_for
+from lowlight_raw.raw import read_raw
+from lowlight_raw.restore import NETWORK_FROM_SIGMA, NETWORK_FULL_SIGMA, network_share, restore
+from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
+from lowlight_raw.training.unprocess import sample_params, unprocess
+from lowlight_raw.xtrans import XTransLayout
+
+WB = np.array([2.1, 1.0, 1.7])
+
+
+def _profile(a: float) -> NoiseProfile:
+    return NoiseProfile(a, read_variance_for(a), "test")
+
+
+def test_network_share_follows_the_noise_after_the_gain():
+    assert network_share(_profile(4e-6), 1.0) == 0.0  # a clean ISO-200-like photo
+    assert network_share(_profile(2e-4), 100.0) == 1.0  # ×100 at ISO 6400
+    shares = [network_share(_profile(1e-4), gain) for gain in (1.0, 2.0, 4.0, 8.0, 16.0)]
+    assert shares == sorted(shares) and 0.0 < shares[1] < 1.0 and shares[-1] == 1.0
+    at = lambda sigma: network_share(NoiseProfile(0.0, sigma**2, "b only"), 1.0)  # noqa: E731
+    assert at(NETWORK_FROM_SIGMA) == pytest.approx(0.0, abs=1e-9) and at(NETWORK_FULL_SIGMA) == pytest.approx(1.0)
+
+
+class NoNetwork(torch.nn.Module):
+    """Fails if called: a share of 0 must not run the network."""
+
+    def forward(self, x):  # noqa: ARG002
+        raise AssertionError("the network ran for a clean photo")
+
+
+def test_a_clean_raw_skips_the_network_and_xtrans_always_gets_it():
+    planes = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32) * 0.5
+    inputs = np.concatenate([planes, np.full_like(planes, 1e-3)])
+    full, share = restore(NoNetwork(), inputs, BayerLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
+    assert share == 0.0 and full.shape == (32, 32, 3)
+    np.testing.assert_allclose(full, mhc_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy())
+    linear = np.random.default_rng(1).random((12, 16, 16), dtype=np.float32) * 0.5
+    full, share = restore(NoNetwork(), np.concatenate([linear, linear]), LinearLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
+    assert share == 0.0  # a linear raw's own pixels
+    np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy())
+    xtrans = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
+    full, share = restore(xtrans, np.zeros((18, 16, 16), np.float32), XTransLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
+    assert share == 1.0 and full.shape == (48, 48, 3)  # X-Trans has no clean rendering: the network
+
+
+def test_mhc_is_exact_on_gradients_and_sharper_than_bilinear():
+    yy, xx = np.mgrid[0:16, 0:20].astype(np.float32)
+    scene = np.stack([0.01 * yy + 0.02 * xx, 0.03 * yy + 0.01 * xx + 0.1, 0.02 * yy + 0.03 * xx + 0.2], axis=-1)
+    packed = torch.from_numpy(BayerLayout("RGGB", 16, 20).pack(mosaic_from_rgb(scene, "RGGB")))[None]
+    out = mhc_demosaic(packed, WB)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(out[2:-2, 2:-2], scene[2:-2, 2:-2], atol=1e-5)
+    photo = gaussian_filter(skimage.data.astronaut()[100:228, 150:278].astype(np.float32) / 255, (0.5, 0.5, 0))
+    params = sample_params(np.random.default_rng(0))
+    camera = unprocess(photo, params)
+    packed = torch.from_numpy(BayerLayout("RGGB", 128, 128).pack(mosaic_from_rgb(camera, "RGGB")))[None]
+    error = {name: np.mean((out[0].permute(1, 2, 0).numpy()[4:-4, 4:-4] - camera[4:-4, 4:-4]) ** 2)
+             for name, out in (("mhc", mhc_demosaic(packed, params.color.wb)), ("bilinear", simple_demosaic(packed)))}
+    assert 10 * np.log10(error["bilinear"] / error["mhc"]) > 2.0, error
+
+
+def test_a_clean_sharp_photo_comes_back_sharper_than_a_bilinear_demosaic(tmp_path):
+    """bench/no_harm.py in small: a well-exposed ISO-200 raw through the engine, against the truth."""
+    photo = gaussian_filter(skimage.data.chelsea()[50:306, 100:356].astype(np.float32) / 255, (0.5, 0.5, 0))
+    camera = unprocess(photo, sample_params(np.random.default_rng(0)))
+    scene = camera / camera.max() * 0.9
+    spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": "200"})
+    source = write_cfa_dng(tmp_path / "clean.dng", dark_exposure(scene, spec, 1.0, 4e-6, 2e-8, np.random.default_rng(1)), spec)
+    reference = srgb_encode(camera_to_linear(scene, read_raw(source).color))
+    enhancer = Enhancer("fast", device="cpu")
+    psnr = {}
+    for strength in (1.0, 0.0):
+        options = EnhanceOptions("tiff", ev=0.0, strength=strength, linear_tiff=True, output_dir=tmp_path / str(strength))
+        out = srgb_encode(tifffile.imread(enhancer.enhance(source, options).output).astype(np.float32) / 65535)
+        psnr[strength] = 10 * np.log10(1.0 / np.mean((out[4:-4, 4:-4].astype(np.float64) - reference[4:-4, 4:-4]) ** 2))
+    assert psnr[1.0] > psnr[0.0] + 0.5, psnr
