@@ -1,11 +1,12 @@
-"""Does the network harm a good photo? ``python bench/no_harm.py [--model fast|PATH]``.
+"""Does the engine harm a good photo? ``python bench/no_harm.py [--model fast|PATH] [--layout bayer|xtrans]``.
 
 Four detailed scikit-image photos (public domain / CC0), blurred as a lens would (0.5 px), are
-written as clean, well-exposed ISO-200 Bayer DNGs and enhanced at 0 EV through the engine, once
+written as clean, well-exposed ISO-200 Bayer (or X-Trans) DNGs and enhanced at 0 EV through the engine, once
 as users get it (``--strength 1``: for such a clean raw, :mod:`lowlight_raw.restore` gives the
-network no share and demosaics it with Malvar–He–Cutler) and once as the plain bilinear demosaic
-(``--strength 0``). Both are scored in sRGB against the true scene. The target: the enhanced
-photo at least as good as the bilinear demosaic on every photo.
+network no share and demosaics it with Malvar–He–Cutler, or X-Trans's colour-difference
+demosaic) and once as the plain demosaic (``--strength 0``: bilinear, or its X-Trans analogue).
+Both are scored in sRGB against the true scene. The target: the enhanced photo at least as good
+as the plain demosaic on every photo.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.raw import read_raw
 from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
+from lowlight_raw.xtrans import pattern_letters
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 BORDER = 4  # pixels left out of the score on every side
@@ -39,11 +41,13 @@ def score(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="fast")
+    parser.add_argument("--layout", choices=("bayer", "xtrans"), default="bayer")
     args = parser.parse_args()
     enhancer = Enhancer(args.model, device="cpu")
-    spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": "200"})
-    print(f"model {enhancer.card.name} ({args.model}); PSNR dB / SSIM in sRGB against the true scene")
-    print("| photo | enhanced | bilinear | enhanced − bilinear |\n|---|---|---|---|")
+    pattern = pattern_letters() if args.layout == "xtrans" else "RGGB"
+    spec = DngSpec(pattern=pattern, exif={"Exif.Photo.ISOSpeedRatings": "200"})
+    print(f"{args.layout} raws, model {args.model}; PSNR dB / SSIM in sRGB against the true scene")
+    print("| photo | enhanced | plain demosaic | enhanced − plain |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in PHOTOS:

@@ -113,11 +113,10 @@ class SensorLayout(ABC):
         slider on the un-denoised raw shows (the ``strength < 1`` blend partner, the "naive" score)."""
 
     @classmethod
-    def clean_rgb(cls, packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor | None:
-        """``(N, channels, h, w)`` → ``(N, 3, scale·h, scale·w)``: the sharpest classical rendering
-        (white balance ``wb``), for a photo too clean to need the network (see
-        :mod:`lowlight_raw.restore`); ``None`` when the layout has none better than the network."""
-        return None
+    @abstractmethod
+    def clean_rgb(cls, packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
+        """``(N, channels, h, w)`` → ``(N, 3, scale·h, scale·w)``: a sharp classical rendering (white
+        balance ``wb``), for a photo too clean to need the network (:mod:`lowlight_raw.restore`)."""
 
     @classmethod
     @abstractmethod

@@ -6,10 +6,10 @@ detail that a good classical demosaic keeps (``bench/no_harm.py``). So the resul
 amplified photo has at mid-grey, ``σ = sqrt(gain·a·0.18 + gain²·b)``: 0 up to
 :data:`NETWORK_FROM_SIGMA`, 1 from :data:`NETWORK_FULL_SIGMA`, log-linear in between. The clean
 rendering is the layout's (:meth:`~lowlight_raw.layouts.SensorLayout.clean_rgb`: Bayer: the
-Malvar–He–Cutler demosaic on white-balanced planes; linear RGB: the file's own pixels); X-Trans
-has none, so it always gets the network. Measured on sharp photos (4 scikit-image photos, a
+Malvar–He–Cutler demosaic on white-balanced planes; X-Trans: a colour-difference demosaic;
+linear RGB: the file's own pixels). Measured on sharp Bayer raws (scikit-image photos, ``a`` =
 1e-4, gains 1–16): the classical demosaic is 0.5–3 dB better up to σ ≈ 0.005, they cross at
-σ ≈ 0.006–0.009, and at σ ≈ 0.013 the network is 2–5 dB better.
+σ ≈ 0.006–0.009, and at σ ≈ 0.013 the network is 2–5 dB better; on X-Trans raws likewise.
 
 The engine and the evaluation both call :func:`restore`, so what is scored is what users get.
 """
@@ -54,13 +54,11 @@ def restore(
     bf16: bool = True,
 ) -> tuple[np.ndarray, float]:
     """Network input ``(2C, h, w)`` → ``(s·h, s·w, 3)`` float32 camera RGB of the packed area, and
-    the network's share in it (:func:`network_share`; 1 where the layout has no clean rendering).
-    A share of 0 skips the network altogether. The tiling arguments go to :func:`run_tiled`."""
+    the network's share in it (:func:`network_share`). A share of 0 skips the network altogether,
+    a share of 1 the clean rendering. The tiling arguments go to :func:`run_tiled`."""
     share = network_share(profile, gain)
-    clean = None
     if share < 1.0:
         clean = layout.clean_rgb(torch.from_numpy(np.clip(inputs[None, : layout.channels], 0.0, 1.0)), wb)
-        share = 1.0 if clean is None else share
     if share == 0.0:
         if on_progress is not None:
             on_progress(1.0)

@@ -343,3 +343,20 @@ def test_each_job_can_name_its_model_and_a_bad_one_fails_only_that_job(bridge, m
 
     status = json.loads(bridge.run("status", "--json").stdout)
     assert status["state"] == "ready" and status["model"]["name"] == "tiny-test", "the daemon lives on, unchanged"
+
+
+def test_a_mixed_batch_gets_a_network_per_sensor_layout(bridge, make_dng, xtrans_dng, linear_dng, tmp_path):
+    """Bayer, X-Trans and linear DNGs in one job: ``--model fast`` gives each its own network; a
+    weight file (the daemon's tiny Bayer default) fails only the files of another layout."""
+    bayer = make_dng("bayer.dng")
+    named = bridge.run("enhance", "--json", "-o", str(tmp_path / "named"), "-f", "tiff", "--model", "fast",
+                       str(bayer), str(xtrans_dng), str(linear_dng))
+    assert named.returncode == 0, named.stderr
+    results = [e for e in json_lines(named.stdout) if e["event"] == "result"]
+    assert sorted(Path(r["output"]).name for r in results) == ["bayer_lowlight.tif", "linear_dark_lowlight.tif", "xt_dark_lowlight.tif"]
+    path = bridge.run("enhance", "--json", "-o", str(tmp_path / "path"), str(bayer), str(xtrans_dng))
+    assert path.returncode == 1
+    (error,) = [e for e in json_lines(path.stdout) if e["event"] == "error"]
+    assert error["file"] == str(xtrans_dng)
+    assert error["message"] == f"{xtrans_dng}: X-Trans sensor, but the model {bridge.env['LR_BRIDGE_MODEL']} is for Bayer sensors"
+    assert (tmp_path / "path" / "bayer_lowlight.dng").is_file()

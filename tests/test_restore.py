@@ -18,7 +18,7 @@ from lowlight_raw.raw import read_raw
 from lowlight_raw.restore import NETWORK_FROM_SIGMA, NETWORK_FULL_SIGMA, network_share, restore
 from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
-from lowlight_raw.xtrans import XTransLayout
+from lowlight_raw.xtrans import XTransLayout, pattern_letters
 
 WB = np.array([2.1, 1.0, 1.7])
 
@@ -43,7 +43,7 @@ class NoNetwork(torch.nn.Module):
         raise AssertionError("the network ran for a clean photo")
 
 
-def test_a_clean_raw_skips_the_network_and_xtrans_always_gets_it():
+def test_a_clean_raw_skips_the_network_and_a_dark_one_gets_only_the_network():
     planes = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32) * 0.5
     inputs = np.concatenate([planes, np.full_like(planes, 1e-3)])
     full, share = restore(NoNetwork(), inputs, BayerLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
@@ -53,9 +53,13 @@ def test_a_clean_raw_skips_the_network_and_xtrans_always_gets_it():
     full, share = restore(NoNetwork(), np.concatenate([linear, linear]), LinearLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
     assert share == 0.0  # a linear raw's own pixels
     np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy())
-    xtrans = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
-    full, share = restore(xtrans, np.zeros((18, 16, 16), np.float32), XTransLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
-    assert share == 1.0 and full.shape == (48, 48, 3)  # X-Trans has no clean rendering: the network
+    xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
+    full, share = restore(NoNetwork(), np.concatenate([xtrans, xtrans]), XTransLayout, _profile(4e-6), 1.0, WB,
+                          torch.device("cpu"))
+    assert share == 0.0 and full.shape == (48, 48, 3)  # X-Trans: the colour-difference demosaic
+    tiny = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
+    full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(2e-4), 100.0, WB, torch.device("cpu"))
+    assert share == 1.0 and full.shape == (48, 48, 3)  # a dark one: the network alone
 
 
 def test_mhc_is_exact_on_gradients_and_sharper_than_bilinear():
@@ -73,12 +77,13 @@ def test_mhc_is_exact_on_gradients_and_sharper_than_bilinear():
     assert 10 * np.log10(error["bilinear"] / error["mhc"]) > 2.0, error
 
 
-def test_a_clean_sharp_photo_comes_back_sharper_than_a_bilinear_demosaic(tmp_path):
+@pytest.mark.parametrize("pattern", ["RGGB", pattern_letters((1, 4))], ids=["Bayer", "X-Trans"])
+def test_a_clean_sharp_photo_comes_back_sharper_than_a_plain_demosaic(tmp_path, pattern):
     """bench/no_harm.py in small: a well-exposed ISO-200 raw through the engine, against the truth."""
     photo = gaussian_filter(skimage.data.chelsea()[50:306, 100:356].astype(np.float32) / 255, (0.5, 0.5, 0))
     camera = unprocess(photo, sample_params(np.random.default_rng(0)))
     scene = camera / camera.max() * 0.9
-    spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": "200"})
+    spec = DngSpec(pattern=pattern, exif={"Exif.Photo.ISOSpeedRatings": "200"})
     source = write_cfa_dng(tmp_path / "clean.dng", dark_exposure(scene, spec, 1.0, 4e-6, 2e-8, np.random.default_rng(1)), spec)
     reference = srgb_encode(camera_to_linear(scene, read_raw(source).color))
     enhancer = Enhancer("fast", device="cpu")
