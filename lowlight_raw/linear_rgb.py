@@ -7,7 +7,8 @@ resolution as for Bayer. An odd height or width is mirrored by one row/column at
 
 Such a file was demosaiced by whatever converted it, so its noise is spatially correlated; the
 training pipeline makes it the same way (:meth:`LinearLayout.as_stored`: a noisy Bayer mosaic,
-bilinearly demosaiced).
+bilinearly demosaiced). Four of the twelve planes are where an RGGB sensor's samples were
+(:meth:`LinearLayout.bayer_sites`); the network starts as the Bayer network reading them.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ class LinearLayout(SensorLayout):
 
     @classmethod
     def base_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
-        return packed.clamp(0.0, 1.0)  # already RGB at every site, in pixel-shuffle order
+        """Bayer's residual base, read from the Bayer sites (:meth:`bayer_sites`): with it a trained
+        Bayer network carries over whole, as the Bayer network on those sites, and training
+        teaches it to use the other eight planes."""
+        from .bayer import BayerLayout
+
+        return BayerLayout.base_rgb(packed[:, list(cls.bayer_sites())])
 
     @classmethod
     def naive_rgb(cls, packed: torch.Tensor) -> torch.Tensor:

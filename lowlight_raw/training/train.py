@@ -127,16 +127,14 @@ def noise_ranges() -> dict:
 
 def transfer_weights(trained: nn.Module, model: nn.Module) -> list[str]:
     """Copy every tensor of ``trained`` whose name and shape ``model`` shares; returns the names
-    left at their fresh initialisation. Another layout's network differs in its first
-    convolution and its head (a residual on another base: it starts at zero), so the rest of a
-    trained Bayer network is a good start; where the
-    new layout holds every Bayer site (:meth:`~lowlight_raw.layouts.SensorLayout.bayer_sites`,
-    e.g. linear RGB), the first convolution carries over too: it reads those sites as the Bayer
-    network read its planes, and ignores the rest until trained."""
+    left at their fresh initialisation. Another layout's network differs at most in its first
+    convolution and its head, so a trained Bayer network is a good start for the rest. Where the
+    new layout holds every Bayer site (:meth:`~lowlight_raw.layouts.SensorLayout.bayer_sites`),
+    the first convolution carries over too, reading those planes as the Bayer network read its
+    own and ignoring the rest until trained: for linear RGB (whose residual base is Bayer's, on
+    those sites) the whole network then starts as the Bayer one; X-Trans keeps a fresh head."""
     own = model.state_dict()
-    same_layout = trained.config.layout == model.config.layout
-    shared = {k: v for k, v in trained.state_dict().items()
-              if k in own and own[k].shape == v.shape and (same_layout or not k.startswith("head."))}
+    shared = {k: v for k, v in trained.state_dict().items() if k in own and own[k].shape == v.shape}
     sites = model.layout.bayer_sites()
     if sites is not None and trained.config.layout == "bayer":
         first = next(k for k in own if k.endswith("weight"))  # the first convolution's weight
