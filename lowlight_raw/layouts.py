@@ -101,6 +101,12 @@ class SensorLayout(ABC):
         return inputs
 
     @classmethod
+    def to_bayer(cls, inputs: torch.Tensor) -> torch.Tensor:
+        """Network input ``(N, 2·channels, h, w)`` → Bayer network input ``(N, 8, h', w')`` of the
+        same full-resolution area (``UNetConfig.remosaic``); only layouts that need it have one."""
+        raise ValueError(f"no Bayer re-mosaic for {cls.label} raws")
+
+    @classmethod
     @abstractmethod
     def base_rgb(cls, packed: torch.Tensor) -> torch.Tensor:
         """``(N, channels, h, w)`` → ``(N, 3·scale², h, w)``: a crude RGB per site in pixel-shuffle

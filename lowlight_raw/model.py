@@ -17,6 +17,11 @@ The last convolution predicts a ``3·s²``-channel residual on top of the layout
 site (Bayer: a nearest-neighbour "demosaic", R, mean of the greens, B at each of the four
 sites); pixel-shuffle then lays the channels out at full resolution, as in Chen et al.,
 "Learning to See in the Dark" (CVPR 2018).
+
+With ``remosaic`` (X-Trans) the network first turns its input into Bayer planes at half the full
+resolution (:meth:`~lowlight_raw.layouts.SensorLayout.to_bayer`: the plain demosaic of the
+values and of their noise sigma, sampled at RGGB sites) and then is a Bayer U-Net: a trained
+Bayer network carries over whole, and fine-tuning on X-Trans raws adapts it.
 """
 
 from __future__ import annotations
@@ -69,16 +74,19 @@ class UNetConfig:
     width: int = 16
     depth: int = 5
     layout: str = "bayer"  # the sensor layout it was trained for (a key of layouts.LAYOUTS)
+    remosaic: bool = False  # first re-mosaic the layout's input to Bayer planes (SensorLayout.to_bayer)
 
     @classmethod
-    def for_layout(cls, layout: str, width: int, depth: int) -> "UNetConfig":
+    def for_layout(cls, layout: str, width: int, depth: int, remosaic: bool = False) -> "UNetConfig":
         """The config of a ``width``/``depth`` network for ``layout``, its input channels derived."""
-        return cls(in_channels=layout_class(layout).network_channels(), width=width, depth=depth, layout=layout)
+        core = layout_class("bayer" if remosaic else layout)
+        return cls(in_channels=core.network_channels(), width=width, depth=depth, layout=layout, remosaic=remosaic)
 
     @property
     def multiple(self) -> int:
-        """Packed height and width must be multiples of this (one per pooling)."""
-        return 2 ** (self.depth - 1)
+        """Packed height and width must be multiples of this (one per pooling; a re-mosaiced X-Trans
+        input's Bayer grid is 3/2 of the packed one, so it needs one factor 2 more)."""
+        return 2 ** (self.depth - 1) * (2 if self.remosaic else 1)
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -97,11 +105,12 @@ class SIDUNet(nn.Module):
     def __init__(self, config: UNetConfig = UNetConfig()) -> None:
         super().__init__()
         self.config = config
-        self.layout: type[SensorLayout] = layout_class(config.layout)
-        if config.in_channels != self.layout.network_channels():
-            raise ValueError(f"a {config.layout} network takes {self.layout.network_channels()} input channels, "
-                             f"not {config.in_channels}")
-        self.scale = self.layout.scale
+        self.layout: type[SensorLayout] = layout_class(config.layout)  # what the input is packed as
+        self.core: type[SensorLayout] = layout_class("bayer") if config.remosaic else self.layout  # what the U-Net sees
+        if config.in_channels != self.core.network_channels():
+            raise ValueError(f"a {config.layout} network{' (re-mosaiced)' if config.remosaic else ''} takes "
+                             f"{self.core.network_channels()} input channels, not {config.in_channels}")
+        self.scale = self.layout.scale  # output pixels per packed input pixel
         widths = [config.width * 2**i for i in range(config.depth)]
         self.encoders = nn.ModuleList()
         c_in = config.in_channels
@@ -113,13 +122,15 @@ class SIDUNet(nn.Module):
         for w_low, w_high in zip(reversed(widths[1:]), reversed(widths[:-1])):
             self.upsamplers.append(nn.ConvTranspose2d(w_low, w_high, 2, stride=2))
             self.decoders.append(_double_conv(2 * w_high, w_high))
-        self.head = nn.Conv2d(widths[0], 3 * self.scale**2, 1)
+        self.head = nn.Conv2d(widths[0], 3 * self.core.scale**2, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.remosaic:
+            x = self.layout.to_bayer(x)
         skips = []
-        h = self.layout.with_extra_planes(x)
+        h = self.core.with_extra_planes(x)
         for i, encoder in enumerate(self.encoders):
             if i:
                 h = F.max_pool2d(h, 2)
@@ -127,7 +138,7 @@ class SIDUNet(nn.Module):
             skips.append(h)
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):
             h = decoder(torch.cat([upsample(h), skip], dim=1))
-        return F.pixel_shuffle(self.head(h) + self.layout.base_rgb(x[:, : self.layout.channels]), self.scale)
+        return F.pixel_shuffle(self.head(h) + self.core.base_rgb(x[:, : self.core.channels]), self.core.scale)
 
 
 @dataclass(frozen=True)

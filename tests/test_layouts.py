@@ -173,18 +173,43 @@ def test_mosaic_from_rgb_is_one_function_for_every_cfa():
         mosaic_from_rgb(rgb, "RGBGX")
 
 
-@pytest.mark.parametrize("kind", ["xtrans", "linear"])
-def test_tiles_do_not_change_the_result(kind):
-    """Tiling an X-Trans or linear network: seams vanish as for Bayer (tile-size independent)."""
+@pytest.mark.parametrize(("kind", "remosaic"), [("xtrans", False), ("xtrans", True), ("linear", False)])
+def test_tiles_do_not_change_the_result(kind, remosaic):
+    """Tiling an X-Trans (9-plane or re-mosaicing) or linear network: seams vanish as for Bayer."""
     torch.manual_seed(0)
-    net = SIDUNet(UNetConfig.for_layout(kind, width=4, depth=3)).eval()
+    net = SIDUNet(UNetConfig.for_layout(kind, width=4, depth=3, remosaic=remosaic)).eval()
     for p in net.head.parameters():
         torch.nn.init.normal_(p, std=0.05)
     inputs = np.random.default_rng(0).random((2 * net.layout.channels, 70, 90), dtype=np.float32)
     whole = run_tiled(net, inputs, torch.device("cpu"), tile=512, overlap=16)
-    tiled = run_tiled(net, inputs, torch.device("cpu"), tile=40, overlap=16)
+    tiled = run_tiled(net, inputs, torch.device("cpu"), tile=48, overlap=16)
     assert whole.shape == (70 * net.scale, 90 * net.scale, 3)
     np.testing.assert_allclose(tiled, whole, atol=1e-3)
+
+
+def test_a_remosaicing_xtrans_network_is_a_bayer_network_on_the_remosaiced_raw(tiny_weights):
+    """``UNetConfig.remosaic``: a trained Bayer network carries over whole; on any X-Trans input it
+    computes what the Bayer network computes on :meth:`XTransLayout.to_bayer` of it."""
+    from lowlight_raw.training.train import transfer_weights
+
+    bayer, _ = load_model(tiny_weights)
+    with torch.no_grad():
+        for p in bayer.head.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    xtrans = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=3, remosaic=True)).eval()
+    assert xtrans.config.multiple == 8 and transfer_weights(bayer, xtrans) == []
+    inputs = torch.rand(1, 18, 16, 24)
+    with torch.no_grad():
+        out = xtrans(inputs)
+        torch.testing.assert_close(out, bayer(XTransLayout.to_bayer(inputs)))
+    assert out.shape == (1, 3, 48, 72)
+    # a flat colour stays that colour through the re-mosaic
+    flat = torch.from_numpy(XTransLayout((0, 0), 48, 72).pack(mosaic_from_rgb(np.full((48, 72, 3), [0.5, 0.2, 0.1], np.float32),
+                                                                                 pattern_letters())))[None]
+    bayer_planes = XTransLayout.to_bayer(torch.cat([flat, flat], dim=1))[0, :4, 1:-1, 1:-1]  # (the tiler mirrors the edges)
+    torch.testing.assert_close(bayer_planes, torch.tensor([0.5, 0.2, 0.2, 0.1]).view(4, 1, 1).expand_as(bayer_planes))
+    with pytest.raises(ValueError, match="no Bayer re-mosaic for linear RGB raws"):
+        SIDUNet(UNetConfig.for_layout("linear", width=4, depth=3, remosaic=True))(torch.rand(1, 24, 8, 8))
 
 
 def test_a_model_for_another_layout_is_refused_with_one_line(tmp_path, xtrans_dng):

@@ -280,18 +280,19 @@ def test_gpu_recipe_rehearsed_on_the_cpu(tmp_path: Path, photo_cache: Path) -> N
     assert int(re.search(r"# stop step (\d+)", done.stdout).group(1)) > stop
 
 
-@pytest.mark.parametrize("layout", ["xtrans", "linear"])
-def test_another_layout_trains_from_a_bayer_network(tmp_path: Path, photo_cache: Path, tiny_weights: Path, layout: str) -> None:
-    """``train --layout L --init bayer.pt``: the deep layers start as the Bayer network's, the
+@pytest.mark.parametrize(("layout", "remosaic"), [("xtrans", False), ("xtrans", True), ("linear", False)])
+def test_another_layout_trains_from_a_bayer_network(tmp_path: Path, photo_cache: Path, tiny_weights: Path,
+                                                    layout: str, remosaic: bool) -> None:
+    """``train --layout L [--remosaic] --init bayer.pt``: the network starts from the Bayer one, the
     export's card names the layout and what it started from, and a validation PSNR is logged."""
     out = tmp_path / f"{layout}.pt"
     code = train.main(["--device", "cpu", "--cache", str(photo_cache), "--run-dir", str(tmp_path / "run"),
                        "--layout", layout, "--init", str(tiny_weights), "--width", "4", "--depth", "3", "--batch", "2",
                        "--patch", "32", "--threads", "1", "--steps", "3", "--minutes", "5", "--log-every", "1",
-                       "--export", str(out)])
+                       "--export", str(out), *(["--remosaic"] if remosaic else [])])
     assert code == 0
     model, card = load_model(out)
-    assert card.config == UNetConfig.for_layout(layout, width=4, depth=3)
+    assert card.config == UNetConfig.for_layout(layout, width=4, depth=3, remosaic=remosaic)
     assert card.extra["initialised_from"]["layout"] == "bayer" and card.extra["training"]["steps"] == 3
     assert re.search(r"validation step 3 ema_psnr [0-9.]+ clean_psnr [0-9.]+", (tmp_path / "run" / "train.log").read_text())
 

@@ -66,7 +66,7 @@ def srgb_l1_loss(
 
 
 VALIDATION_CROP = 256  # at most this many full-resolution pixels a side of a validation crop
-POOLING_MULTIPLE = 16  # packed validation sizes are a multiple of this (networks of depth ≤ 5 need it)
+POOLING_MULTIPLE = 32  # packed validation sizes are a multiple of this (networks of depth ≤ 5 need it, re-mosaicing ones too)
 
 
 def validation_samples(images: list[np.ndarray], clean: bool = False, count: int = 12,
@@ -155,7 +155,7 @@ class Trainer:
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
         self.args = args
         self.device = device
-        self.model = SIDUNet(UNetConfig.for_layout(args.layout, width=args.width, depth=args.depth))
+        self.model = SIDUNet(UNetConfig.for_layout(args.layout, width=args.width, depth=args.depth, remosaic=args.remosaic))
         if args.init is not None:  # fine-tune, or start another layout's network from a trained one
             transfer_weights(load_model(args.init)[0], self.model)
         memory_format = torch.channels_last if args.channels_last else torch.preserve_format
@@ -296,6 +296,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="training photos: all, or licence-clean (all but BSDS500); validation is BSDS500 either way")
     parser.add_argument("--layout", choices=("bayer", "xtrans", "linear"), default="bayer",
                         help="sensor layout the network is for (lowlight_raw.layouts)")
+    parser.add_argument("--remosaic", action="store_true",
+                        help="the network re-mosaics its input to Bayer planes first (X-Trans; UNetConfig.remosaic)")
     parser.add_argument("--width", type=int, default=12)
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
