@@ -1,7 +1,8 @@
 """The same scenes as Bayer, X-Trans and linear raws: how far each shipped network lands above naive,
 tuned NLM and tuned CBM3D.
 
-``python bench/layouts.py [--count N] [--tune-count N] [--conditions x100,x300] [--methods naive,nlm,bm3d,model]``
+``python bench/layouts.py [--count N] [--tune-count N] [--conditions x100,x300] [--methods naive,nlm,bm3d,model]
+[--layouts bayer,xtrans,linear] [--weights LAYOUT=PATH ...]``
 
 Each case is the centre crop of a held-out BSDS500 test photo, unprocessed into one random camera
 and shot on one random high-ISO sensor at the condition's ratio; only the sensor layout differs
@@ -41,8 +42,13 @@ def main() -> int:
     parser.add_argument("--tune-count", type=int, default=4, help="crops (other photos) to tune NLM and BM3D on")
     parser.add_argument("--conditions", default="x100,x300")
     parser.add_argument("--methods", default="naive,nlm,bm3d,model")
+    parser.add_argument("--layouts", default=",".join(evaluate.SAME_SCENE_LAYOUTS))
+    parser.add_argument("--weights", action="append", default=[], metavar="LAYOUT=PATH",
+                        help="score these weights for LAYOUT instead of the shipped fast network")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    weights = {layout: SHIPPED_MODELS["fast"][layout] for layout in evaluate.SAME_SCENE_LAYOUTS}
+    weights.update(dict(item.split("=", 1) for item in args.weights))
     torch.set_num_threads(args.threads)
     methods = tuple(args.methods.split(","))
     photos = [im for im in cached_images("test", DEFAULT_CACHE, None) if min(im.shape[:2]) >= CROP]
@@ -55,9 +61,9 @@ def main() -> int:
     print("|---|---|" + "---|" * (len(methods) + 2))
     start = time.monotonic()
     for condition in args.conditions.split(","):
-        for layout in evaluate.SAME_SCENE_LAYOUTS:
-            model, card = load_model(SHIPPED_MODELS["fast"][layout])
-            assert card.config.layout == layout, f"{SHIPPED_MODELS['fast'][layout]} is not a {layout} network"
+        for layout in args.layouts.split(","):
+            model, card = load_model(weights[layout])
+            assert card.config.layout == layout, f"{weights[layout]} is not a {layout} network"
             cases = evaluate.same_scene_cases(test, condition, layout, evaluate.SEED, CROP)
             tune_cases = evaluate.same_scene_cases(tune, condition, layout, evaluate.SEED + 1, CROP)
             settings = {m: evaluate.tune(tune_cases, evaluate.BASELINES[m]) for m in methods if m in evaluate.BASELINES}

@@ -236,9 +236,10 @@ def test_every_layout_lands_far_above_naive_and_nlm_on_the_same_scenes():
         outputs = evaluate.method_outputs(cases, model, ("naive", "nlm", "model"), {"nlm": setting})
         psnr = {m: np.mean([evaluate.psnr(o, c.reference) for o, c in zip(outputs[m], cases)]) for m in outputs}
         margins[layout] = (psnr["model"] - psnr["naive"], psnr["model"] - psnr["nlm"])
-    print(margins)
-    for layout, (over_naive, over_nlm) in margins.items():
-        assert over_naive > 0 and over_nlm > -99, (layout, margins)  # PLACEHOLDER
+    # measured: Bayer +11.9 / +2.8 dB, X-Trans +12.4 / +3.5, linear +12.2 / +3.1
+    assert margins["bayer"][0] > 10.0 and margins["bayer"][1] > 2.0, margins
+    for layout in ("xtrans", "linear"):  # at least as far above both as the Bayer network (0.1 dB slack)
+        assert all(margin >= bayer - 0.1 for margin, bayer in zip(margins[layout], margins["bayer"])), margins
 
 
 @pytest.mark.parametrize("pattern", ["RGGB", "GRBG"])
