@@ -112,12 +112,14 @@ def network_alone(
                 result["out"] = model(x)
 
         seconds = _time_best(run, repeats, sync)
-        output = result.pop("out")[0, :, : 2 * h, : 2 * w].float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
+        s = model.scale
+        output = result.pop("out")[0, :, : s * h, : s * w].float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
     else:  # as the engine runs it; one warm-up tile (a whole extra run would double a slow bench)
         run_tiled(model, inputs[:, :512, :512], dev)
         start = time.perf_counter()
         output = np.clip(run_tiled(model, inputs, dev), 0.0, 1.0)
         seconds = time.perf_counter() - start
+    output = photo.layout.crop_to_visible(output)
     mse = float(np.mean((output - bench_scene(megapixels)) ** 2, dtype=np.float64))
     return seconds, -10.0 * np.log10(max(mse, 1e-12))
 
