@@ -19,6 +19,7 @@ cell's kind.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -160,9 +161,7 @@ class XTransLayout(SensorLayout):
         window of X-Trans has all three colours): Bayer's bilinear demosaic, for any CFA."""
         n, _, h, w = packed.shape
         mosaic = F.pixel_shuffle(_by_colour(packed), CELL)  # plane 3·i + j lands at (i, j) of each cell
-        colors = torch.from_numpy(cfa_colors(CELL * h, CELL * w)).to(packed.device)
-        mask = (colors[None] == torch.arange(3, device=packed.device)[:, None, None]).to(packed.dtype)[None]
-        return normalised_convolution(mosaic.expand(n, 3, -1, -1), mask, _TENT_3x3)
+        return normalised_convolution(mosaic.expand(n, 3, -1, -1), _sampled(h, w, packed.device, packed.dtype), _TENT_3x3)
 
     @classmethod
     def clean_rgb(cls, packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
@@ -171,10 +170,10 @@ class XTransLayout(SensorLayout):
         interpolated over a wider Gaussian and added back; measured samples are kept as they are.
         Sharp on a clean raw (2–3 dB above :meth:`naive_rgb` on sharp photos)."""
         n, _, h, w = packed.shape
-        colors = torch.from_numpy(cfa_colors(CELL * h, CELL * w)).to(packed.device).long()
+        masks = _sampled(h, w, packed.device, packed.dtype)
         gains = torch.tensor([wb[0], 1.0, wb[2]], dtype=packed.dtype, device=packed.device)
-        mosaic = F.pixel_shuffle(_by_colour(packed), CELL) * gains[colors]
-        sampled = [(colors == c).to(packed.dtype)[None, None] for c in range(3)]
+        mosaic = F.pixel_shuffle(_by_colour(packed), CELL) * (masks[0] * gains.view(3, 1, 1)).sum(0, keepdim=True)
+        sampled = [masks[:, c : c + 1] for c in range(3)]
         green = normalised_convolution(mosaic.expand(n, 3, -1, -1), sampled[1].expand(1, 3, -1, -1), _TENT_3x3)[:, :1]
         green = torch.where(sampled[1].bool(), mosaic, green)
         planes = []
@@ -193,6 +192,14 @@ class XTransLayout(SensorLayout):
         green = packed[list(GREEN_PLANES)].sum(0)
         red, blue = packed[list(RED_PLANES)].sum(0), packed[list(BLUE_PLANES)].sum(0)
         return (wb[0] * red + green + wb[2] * blue) / 9.0
+
+
+@lru_cache(maxsize=2)
+def _sampled(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(1, 3, 3h, 3w)``: 1 where the canonical X-Trans CFA of ``h × w`` packed cells sampled R, G, B
+    (cached: every tile of an image has the same size)."""
+    colors = torch.from_numpy(cfa_colors(CELL * h, CELL * w)).to(device)
+    return (colors[None] == torch.arange(3, device=device)[:, None, None]).to(dtype)[None]
 
 
 def _rggb(rgb: torch.Tensor) -> torch.Tensor:
