@@ -253,7 +253,9 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=24.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="fast,quality", help="shipped model names or weight files, comma list")
-    parser.add_argument("--layout", choices=("bayer", "xtrans", "linear"), default="bayer", help="sensor layout of the raw")
+    from lowlight_raw.layouts import layout_kinds
+
+    parser.add_argument("--layout", choices=layout_kinds(), default="bayer", help="sensor layout of the raw")
     parser.add_argument("--widths", default="", help="also time untrained SIDUNets of these widths (network alone)")
     parser.add_argument("--daemon-files", type=int, default=None,
                         help="files in the daemon's job, with the last model (default: 20 on CUDA, 0 = none elsewhere)")

@@ -30,7 +30,6 @@ from .tiling import DEFAULT_TILE, choose_device
 from .writers import OutputImage, make_output_dir, output_path_for, write_output
 
 Progress = Callable[[float, str], None]
-_LABELS = {kind: layout_class(kind).label for kind in ("bayer", "xtrans", "linear")}
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,8 @@ class Enhancer:
         weight file serves only the layout its card names (else :class:`LowlightError`)."""
         if layout not in self._networks:
             if not is_named(self.choice):
-                raise LowlightError(source, f"{_LABELS[layout]} sensor, but the model {self.choice} is for "
-                                            f"{_LABELS[self.model.config.layout]} sensors")
+                raise LowlightError(source, f"{layout_class(layout).label} sensor, but the model {self.choice} is for "
+                                            f"{self.model.layout.label} sensors")
             self._networks[layout] = load_model(resolve_model(self.choice, self.device, layout), self.device)
         return self._networks[layout]
 

@@ -153,6 +153,12 @@ def layout_class(kind: str) -> type[SensorLayout]:
         raise ValueError(f"unknown sensor layout {kind!r} (known: {', '.join(sorted(LAYOUTS))})") from None
 
 
+def layout_kinds() -> tuple[str, ...]:
+    """Every registered layout's ``kind`` (``bayer``, ``linear``, ``xtrans``): command-line choices."""
+    _load_all()
+    return tuple(LAYOUTS)
+
+
 def _load_all() -> None:
     """Import the layout modules (they register themselves)."""
     from . import bayer, linear_rgb, xtrans  # noqa: F401

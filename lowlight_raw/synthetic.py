@@ -173,9 +173,7 @@ def dark_exposure(
     normalised scale, then quantised with the black level added, like a sensor would.
     """
     x = _noisy(mosaic_from_rgb(scene, spec.pattern).astype(np.float64) / ratio, a, b, rng)
-    black = _black_mosaic(*x.shape, spec.black, 0, 0)
-    raw = black + x * (spec.white - black)
-    return np.clip(np.rint(raw), 0, spec.white).astype(np.uint16)
+    return _to_dn(x, _black_mosaic(*x.shape, spec.black, 0, 0), spec.white)
 
 
 def dark_linear_exposure(
@@ -192,8 +190,12 @@ def dark_linear_exposure(
 
     x = _noisy(mosaic_from_rgb(scene, "RGGB").astype(np.float64) / ratio, a, b, rng)
     rgb = LinearLayout.as_stored(x.astype(np.float32)).astype(np.float64)
-    black = np.asarray(spec.black[:3], dtype=np.float64)
-    return np.clip(np.rint(black + rgb * (spec.white - black)), 0, spec.white).astype(np.uint16)
+    return _to_dn(rgb, np.asarray(spec.black[:3], dtype=np.float64), spec.white)
+
+
+def _to_dn(x: np.ndarray, black: np.ndarray, white: int) -> np.ndarray:
+    """Normalised values (0 = black, 1 = white) → uint16 sensor numbers, rounded and clipped."""
+    return np.clip(np.rint(black + x * (white - black)), 0, white).astype(np.uint16)
 
 
 def _noisy(x: np.ndarray, a: float, b: float, rng: np.random.Generator) -> np.ndarray:

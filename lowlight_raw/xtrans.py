@@ -210,21 +210,21 @@ def _rggb(rgb: torch.Tensor) -> torch.Tensor:
 def _by_colour(planes):
     """Planes by cell position ↔ planes by colour (numpy or torch, ``(..., 9, h, w)``): in B cells
     (odd row + column) the red and blue pixels trade planes. Its own inverse."""
-    h, w = planes.shape[-2:]
+    is_b = _b_cells(*planes.shape[-2:])
     if isinstance(planes, torch.Tensor):
-        is_b = cell_b_plane(planes.reshape(-1, *planes.shape[-3:])[:1])[0].bool()
-        return torch.where(is_b, planes[..., _B_CELL_SWAP, :, :], planes)
-    is_b = (np.add.outer(np.arange(h), np.arange(w)) % 2).astype(bool)
+        return torch.where(torch.from_numpy(is_b).to(planes.device), planes[..., _B_CELL_SWAP, :, :], planes)
     return np.where(is_b, planes[..., _B_CELL_SWAP, :, :], planes)
+
+
+def _b_cells(h: int, w: int) -> np.ndarray:
+    """``(h, w)`` bool: the B cells of a canonical packed X-Trans area (odd row + column)."""
+    return (np.add.outer(np.arange(h), np.arange(w)) % 2).astype(bool)
 
 
 def cell_b_plane(packed: torch.Tensor) -> torch.Tensor:
     """``(N, 1, h, w)``: 1 where the packed cell is a B cell (odd row + column), 0 for A cells."""
-    _, _, h, w = packed.shape
-    rows = torch.arange(h, device=packed.device)[:, None]
-    cols = torch.arange(w, device=packed.device)[None, :]
-    plane = ((rows + cols) % 2).to(packed.dtype)
-    return plane.expand(packed.shape[0], 1, h, w)
+    n, _, h, w = packed.shape
+    return torch.from_numpy(_b_cells(h, w)).to(packed.device, packed.dtype).expand(n, 1, h, w)
 
 
 def _pad_periodic(a: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..color import srgb_encode_torch
-from ..layouts import layout_class
+from ..layouts import layout_class, layout_kinds
 from ..model import SIDUNet, UNetConfig, load_model, read_card, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
@@ -294,7 +294,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bsds", type=Path, default=None, help="BSDS500 folder")
     parser.add_argument("--sources", choices=list(SOURCE_SELECTIONS), default="all",
                         help="training photos: all, or licence-clean (all but BSDS500); validation is BSDS500 either way")
-    parser.add_argument("--layout", choices=("bayer", "xtrans", "linear"), default="bayer",
+    parser.add_argument("--layout", choices=layout_kinds(), default="bayer",
                         help="sensor layout the network is for (lowlight_raw.layouts)")
     parser.add_argument("--remosaic", action="store_true",
                         help="the network re-mosaics its input to Bayer planes first (X-Trans; UNetConfig.remosaic)")
