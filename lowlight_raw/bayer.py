@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import SensorLayout, register_layout
+from .layouts import SensorLayout, quincunx_residual, register_layout
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 PLANES = ("R", "G1", "G2", "B")  # canonical packed order: G1 shares rows with R, G2 with B
@@ -83,8 +83,8 @@ class BayerLayout(SensorLayout):
         return mhc_demosaic(packed, wb)
 
     @classmethod
-    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return packed[1], packed[2]
+    def noise_residual(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return quincunx_residual(packed[1], packed[2], down_left=True)  # G at (0, 1), G at (1, 0)
 
     @classmethod
     def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:

@@ -126,8 +126,11 @@ class SensorLayout(ABC):
 
     @classmethod
     @abstractmethod
-    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two ``(h, w)`` green planes one pixel apart diagonally: their difference is noise, little texture."""
+    def noise_residual(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the noise estimate measures (:func:`lowlight_raw.noise.estimate_profile`): a green
+        pixel minus the mean of its green diagonal neighbours, which holds only noise wherever the
+        scene is flat or changes linearly, scaled so that its variance is one pixel's; and the
+        green level there. Two float64 ``(h', w')`` arrays."""
 
     @classmethod
     @abstractmethod
@@ -180,6 +183,16 @@ def mosaic_from_rgb(rgb: np.ndarray, pattern: str) -> np.ndarray:
     h, w, _ = rgb.shape
     channel = codes[np.arange(h)[:, None] % n, np.arange(w)[None, :] % n]
     return np.take_along_axis(rgb, channel[..., None], axis=2)[..., 0]
+
+
+def quincunx_residual(centre: np.ndarray, diagonal: np.ndarray, down_left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`SensorLayout.noise_residual` of two green planes on a quincunx: ``diagonal[i, j]`` is
+    the pixel one down and one left (``down_left``) or right of ``centre[i, j]``; each centre pixel
+    is compared with the mean of its four diagonal neighbours (noise variance × 5/4)."""
+    centre, diagonal = centre.astype(np.float64), diagonal.astype(np.float64)
+    box = 0.25 * (diagonal[:-1, :-1] + diagonal[:-1, 1:] + diagonal[1:, :-1] + diagonal[1:, 1:])  # rows i-1, i
+    centre = centre[1:, :-1] if down_left else centre[1:, 1:]
+    return (centre - box) / np.sqrt(1.25), 0.5 * (centre + box)
 
 
 def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

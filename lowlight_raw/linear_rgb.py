@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import SensorLayout, register_layout
+from .layouts import SensorLayout, quincunx_residual, register_layout
 
 BLOCK = 2
 
@@ -85,13 +85,14 @@ class LinearLayout(SensorLayout):
         return F.pixel_shuffle(packed, BLOCK)  # the converter's own demosaic, as it is
 
     @classmethod
-    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def noise_residual(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Of the two diagonal pairs of greens in each 2×2 block, the one that differs more: on the
         sensor behind the file those were measured (the other two were interpolated, which hides
         most of their noise: the estimate came out 5× low with them on RGGB-made files)."""
-        pairs = ((packed[5], packed[6]), (packed[4], packed[7]))  # pixels (0, 1)/(1, 0), (0, 0)/(1, 1)
-        spread = [float(np.median(np.abs(g1[::4, ::4] - g2[::4, ::4]))) for g1, g2 in pairs]
-        return pairs[int(np.argmax(spread))]
+        pairs = ((packed[5], packed[6], True), (packed[4], packed[7], False))  # pixels (0, 1)/(1, 0), (0, 0)/(1, 1)
+        spread = [float(np.median(np.abs(g1[::4, ::4] - g2[::4, ::4]))) for g1, g2, _ in pairs]
+        centre, diagonal, down_left = pairs[int(np.argmax(spread))]
+        return quincunx_residual(centre, diagonal, down_left)
 
     @classmethod
     def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:

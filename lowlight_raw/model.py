@@ -22,6 +22,12 @@ With ``remosaic`` (X-Trans) the network first turns its input into Bayer planes 
 resolution (:meth:`~lowlight_raw.layouts.SensorLayout.to_bayer`: the plain demosaic of the
 values and of their noise sigma, sampled at RGGB sites) and then is a Bayer U-Net: a trained
 Bayer network carries over whole, and fine-tuning on X-Trans raws adapts it.
+
+The context U-Net (``sid-unet-ctx``) is that U-Net with gated residual blocks (NAFNet-style:
+layer norm, pointwise expansion, a depthwise 5×5 convolution, a simple gate) at its lowest
+resolutions, where they cost little: more capacity and a wider receptive field for the
+low-frequency colour blotches of very dark raws. Each block starts as the identity (its output
+scales are zero), so a trained ``sid-unet`` fine-tunes into one without a step back.
 """
 
 from __future__ import annotations
@@ -125,20 +131,90 @@ class SIDUNet(nn.Module):
         self.head = nn.Conv2d(widths[0], 3 * self.core.scale**2, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.context = nn.ModuleList(self.context_blocks(level, w) for level, w in enumerate(widths))
+
+    def context_blocks(self, level: int, channels: int) -> nn.Module:  # noqa: ARG002 - a seam for subclasses
+        """What runs after the encoder of ``level`` (``channels`` wide), before its skip and the
+        next pooling: nothing in the plain U-Net."""
+        return nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.remosaic:
             x = self.layout.to_bayer(x)
         skips = []
         h = self.core.with_extra_planes(x)
-        for i, encoder in enumerate(self.encoders):
+        for i, (encoder, context) in enumerate(zip(self.encoders, self.context)):
             if i:
                 h = F.max_pool2d(h, 2)
-            h = encoder(h)
+            h = context(encoder(h))
             skips.append(h)
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):
             h = decoder(torch.cat([upsample(h), skip], dim=1))
         return F.pixel_shuffle(self.head(h) + self.core.base_rgb(x[:, : self.core.channels]), self.core.scale)
+
+
+@dataclass(frozen=True)
+class ContextUNetConfig(UNetConfig):
+    """Shape of a :class:`ContextUNet`: a :class:`UNetConfig` and its gated blocks."""
+
+    context_levels: int = 2  # the lowest-resolution levels that get blocks
+    context_blocks: int = 2  # gated blocks per such level
+
+
+class LayerNorm2d(nn.Module):
+    """Layer norm over the channels of each pixel, with a learnt scale and shift per channel."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class GatedBlock(nn.Module):
+    """A NAFNet-style residual block without global pooling (tiles must not see their size):
+    norm → 1×1 expand ×2 → depthwise 5×5 → gate → 1×1, then norm → 1×1 expand ×2 → gate → 1×1,
+    each branch added with a per-channel scale that starts at zero (the block starts as the identity)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.spatial_norm = LayerNorm2d(channels)
+        self.spatial_expand = nn.Conv2d(channels, 2 * channels, 1)
+        self.spatial_mix = nn.Conv2d(2 * channels, 2 * channels, 5, padding=2, groups=2 * channels)
+        self.spatial_project = nn.Conv2d(channels, channels, 1)
+        self.channel_norm = LayerNorm2d(channels)
+        self.channel_expand = nn.Conv2d(channels, 2 * channels, 1)
+        self.channel_project = nn.Conv2d(channels, channels, 1)
+        self.spatial_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.channel_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    @staticmethod
+    def gate(x: torch.Tensor) -> torch.Tensor:
+        first, second = x.chunk(2, dim=1)
+        return first * second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gate(self.spatial_mix(self.spatial_expand(self.spatial_norm(x))))
+        x = x + self.spatial_project(y) * self.spatial_scale
+        y = self.gate(self.channel_expand(self.channel_norm(x)))
+        return x + self.channel_project(y) * self.channel_scale
+
+
+@register("sid-unet-ctx", version=1, config=ContextUNetConfig)
+class ContextUNet(SIDUNet):
+    """:class:`SIDUNet` with :class:`GatedBlock` s after the encoders of its lowest levels."""
+
+    config: ContextUNetConfig
+
+    def context_blocks(self, level: int, channels: int) -> nn.Module:
+        if level < self.config.depth - self.config.context_levels:
+            return nn.Identity()
+        return nn.Sequential(*(GatedBlock(channels) for _ in range(self.config.context_blocks)))
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ Where the profile comes from (:func:`profile_for`), first hit wins:
 1. darktable's measured profile for the camera model and ISO, when a ``noiseprofiles.json``
    is found (darktable installs one; ``LOWLIGHT_NOISEPROFILES`` or an explicit path overrides);
    between two measured ISOs ``a`` and ``b`` are interpolated linearly in ISO.
-2. An estimate from the photo itself (:func:`estimate_profile`): ``a`` from the difference of
-   the two green planes in the flattest blocks, bounded by what cameras have at the photo's ISO
+2. An estimate from the photo itself (:func:`estimate_profile`): ``a`` from green pixels minus
+   their green diagonal neighbours in the flattest blocks, bounded by what cameras have at the photo's ISO
    when it is known; ``b`` from the masked (optical black) pixels when LibRaw exposes enough of
    them, else the read noise cameras typically have with that ``a``.
 """
@@ -186,17 +186,17 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
                      layout: type[SensorLayout] | SensorLayout = BayerLayout) -> NoiseProfile:
     """Estimate ``a`` and ``b`` from normalised packed planes of one photo (``layout``'s, RGGB by default).
 
-    Texture, not noise, is what fools an estimator, so: the noise is measured in the difference
-    of the two green planes (the same colour one pixel apart diagonally, so most texture
-    cancels), robustly (median absolute deviation) in blocks; per brightness bin only the
+    Texture, not noise, is what fools an estimator, so: the noise is measured in the layout's
+    :meth:`~lowlight_raw.layouts.SensorLayout.noise_residual` (a green pixel minus the mean of its
+    green diagonal neighbours, in which flat and linearly changing areas cancel), robustly (median absolute deviation) in blocks; per brightness bin only the
     flattest blocks count; texture can only *add* variance, so of the bins' answers the lowest
     third decides. ``b`` is the variance of the masked (optical black) pixels when there are
     enough (``masked``), else tied to ``a`` the way darktable's cameras have it. A known ``iso``
     keeps ``a`` within the range real cameras have at that ISO, so a clean, detailed photo is
     not taken for a noisy one.
     """
-    g1, g2 = (g.astype(np.float64) for g in layout.green_pair(packed))
-    diff, level = _blocks((g1 - g2) / np.sqrt(2.0)), _blocks(0.5 * (g1 + g2))
+    residual, level = layout.noise_residual(packed)
+    diff, level = _blocks(residual), _blocks(level)
     b_masked = float(np.var(masked.astype(np.float64))) if masked is not None and masked.size >= 1024 else None
     mean = level.mean(axis=1)
     usable = level.max(axis=1) < 0.95  # no clipped highlights

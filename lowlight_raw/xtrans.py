@@ -184,8 +184,10 @@ class XTransLayout(SensorLayout):
         return torch.cat([planes[0], green, planes[1]], dim=1) / gains.view(1, 3, 1, 1)
 
     @classmethod
-    def green_pair(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return packed[0], packed[4]  # cell pixels (0, 0) and (1, 1): green in both kinds of cell
+    def noise_residual(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Cell pixel (1, 1) and its green diagonal neighbours (0, 0) and (2, 2), in both kinds of cell.
+        centre, pair = packed[4].astype(np.float64), 0.5 * (packed[0].astype(np.float64) + packed[8])
+        return (centre - pair) / np.sqrt(1.5), 0.5 * (centre + pair)
 
     @classmethod
     def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:

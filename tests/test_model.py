@@ -73,3 +73,44 @@ def test_shipped_models_by_name_and_auto_by_device(tmp_path):
     if not quality_shipped:
         with pytest.raises(LowlightError, match="'quality' model is not shipped"):
             resolve_model("quality", torch.device("cpu"))
+
+
+def test_context_unet_starts_as_the_unet_it_is_fine_tuned_from(tmp_path):
+    """A trained sid-unet carries over into sid-unet-ctx whole: the gated blocks start as the
+    identity, so the output is the same; the card names the new architecture and the loader
+    builds it from that name."""
+    from lowlight_raw.model import ContextUNet, ContextUNetConfig
+    from lowlight_raw.training.train import transfer_weights
+
+    torch.manual_seed(0)
+    plain = SIDUNet(UNetConfig(width=4, depth=3)).eval()
+    torch.nn.init.normal_(plain.head.weight, std=0.1)
+    context = ContextUNet(ContextUNetConfig(width=4, depth=3, context_levels=2, context_blocks=2)).eval()
+    fresh = transfer_weights(plain, context)
+    assert fresh and all(name.startswith("context.") for name in fresh)
+    assert sum(p.numel() for p in context.parameters()) > sum(p.numel() for p in plain.parameters())
+    x = torch.rand(1, 8, 16, 24)
+    torch.testing.assert_close(context(x), plain(x))
+    save_weights(context, tmp_path / "ctx.pt", name="ctx")
+    loaded, card = load_model(tmp_path / "ctx.pt")
+    assert card.arch == "sid-unet-ctx" and isinstance(loaded, ContextUNet)
+    assert card.config == ContextUNetConfig(width=4, depth=3, context_levels=2, context_blocks=2)
+    assert [type(m).__name__ for m in loaded.context] == ["Identity", "Sequential", "Sequential"]
+
+
+def test_context_unet_tiles_like_one_pass():
+    """No global pooling: a tiled run equals the whole-image pass (tiles must not see their size)."""
+    import numpy as np
+
+    from lowlight_raw.model import ContextUNet, ContextUNetConfig
+    from lowlight_raw.tiling import run_tiled
+
+    torch.manual_seed(0)
+    net = ContextUNet(ContextUNetConfig(width=8, depth=4)).eval()
+    for name, p in net.named_parameters():
+        if name.endswith("_scale") or name.startswith("head."):
+            torch.nn.init.normal_(p, std=0.1)  # blocks and head that do something
+    x = np.random.default_rng(0).random((8, 101, 163), dtype=np.float32)
+    whole = run_tiled(net, x, torch.device("cpu"), tile=4096)
+    tiled = run_tiled(net, x, torch.device("cpu"), tile=64, overlap=32)
+    assert np.abs(tiled - whole).max() < 1e-3

@@ -11,9 +11,13 @@ from scipy.ndimage import gaussian_filter
 
 from lowlight_raw.noise import (ISO_A_SPREAD, NoiseProfile, darktable_profile, estimate_profile, noise_sigma_map,
                                 profile_for, read_variance_for, typical_a_at_iso)
+from lowlight_raw.bayer import BayerLayout
+from lowlight_raw.layouts import layout_class, mosaic_from_rgb
+from lowlight_raw.linear_rgb import LinearLayout
 from lowlight_raw.training.dataset import packed_shot
 from lowlight_raw.training.sensor_noise import SensorModel
 from lowlight_raw.training.unprocess import sample_params
+from lowlight_raw.xtrans import XTransLayout, pattern_letters
 
 
 OPTICS_BLUR = 0.8  # px: a lens and anti-aliasing filter; a photo resized to the sensor is sharper than any raw
@@ -49,11 +53,44 @@ def test_a_clean_detailed_photo_is_never_taken_for_a_noisy_one(photo):
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
-@pytest.mark.parametrize("a", [2e-5, 8e-5])
-def test_well_exposed_low_iso_noise_is_overestimated_at_most_2_5_times(photo, a):
-    # At ISO ~1000–3200 and ×1 the photos' own fine texture is as strong as the noise: a known
-    # limit, measured by bench/noise_estimate.py
-    assert a * 0.7 <= estimate_profile(_shot(photo, a, read_variance_for(a))).a <= 2.5 * a
+@pytest.mark.parametrize("iso", [100, 400, 1600])
+def test_low_iso_noise_of_a_dark_raw_is_within_30_percent(photo, iso):
+    a = typical_a_at_iso(iso)
+    assert estimate_profile(_shot(photo, a, read_variance_for(a), 100.0)).a == pytest.approx(a, rel=0.3)
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+@pytest.mark.parametrize(("iso", "most"), [(100, 2.5), (400, 1.4), (1600, 1.4)])
+def test_well_exposed_low_iso_noise_is_overestimated_at_most(photo, iso, most):
+    # At ISO 100 and ×1 the photos' own fine texture is as strong as the noise: a known limit,
+    # measured by bench/noise_estimate.py
+    a = typical_a_at_iso(iso)
+    assert a * 0.7 <= estimate_profile(_shot(photo, a, read_variance_for(a))).a <= most * a
+
+
+@pytest.mark.parametrize("kind", ["bayer", "xtrans", "linear"])
+def test_the_noise_residual_cancels_flat_and_linearly_changing_scenes(kind):
+    """What the estimate measures holds no scene wherever the scene changes linearly (any
+    direction, any colour): only noise is left there."""
+    h, w = 48, 60
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    layout = layout_class(kind)
+    packed = layout_packed(kind, 0.2 + 0.004 * y + 0.003 * x, h, w)
+    residual, level = layout.noise_residual(packed)
+    assert np.abs(residual).max() < 1e-9
+    assert 0.2 <= level.min() and level.max() <= 0.2 + 0.004 * h + 0.003 * w
+    noisy = packed + np.random.default_rng(0).normal(0.0, 0.01, packed.shape)
+    assert np.std(layout.noise_residual(noisy)[0]) == pytest.approx(0.01, rel=0.05)  # one pixel's sigma
+
+
+def layout_packed(kind: str, plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Packed planes of a grey scene ``plane`` ``(h, w)`` in ``kind``'s layout (noise-free)."""
+    rgb = np.repeat(plane[..., None], 3, axis=2)
+    if kind == "bayer":
+        return BayerLayout("RGGB", h, w).pack(mosaic_from_rgb(rgb, "RGGB"))
+    if kind == "xtrans":
+        return XTransLayout((0, 0), h, w).pack(mosaic_from_rgb(rgb, pattern_letters()))
+    return LinearLayout(h, w).pack(rgb)
 
 
 @pytest.mark.parametrize("ratio", [1.0, 100.0])

@@ -128,7 +128,7 @@ def test_loss_decreases_on_a_fixed_batch() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(20):
-        loss = train.srgb_l1_loss(model, inputs, target, mats)
+        loss = train.srgb_loss(model, inputs, target, mats)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -315,3 +315,17 @@ def test_a_linear_network_starts_as_the_bayer_network_on_the_bayer_sites(tiny_we
     run = lambda net, planes: net(torch.from_numpy(np.concatenate([planes, np.full_like(planes, 0.01)]))[None])  # noqa: E731
     with torch.no_grad():
         torch.testing.assert_close(run(linear, as_linear), run(bayer, as_bayer))
+
+
+def test_ssim_loss_term_is_the_ssim_the_evaluation_reports():
+    """train.ssim_torch (the loss's SSIM term) equals scikit-image's structural_similarity as the
+    evaluation calls it."""
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((2, 3, 40, 52))
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1)
+    ours = train.ssim_torch(torch.from_numpy(noisy), torch.from_numpy(clean)).numpy()
+    theirs = [structural_similarity(c.transpose(1, 2, 0), n.transpose(1, 2, 0), channel_axis=2, data_range=1.0)
+              for c, n in zip(clean, noisy)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)

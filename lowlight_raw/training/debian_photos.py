@@ -132,13 +132,17 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def downscale(pixels: np.ndarray, factor: int) -> np.ndarray:
-    """uint8 sRGB ``(H, W, 3)`` → ``(H // factor, W // factor, 3)``: the mean of each
-    ``factor × factor`` block in linear light (an exact area filter), re-encoded to sRGB."""
+def downscale_linear(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 sRGB ``(H, W, 3)`` → float32 linear ``(H // factor, W // factor, 3)``: the mean of
+    each ``factor × factor`` block in linear light (an exact area filter)."""
     h, w = (pixels.shape[0] // factor) * factor, (pixels.shape[1] // factor) * factor
     linear = srgb_decode(np.arange(256, dtype=np.float32) / 255.0).astype(np.float32)[pixels[:h, :w]]
-    blocks = linear.reshape(h // factor, factor, w // factor, factor, 3).mean(axis=(1, 3))
-    return np.round(srgb_encode(blocks) * 255.0).astype(np.uint8)
+    return linear.reshape(h // factor, factor, w // factor, factor, 3).mean(axis=(1, 3))
+
+
+def downscale(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """:func:`downscale_linear`, re-encoded to uint8 sRGB."""
+    return np.round(srgb_encode(downscale_linear(pixels, factor)) * 255.0).astype(np.uint8)
 
 
 def multiscale(pixels: np.ndarray, factors: tuple[int, ...] = DOWNSCALE_FACTORS) -> list[tuple[int, np.ndarray]]:

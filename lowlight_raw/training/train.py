@@ -5,7 +5,9 @@ further along, steps or wall time (so a run that is given 75 minutes anneals by 
 of the weights (the exported model), checkpoints every few minutes and on SIGTERM/SIGINT,
 ``--resume`` after the process died, and ``<run>/train.log`` with loss and validation PSNR.
 The loss is L1 in sRGB after the product's colour pipeline (each sample's white balance and
-camera matrix), the space the evaluation scores in.
+camera matrix), the space the evaluation scores in, plus ``--ssim-weight`` × (1 − SSIM) with the
+SSIM the evaluation reports (:func:`ssim_torch`). ``--arch`` picks a registered architecture
+(:data:`lowlight_raw.model.ARCHITECTURES`).
 
 On a GPU, make the synthetic batches there (``--synth device``, :mod:`.device_synth`: the
 numpy reference draws each sample's choices, torch does the pixel work on the GPU) with bf16
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import signal
@@ -28,10 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..color import srgb_encode_torch
 from ..layouts import layout_class, layout_kinds
-from ..model import SIDUNet, UNetConfig, load_model, read_card, save_weights
+from ..model import ARCHITECTURES, SIDUNet, build_model, load_model, read_card, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
 from .device_synth import draw_samples, synthesize
@@ -52,17 +56,45 @@ def to_tensors(samples: list[Sample], device: torch.device) -> tuple[torch.Tenso
     return tuple(torch.from_numpy(a).to(device) for a in batch_arrays(samples))
 
 
-def srgb_l1_loss(
-    model: SIDUNet, inputs: torch.Tensor, target: torch.Tensor, matrices: torch.Tensor, amp: torch.dtype | None = None
+SSIM_WINDOW = 7  # scikit-image's structural_similarity defaults, which the evaluation reports
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def ssim_torch(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM per image of ``(N, C, H, W)`` images in [0, 1], as scikit-image's
+    ``structural_similarity(..., channel_axis, data_range=1)`` computes it: a 7×7 uniform window,
+    sample covariances, the mean over channels and over the pixels 3 from the border."""
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, SSIM_WINDOW, stride=1)
+
+    n = SSIM_WINDOW**2
+    unbias = n / (n - 1.0)
+    mx, my = mean(x), mean(y)
+    vx = unbias * (mean(x * x) - mx * mx)
+    vy = unbias * (mean(y * y) - my * my)
+    cxy = unbias * (mean(x * y) - mx * my)
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    ssim = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return ssim.mean(dim=(1, 2, 3))
+
+
+def srgb_loss(
+    model: SIDUNet, inputs: torch.Tensor, target: torch.Tensor, matrices: torch.Tensor,
+    amp: torch.dtype | None = None, ssim_weight: float = 0.0,
 ) -> torch.Tensor:
-    """L1 between the rendered output and the rendered clean target.
+    """L1 between the rendered output and the rendered clean target, plus ``ssim_weight`` ×
+    (1 − their :func:`ssim_torch`).
 
     ``amp`` (e.g. ``torch.bfloat16``): the network runs under autocast in that type; the
     rendering and the loss stay float32.
     """
     with torch.autocast(inputs.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         output = model(inputs)
-    return (render_srgb_torch(output.float(), matrices) - render_srgb_torch(target, matrices)).abs().mean()
+    rendered, reference = render_srgb_torch(output.float(), matrices), render_srgb_torch(target, matrices)
+    loss = (rendered - reference).abs().mean()
+    if ssim_weight:
+        loss = loss + ssim_weight * (1.0 - ssim_torch(rendered.clamp(0.0, 1.0), reference).mean())
+    return loss
 
 
 VALIDATION_CROP = 256  # at most this many full-resolution pixels a side of a validation crop
@@ -88,17 +120,18 @@ def validation_samples(images: list[np.ndarray], clean: bool = False, count: int
 
 
 @torch.no_grad()
-def validation_psnr(model: SIDUNet, samples: list[Sample], device: torch.device) -> float:
-    """Mean sRGB PSNR (dB) of ``model`` on ``samples``."""
+def validation_scores(model: SIDUNet, samples: list[Sample], device: torch.device) -> tuple[float, float]:
+    """Mean sRGB PSNR (dB) and SSIM (:func:`ssim_torch`) of ``model`` on ``samples``."""
     model.eval()
-    psnrs = []
+    psnrs, ssims = [], []
     for i in range(0, len(samples), 4):
         inputs, target, mats = to_tensors(samples[i : i + 4], device)
-        out = render_srgb_torch(model(inputs), mats)
+        out = render_srgb_torch(model(inputs), mats).clamp(0.0, 1.0)
         ref = render_srgb_torch(target, mats)
         mse = ((out - ref) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
         psnrs += (-10.0 * torch.log10(mse)).tolist()
-    return float(np.mean(psnrs))
+        ssims += ssim_torch(out, ref).tolist()
+    return float(np.mean(psnrs)), float(np.mean(ssims))
 
 
 def learning_rate(progress: float, base: float, warmup: float = 0.02) -> float:
@@ -155,7 +188,7 @@ class Trainer:
     def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
         self.args = args
         self.device = device
-        self.model = SIDUNet(UNetConfig.for_layout(args.layout, width=args.width, depth=args.depth, remosaic=args.remosaic))
+        self.model = build_model(args.arch, model_config(args))
         if args.init is not None:  # fine-tune, or start another layout's network from a trained one
             transfer_weights(load_model(args.init)[0], self.model)
         memory_format = torch.channels_last if args.channels_last else torch.preserve_format
@@ -166,6 +199,7 @@ class Trainer:
         self.elapsed = 0.0  # training wall time over all resumed sessions, seconds
         self.rng = np.random.default_rng(args.seed)
         self.best_psnr = -1.0
+        self.last_ssim = 0.0  # dark-set SSIM of the EMA at the last validation
 
     @property
     def checkpoint_path(self) -> Path:
@@ -215,7 +249,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.progress(), self.args.lr)
         self.model.train()
-        loss = srgb_l1_loss(self.model, inputs, target, mats, AMP_DTYPES[self.args.amp])
+        loss = srgb_loss(self.model, inputs, target, mats, AMP_DTYPES[self.args.amp], self.args.ssim_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -233,11 +267,13 @@ class Trainer:
                 "batch": self.args.batch,
                 "patch_packed": self.args.patch,
                 "optimizer": f"AdamW lr {self.args.lr} cosine, EMA {EMA_DECAY}",
-                "loss": "L1 in sRGB after white balance + camera matrix",
+                "loss": "L1 in sRGB after white balance + camera matrix"
+                        + (f" + {self.args.ssim_weight} × (1 − SSIM)" if self.args.ssim_weight else ""),
                 "device": self.device_name(),
                 "batch_synthesis": self.args.synth,
                 "autocast": self.args.amp,
                 "validation_psnr_db": round(self.best_psnr, 2),
+                "validation_ssim": round(self.last_ssim, 4),
             },
             **({"initialised_from": _card_summary(self.args.init)} if self.args.init is not None else {}),
             "data": source_summary(self.args.cache, self.args.sources),
@@ -251,6 +287,14 @@ class Trainer:
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
         return str(self.device)
+
+
+def model_config(args: argparse.Namespace) -> object:
+    """The config of the ``--arch`` network the command line describes."""
+    config_class = ARCHITECTURES[args.arch].config
+    config = config_class.for_layout(args.layout, width=args.width, depth=args.depth, remosaic=args.remosaic)
+    fields = {f.name for f in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{k: v for k, v in vars(args).items() if k in fields})  # e.g. context_blocks
 
 
 def _card_summary(weights: Path) -> dict:
@@ -298,12 +342,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="sensor layout the network is for (lowlight_raw.layouts)")
     parser.add_argument("--remosaic", action="store_true",
                         help="the network re-mosaics its input to Bayer planes first (X-Trans; UNetConfig.remosaic)")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="sid-unet",
+                        help="network architecture (lowlight_raw.model.ARCHITECTURES)")
+    parser.add_argument("--context-levels", type=int, default=2,
+                        help="sid-unet-ctx: the lowest-resolution levels that get gated blocks")
+    parser.add_argument("--context-blocks", type=int, default=2, help="sid-unet-ctx: gated blocks per such level")
     parser.add_argument("--width", type=int, default=12)
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128,
                         help="packed patch size (full resolution: ×2 for Bayer and linear, ×3 for X-Trans; even)")
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--ssim-weight", type=float, default=0.0,
+                        help="add this × (1 − SSIM) to the L1 loss (the SSIM the evaluation reports)")
     parser.add_argument("--steps", type=int, default=20000, help="schedule length in steps")
     parser.add_argument("--minutes", type=float, default=75.0, help="schedule length in wall minutes; stops then")
     parser.add_argument("--threads", type=int, default=2)
@@ -359,10 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     def validate() -> float:
-        """EMA validation PSNR of the dark set (the run's score); the clean set's is reported too."""
-        psnr = validation_psnr(trainer.ema, val_set, device)
-        clean = validation_psnr(trainer.ema, clean_val_set, device)
-        report(f"validation step {trainer.step} ema_psnr {psnr:.3f} clean_psnr {clean:.3f}")
+        """EMA validation PSNR of the dark set (the run's score); its SSIM and the clean set's are reported too."""
+        psnr, trainer.last_ssim = validation_scores(trainer.ema, val_set, device)
+        clean, clean_ssim = validation_scores(trainer.ema, clean_val_set, device)
+        report(f"validation step {trainer.step} ema_psnr {psnr:.3f} clean_psnr {clean:.3f} "
+               f"ema_ssim {trainer.last_ssim:.4f} clean_ssim {clean_ssim:.4f}")
         return psnr
 
     report(f"# start step {trainer.step} on {trainer.device_name()} {json.dumps({k: str(v) for k, v in vars(args).items()})}")
