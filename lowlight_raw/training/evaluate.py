@@ -88,7 +88,7 @@ CONDITIONS = {
     "clean": Condition((1.0, 1.0), LOW_ISO_A),
 }
 NLM_STRENGTHS = (3, 6, 10, 15, 20, 28, 36, 48, 64, 80, 100, 128)
-BM3D_SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # sRGB units, doubling (×300 on the clipped sRGB wants σ > 1)
+BM3D_SIGMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)  # sRGB units, doubling (×300 on the clipped sRGB wants σ > 1)
 DARKTABLE_STRENGTHS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 FLAT_BLOCK = 16
 FLAT_STD = 0.02  # a reference block whose sRGB std is below this counts as flat
@@ -370,6 +370,8 @@ def evaluate(
 
 
 def _summary(grey_errors: list[float]) -> dict[str, float]:
+    if not grey_errors:  # --grey-count 0
+        return {"grey_error_pct_mean": float("nan"), "grey_error_pct_max": float("nan")}
     return {"grey_error_pct_mean": round(float(np.mean(grey_errors)), 2), "grey_error_pct_max": round(float(np.max(grey_errors)), 2)}
 
 
