@@ -29,7 +29,8 @@ from lowlight_raw.xtrans import PERIOD, XTransLayout, pattern_letters, phase_of
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "coffee_dark.dng"
-# Recorded with the code before the layout seam (commit ffda4c8) on these two files.
+# Recorded with the code before the layout seam (commit ffda4c8) on these two files; the network
+# outputs re-recorded with the session-5 weights of lowlight-sid12 (the rest of the path unchanged).
 BAYER_REFERENCE = DATA / "bayer_reference.npz"
 # Patch interiors of synthetic.test_scene (rows, columns as fractions of the size): red, green, blue.
 PATCHES = {"red": (0, 0), "green": (0, 1), "blue": (0, 2)}

@@ -353,7 +353,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patch", type=int, default=128,
                         help="packed patch size (full resolution: ×2 for Bayer and linear, ×3 for X-Trans; even)")
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--ssim-weight", type=float, default=0.0,
+    parser.add_argument("--ssim-weight", type=float, default=0.2,
                         help="add this × (1 − SSIM) to the L1 loss (the SSIM the evaluation reports)")
     parser.add_argument("--steps", type=int, default=20000, help="schedule length in steps")
     parser.add_argument("--minutes", type=float, default=75.0, help="schedule length in wall minutes; stops then")
