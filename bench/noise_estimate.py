@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from lowlight_raw.color import srgb_encode
@@ -37,13 +38,14 @@ def photos(count: int, min_mp: float, factor: int, size: int, blur: float) -> li
     (name, sRGB float32 ``(H, W, 3)``)."""
     large = []
     for photo, path in fetch_photos(DEFAULT_PHOTOS, load_manifest()):
-        pixels = read_rgb(path)
-        if pixels.shape[0] * pixels.shape[1] >= min_mp * 1e6:
-            large.append((photo, pixels))
+        with Image.open(path) as image:  # the header only: decode just the photos picked
+            width, height = image.size
+        if width * height >= min_mp * 1e6:
+            large.append((photo, path))
     picked = [large[i * len(large) // count] for i in range(min(count, len(large)))]
     out = []
-    for photo, pixels in picked:
-        linear = downscale_linear(pixels, factor)
+    for photo, path in picked:
+        linear = downscale_linear(read_rgb(path), factor)
         h, w = linear.shape[:2]
         top, left = max(h - size, 0) // 2, max(w - size, 0) // 2
         crop = gaussian_filter(linear[top : top + size, left : left + size], (blur, blur, 0))

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from ..color import srgb_encode_torch
 from ..layouts import layout_class, layout_kinds
-from ..model import ARCHITECTURES, SIDUNet, build_model, load_model, read_card, save_weights
+from ..model import ARCHITECTURES, ContextUNetConfig, SIDUNet, build_model, load_model, read_card, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
 from .device_synth import draw_samples, synthesize
@@ -344,9 +344,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the network re-mosaics its input to Bayer planes first (X-Trans; UNetConfig.remosaic)")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="sid-unet",
                         help="network architecture (lowlight_raw.model.ARCHITECTURES)")
-    parser.add_argument("--context-levels", type=int, default=2,
+    parser.add_argument("--context-levels", type=int, default=ContextUNetConfig.context_levels,
                         help="sid-unet-ctx: the lowest-resolution levels that get gated blocks")
-    parser.add_argument("--context-blocks", type=int, default=2, help="sid-unet-ctx: gated blocks per such level")
+    parser.add_argument("--context-blocks", type=int, default=ContextUNetConfig.context_blocks,
+                        help="sid-unet-ctx: gated blocks per such level")
     parser.add_argument("--width", type=int, default=12)
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
