@@ -128,9 +128,9 @@ class SensorLayout(ABC):
     @abstractmethod
     def noise_residual(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What the noise estimate measures (:func:`lowlight_raw.noise.estimate_profile`): a green
-        pixel minus the mean of its green diagonal neighbours, which holds only noise wherever the
-        scene is flat or changes linearly, scaled so that its variance is one pixel's; and the
-        green level there. Two float64 ``(h', w')`` arrays."""
+        pixel against its green neighbours, weighted so that every quadratic scene (flat, linearly
+        or quadratically changing) cancels and only noise is left there, scaled so that its
+        variance is one pixel's; and the green level there. Two float64 ``(h', w')`` arrays."""
 
     @classmethod
     @abstractmethod
@@ -187,12 +187,19 @@ def mosaic_from_rgb(rgb: np.ndarray, pattern: str) -> np.ndarray:
 
 def quincunx_residual(centre: np.ndarray, diagonal: np.ndarray, down_left: bool) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`SensorLayout.noise_residual` of two green planes on a quincunx: ``diagonal[i, j]`` is
-    the pixel one down and one left (``down_left``) or right of ``centre[i, j]``; each centre pixel
-    is compared with the mean of its four diagonal neighbours (noise variance × 5/4)."""
+    the pixel one down and one left (``down_left``) or right of ``centre[i, j]``.
+
+    Each centre pixel ``c`` is compared with its four diagonal neighbours (distance √2, sum ``D``)
+    and its four same-plane neighbours (distance 2, sum ``A``): ``c − D/2 + A/4``. To second order
+    ``c − D/4 ≈ −½∇²`` and ``c − A/4 ≈ −∇²`` of the scene, so this, twice the first minus the
+    second, cancels every quadratic as well as flat and linear areas; noise variance × 9/4.
+    """
     centre, diagonal = centre.astype(np.float64), diagonal.astype(np.float64)
     box = 0.25 * (diagonal[:-1, :-1] + diagonal[:-1, 1:] + diagonal[1:, :-1] + diagonal[1:, 1:])  # rows i-1, i
-    centre = centre[1:, :-1] if down_left else centre[1:, 1:]
-    return (centre - box) / np.sqrt(1.25), 0.5 * (centre + box)
+    box = box[:-1, 1:] if down_left else box[:-1, :-1]  # box[i, j] belongs to centre[i + 1, j + 1]
+    axis = centre[:-2, 1:-1] + centre[2:, 1:-1] + centre[1:-1, :-2] + centre[1:-1, 2:]
+    middle = centre[1:-1, 1:-1]
+    return (middle - 2.0 * box + 0.25 * axis) / 1.5, 0.5 * (middle + box)
 
 
 def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

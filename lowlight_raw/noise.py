@@ -14,8 +14,8 @@ Where the profile comes from (:func:`profile_for`), first hit wins:
 1. darktable's measured profile for the camera model and ISO, when a ``noiseprofiles.json``
    is found (darktable installs one; ``LOWLIGHT_NOISEPROFILES`` or an explicit path overrides);
    between two measured ISOs ``a`` and ``b`` are interpolated linearly in ISO.
-2. An estimate from the photo itself (:func:`estimate_profile`): ``a`` from green pixels minus
-   their green diagonal neighbours in the flattest blocks, bounded by what cameras have at the photo's ISO
+2. An estimate from the photo itself (:func:`estimate_profile`): ``a`` from green pixels against
+   their green neighbours in the flattest blocks, bounded by what cameras have at the photo's ISO
    when it is known; ``b`` from the masked (optical black) pixels when LibRaw exposes enough of
    them, else the read noise cameras typically have with that ``a``.
 """
@@ -146,11 +146,14 @@ def typical_a_at_iso(iso: float) -> float:
     return float(np.exp(ISO_A_FIT[0] * np.log(iso) + ISO_A_FIT[1]))
 
 
-@lru_cache(maxsize=4)
-def _low_quantile_ratio(samples: int) -> float:
-    """The :data:`LOW_QUANTILE` of a MAD variance estimate from ``samples`` Gaussian values, ÷ σ²."""
-    ref = np.random.default_rng(0).normal(size=(20000, samples))
-    mad = np.median(np.abs(ref - np.median(ref, axis=1, keepdims=True)), axis=1)
+@lru_cache(maxsize=8)
+def _low_quantile_ratio(layout: type[SensorLayout]) -> float:
+    """The :data:`LOW_QUANTILE` of the blocks' variance estimates from ``layout``'s noise residual
+    of white Gaussian noise, ÷ its σ² (neighbouring residuals share pixels, so this is measured
+    rather than derived)."""
+    noise = np.random.default_rng(0).normal(size=(layout.channels, 512, 512))
+    blocks = _blocks(layout.noise_residual(noise)[0])
+    mad = np.median(np.abs(blocks - np.median(blocks, axis=1, keepdims=True)), axis=1)
     return float(np.quantile((mad * _MAD_TO_SIGMA) ** 2, LOW_QUANTILE))
 
 
@@ -187,9 +190,9 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     """Estimate ``a`` and ``b`` from normalised packed planes of one photo (``layout``'s, RGGB by default).
 
     Texture, not noise, is what fools an estimator, so: the noise is measured in the layout's
-    :meth:`~lowlight_raw.layouts.SensorLayout.noise_residual` (a green pixel minus the mean of its
-    green diagonal neighbours, in which flat and linearly changing areas cancel), robustly (median absolute deviation) in blocks; per brightness bin only the
-    flattest blocks count; texture can only *add* variance, so of the bins' answers the lowest
+    :meth:`~lowlight_raw.layouts.SensorLayout.noise_residual` (a green pixel against its green
+    neighbours, in which every quadratic scene cancels), robustly (median absolute deviation) in
+    blocks; per brightness bin only the flattest blocks count; texture can only *add* variance, so of the bins' answers the lowest
     third decides. ``b`` is the variance of the masked (optical black) pixels when there are
     enough (``masked``), else tied to ``a`` the way darktable's cameras have it. A known ``iso``
     keeps ``a`` within the range real cameras have at that ISO, so a clean, detailed photo is
@@ -209,7 +212,7 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     mean, var = mean[usable], (mad[usable] * _MAD_TO_SIGMA) ** 2
     bins = np.array_split(np.argsort(mean), min(ESTIMATE_BINS, mean.size // 16))
     x = np.maximum([np.median(mean[i]) for i in bins], 0.0)  # a dark raw's blacks average slightly below 0
-    v = np.array([np.quantile(var[i], LOW_QUANTILE) for i in bins]) / _low_quantile_ratio(ESTIMATE_BLOCK**2)
+    v = np.array([np.quantile(var[i], LOW_QUANTILE) for i in bins]) / _low_quantile_ratio(layout if isinstance(layout, type) else type(layout))
     slopes = _slope_for(x, v, b_masked)
     # How much a bin says about a: the share of its variance that is shot noise (all of it when
     # b is tied to a; near black, little when b was measured).
