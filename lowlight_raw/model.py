@@ -270,10 +270,16 @@ def save_weights(
     torch.save(state, tmp)
     tmp.replace(path)
     card = ModelCard(name=name, arch=model.arch.name, config=model.config, sha256=file_sha256(path), extra=dict(extra or {}))
-    card_tmp = card_path(path).with_name(card_path(path).name + ".tmp")
-    card_tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
-    card_tmp.replace(card_path(path))
+    write_card(card, path)
     return card
+
+
+def write_card(card: ModelCard, weights: Path) -> None:
+    """Write ``card`` beside ``weights`` (atomically), leaving the weight file and its sha256 as they are."""
+    cpath = card_path(Path(weights))
+    tmp = cpath.with_name(cpath.name + ".tmp")
+    tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
+    tmp.replace(cpath)
 
 
 def read_card(weights: Path) -> ModelCard:

@@ -119,8 +119,9 @@ def test_command_skips_darktable_in_one_line_and_writes_the_card(tmp_path: Path,
                 "size": list(p.shape[:2])} for i, p in enumerate(photos)]
     (cache / "sources.json").write_text(json.dumps({"train": [], "validation": [], "test": entries}))
     model, card = load_model(tiny_weights)
-    weights = tmp_path / "tiny.pt"  # --write-card rewrites the weights and card
+    weights = tmp_path / "tiny.pt"  # --write-card rewrites the card
     save_weights(model, weights, card.name)
+    weight_bytes = weights.read_bytes()
     monkeypatch.setenv("PATH", str(tmp_path))  # no darktable-cli here
     status = evaluate.main(["--weights", str(weights), "--cache", str(cache), "--methods", "darktable,model",
                             "--conditions", "clean", "--count", "1", "--tune-count", "1", "--grey-count", "1",
@@ -132,3 +133,4 @@ def test_command_skips_darktable_in_one_line_and_writes_the_card(tmp_path: Path,
     table = json.loads((tmp_path / "table.json").read_text())
     assert set(table["clean"]) >= {"naive", "model"} and "darktable" not in table["clean"]
     assert load_model(weights)[1].extra["evaluation"]["table"] == table
+    assert weights.read_bytes() == weight_bytes  # the weights (and the sha256 others record) are untouched

@@ -44,7 +44,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -58,7 +58,7 @@ from ..bayer import BayerLayout, unpack_bayer
 from ..layouts import layout_class
 from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
-from ..model import load_model, save_weights
+from ..model import load_model, write_card
 from ..registry import SHIPPED_MODELS
 from ..restore import restore
 from . import darktable_baseline
@@ -436,9 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(table, indent=1) + "\n")
     if args.write_card:
-        extra = dict(card.extra)
-        extra["evaluation"] = {"table": table, "crops_per_condition": args.count, "seed": SEED, "test_set": "BSDS500 test (held out)"}
-        save_weights(model, args.weights, card.name, extra)
+        evaluation = {"table": table, "crops_per_condition": args.count, "seed": SEED, "test_set": "BSDS500 test (held out)"}
+        write_card(replace(card, extra={**card.extra, "evaluation": evaluation}), args.weights)
     return 0
 
 
