@@ -8,6 +8,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,19 +64,21 @@ def read_raw(path: Path) -> RawPhoto:
         raise LowlightError(path, "file not found")
     if path.is_dir():
         raise LowlightError(path, "is a directory, not a RAW file")
-    try:
-        with _open_raw(path) as raw:
-            return _decode(path, raw)
-    except LowlightError:
-        raise
-    except rawpy.LibRawFileUnsupportedError as exc:
-        raise LowlightError(path, _why_unsupported(path)) from exc
-    except rawpy.LibRawIOError as exc:
-        raise LowlightError(path, f"not a RAW file, or a truncated one (LibRaw: {_libraw_message(exc)})") from exc
-    except (rawpy.LibRawDataError, rawpy.LibRawError) as exc:
-        raise LowlightError(path, f"corrupt RAW file (LibRaw: {_libraw_message(exc)})") from exc
-    except OSError as exc:
-        raise LowlightError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    with _libraw_stderr() as printed:
+        try:
+            with _open_raw(path) as raw:
+                return _decode(path, raw)
+        except LowlightError:
+            raise
+        except rawpy.LibRawFileUnsupportedError as exc:
+            raise LowlightError(path, _why_unsupported(path)) from exc
+        except rawpy.LibRawIOError as exc:
+            message = _libraw_message(exc, printed.take_libraw_lines())
+            raise LowlightError(path, f"not a RAW file, or a truncated one (LibRaw: {message})") from exc
+        except (rawpy.LibRawDataError, rawpy.LibRawError) as exc:
+            raise LowlightError(path, f"corrupt RAW file (LibRaw: {_libraw_message(exc, printed.take_libraw_lines())})") from exc
+        except OSError as exc:
+            raise LowlightError(path, f"cannot read file ({exc.strerror or exc})") from exc
 
 
 def _open_raw(path: Path):
@@ -226,6 +234,54 @@ def _sub_pages(tif: tifffile.TiffFile, page) -> list:
     return pages
 
 
-def _libraw_message(exc: Exception) -> str:
+def _libraw_message(exc: Exception, printed: list[str]) -> str:
+    """LibRaw's error, and what it printed about the data (``"Unexpected end of file"``)."""
     text = exc.args[0] if exc.args else str(exc)
-    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return "; ".join(dict.fromkeys([text, *(line.rsplit(": ", 1)[-1] for line in printed)]))
+
+
+_STDERR_LOCK = threading.RLock()
+_LIBRAW_DATA_ERRORS = ("Unexpected end of file", "data corrupted at")  # LibRaw's default data-error callback
+
+
+class _Printed:
+    """What was printed into a file descriptor so far (read without moving its shared offset)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.taken: set[str] = set()
+
+    def lines(self) -> list[str]:
+        size = os.fstat(self._fd).st_size
+        return os.pread(self._fd, size, 0).decode("utf-8", "replace").splitlines() if size else []
+
+    def take_libraw_lines(self) -> list[str]:
+        """LibRaw's own reports about damaged data, which the caller now reports (not printed again)."""
+        lines = [line for line in self.lines() if any(marker in line for marker in _LIBRAW_DATA_ERRORS)]
+        self.taken.update(lines)
+        return lines
+
+
+@contextmanager
+def _libraw_stderr() -> Iterator[_Printed]:
+    """Hold what is printed on the process's stderr (descriptor 2) while LibRaw reads a file.
+
+    LibRaw reports damaged data itself, there (``"<file>: Unexpected end of file"``), so that a
+    failure would print two lines. The body may take those lines to fold into its one-line error;
+    everything else is printed when the body ends, so nothing is lost.
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        printed = _Printed(sink.fileno())
+        try:
+            yield printed
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            rest = [line for line in printed.lines() if line not in printed.taken]
+            if rest:
+                sys.stderr.write("".join(line + "\n" for line in rest))
+                sys.stderr.flush()

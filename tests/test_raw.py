@@ -1,11 +1,14 @@
 """Decoding real DNG files with LibRaw: every Bayer phase, odd crops, black levels, bad files."""
 
+import os
+
 import numpy as np
 import pytest
 
 from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.errors import LowlightError
 from lowlight_raw.metadata import camera_iso
+from lowlight_raw import raw as raw_module
 from lowlight_raw.raw import read_raw
 from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, dark_exposure, test_scene, write_cfa_dng
 
@@ -71,12 +74,28 @@ def test_not_a_raw(tmp_path):
         read_raw(fake)
 
 
-def test_truncated_raw(tmp_path):
+def test_truncated_raw(tmp_path, capfd):
     good = _write(tmp_path, "RGGB", (0, 0, 0, 0))
     cut = tmp_path / "cut.dng"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
-    with pytest.raises(LowlightError, match=r"cut\.dng: (not a RAW file, or a truncated one|corrupt RAW file)"):
+    with pytest.raises(LowlightError, match=r"cut\.dng: (not a RAW file, or a truncated one|corrupt RAW file)") as error:
         read_raw(cut)
+    # LibRaw's own report is folded into the one line, not printed beside it
+    assert "Unexpected end of file" in str(error.value)
+    assert capfd.readouterr().err == ""
+
+
+def test_what_else_is_printed_while_libraw_reads_is_kept(tmp_path, capfd):
+    good = _write(tmp_path, "RGGB", (0, 0, 0, 0))
+    with raw_module._libraw_stderr():
+        os.write(2, b"another thread's line\n")
+        read_raw(good)
+    assert capfd.readouterr().err == "another thread's line\n"
+    with pytest.raises(ValueError), raw_module._libraw_stderr() as printed:
+        os.write(2, b"kept\nx.dng: Unexpected end of file\n")
+        assert printed.take_libraw_lines() == ["x.dng: Unexpected end of file"]
+        raise ValueError
+    assert capfd.readouterr().err == "kept\n"  # the line taken is reported by the taker, once
 
 
 def test_missing_and_directory(tmp_path):
