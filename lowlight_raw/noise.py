@@ -212,12 +212,25 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     mean, var = mean[usable], (mad[usable] * _MAD_TO_SIGMA) ** 2
     bins = np.array_split(np.argsort(mean), min(ESTIMATE_BINS, mean.size // 16))
     x = np.maximum([np.median(mean[i]) for i in bins], 0.0)  # a dark raw's blacks average slightly below 0
-    v = np.array([np.quantile(var[i], LOW_QUANTILE) for i in bins]) / _low_quantile_ratio(layout if isinstance(layout, type) else type(layout))
-    slopes = _slope_for(x, v, b_masked)
-    # How much a bin says about a: the share of its variance that is shot noise (all of it when
-    # b is tied to a; near black, little when b was measured).
-    weights = np.ones_like(slopes) if b_masked is None else (slopes * x / np.maximum(v, 1e-30)).clip(0.0, 1.0) ** 2
-    a = _median_of_lowest(slopes, weights, LOWEST_BINS)
+    bin_level = np.empty_like(mean)
+    for level_of_bin, members in zip(x, bins):
+        bin_level[members] = level_of_bin
+    ratio = _low_quantile_ratio(layout if isinstance(layout, type) else type(layout))
+
+    def slope_of(variances: np.ndarray) -> float:
+        v = np.array([np.quantile(variances[i], LOW_QUANTILE) for i in bins]) / ratio
+        slopes = _slope_for(x, v, b_masked)
+        # How much a bin says about a: the share of its variance that is shot noise (all of it
+        # when b is tied to a; near black, little when b was measured).
+        weights = np.ones_like(slopes) if b_masked is None else (slopes * x / np.maximum(v, 1e-30)).clip(0.0, 1.0) ** 2
+        return _median_of_lowest(slopes, weights, LOWEST_BINS)
+
+    # The blocks of one bin differ in brightness and so in noise, and its flattest blocks would
+    # be its darkest (a dark bin can span ×4): with a first answer, bring every block's variance
+    # to its bin's level, and answer again.
+    a = slope_of(var)
+    b = b_masked if b_masked is not None else read_variance_for(a)
+    a = slope_of(var * (a * bin_level + b) / (a * np.maximum(mean, 0.0) + b))
     if iso:
         typical = typical_a_at_iso(iso)
         bounded = float(np.clip(a, ISO_A_SPREAD[0] * typical, ISO_A_SPREAD[1] * typical))
