@@ -130,7 +130,7 @@ class SensorLayout(ABC):
         """What the noise estimate measures (:func:`lowlight_raw.noise.estimate_profile`): a green
         pixel against its green neighbours, weighted so that every quadratic scene (flat, linearly
         or quadratically changing) cancels and only noise is left there, scaled so that its
-        variance is one pixel's; and the green level there. Two float64 ``(h', w')`` arrays."""
+        variance is one pixel's; and the green level there. Two float32 ``(h', w')`` arrays."""
 
     @classmethod
     @abstractmethod
@@ -194,12 +194,24 @@ def quincunx_residual(centre: np.ndarray, diagonal: np.ndarray, down_left: bool)
     ``c − D/4 ≈ −½∇²`` and ``c − A/4 ≈ −∇²`` of the scene, so this, twice the first minus the
     second, cancels every quadratic as well as flat and linear areas; noise variance × 9/4.
     """
-    centre, diagonal = centre.astype(np.float64), diagonal.astype(np.float64)
-    box = 0.25 * (diagonal[:-1, :-1] + diagonal[:-1, 1:] + diagonal[1:, :-1] + diagonal[1:, 1:])  # rows i-1, i
-    box = box[:-1, 1:] if down_left else box[:-1, :-1]  # box[i, j] belongs to centre[i + 1, j + 1]
-    axis = centre[:-2, 1:-1] + centre[2:, 1:-1] + centre[1:-1, :-2] + centre[1:-1, 2:]
+    centre, diagonal = centre.astype(np.float32, copy=False), diagonal.astype(np.float32, copy=False)
+    h, w = centre.shape[0] - 2, centre.shape[1] - 2
+    left = 1 if down_left else 0  # column of diagonal[i, ·] one down and one left/right of centre[i + 1, 1]
+    box = diagonal[:h, left : left + w] + diagonal[:h, left + 1 : left + w + 1]  # rows i, i + 1 …
+    box += diagonal[1 : h + 1, left : left + w]
+    box += diagonal[1 : h + 1, left + 1 : left + w + 1]
+    box *= 0.25  # … of the diagonal plane: box[i, j] belongs to centre[i + 1, j + 1]
     middle = centre[1:-1, 1:-1]
-    return (middle - 2.0 * box + 0.25 * axis) / 1.5, 0.5 * (middle + box)
+    residual = centre[:-2, 1:-1] + centre[2:, 1:-1]
+    residual += centre[1:-1, :-2]
+    residual += centre[1:-1, 2:]
+    residual *= 0.25
+    residual += middle
+    residual -= 2.0 * box
+    residual /= 1.5
+    box += middle
+    box *= 0.5
+    return residual, box
 
 
 def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

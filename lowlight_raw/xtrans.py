@@ -190,13 +190,13 @@ class XTransLayout(SensorLayout):
         # (planes 0 and 8 of the cells around) and ±(3, 0), ±(0, 3) (plane 4 of the cells around).
         # Weights 1, ¼, ¼, −¼, −¼ on the pairs' means cancel every quadratic scene; noise variance
         # 1 + ½ + 4 · 2/64 = 13/8.
-        p0, centre, p8 = (packed[k].astype(np.float64) for k in (0, 4, 8))
+        p0, centre, p8 = (packed[k].astype(np.float32, copy=False) for k in (0, 4, 8))
         inner = (slice(1, -1), slice(1, -1))
         middle = centre[inner]
         diagonal = 0.5 * (p0[inner] + p8[inner])
         knight = 0.125 * (p0[2:, 1:-1] + p8[:-2, 1:-1] + p8[1:-1, :-2] + p0[1:-1, 2:])
         axis = 0.125 * (centre[:-2, 1:-1] + centre[2:, 1:-1] + centre[1:-1, :-2] + centre[1:-1, 2:])
-        return (middle - diagonal - knight + axis) / np.sqrt(13.0 / 8.0), 0.5 * (middle + diagonal)
+        return (middle - diagonal - knight + axis) / np.float32(np.sqrt(13.0 / 8.0)), 0.5 * (middle + diagonal)
 
     @classmethod
     def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:

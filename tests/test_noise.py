@@ -91,7 +91,7 @@ def test_the_noise_residual_cancels_every_quadratic_scene(kind):
     for scene in (0.2 + 0.4 * y + 0.3 * x, 0.2 + 0.3 * x * x + 0.2 * y * y - 0.25 * x * y + 0.1 * x):
         packed = layout_packed(kind, scene, h, w)
         residual, level = layout.noise_residual(packed)
-        assert np.abs(residual).max() < 1e-9
+        assert np.abs(residual).max() < 1e-6  # float32 rounding; ISO-100 noise is ~1e-3
         assert scene.min() <= level.min() and level.max() <= scene.max()
     noisy = packed + np.random.default_rng(0).normal(0.0, 0.01, packed.shape)
     assert np.std(layout.noise_residual(noisy)[0]) == pytest.approx(0.01, rel=0.05)  # one pixel's sigma
