@@ -76,7 +76,8 @@ def read_raw(path: Path) -> RawPhoto:
             message = _libraw_message(exc, printed.take_libraw_lines())
             raise LowlightError(path, f"not a RAW file, or a truncated one (LibRaw: {message})") from exc
         except (rawpy.LibRawDataError, rawpy.LibRawError) as exc:
-            raise LowlightError(path, f"corrupt RAW file (LibRaw: {_libraw_message(exc, printed.take_libraw_lines())})") from exc
+            message = _libraw_message(exc, printed.take_libraw_lines())
+            raise LowlightError(path, f"corrupt RAW file (LibRaw: {message})") from exc
         except OSError as exc:
             raise LowlightError(path, f"cannot read file ({exc.strerror or exc})") from exc
 
