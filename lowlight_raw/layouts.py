@@ -185,6 +185,14 @@ def mosaic_from_rgb(rgb: np.ndarray, pattern: str) -> np.ndarray:
     return np.take_along_axis(rgb, channel[..., None], axis=2)[..., 0]
 
 
+def four_neighbours(plane: np.ndarray) -> np.ndarray:
+    """The sum of each inner pixel's four neighbours in ``plane`` (up, down, left, right): ``(h − 2, w − 2)``."""
+    total = plane[:-2, 1:-1] + plane[2:, 1:-1]
+    total += plane[1:-1, :-2]
+    total += plane[1:-1, 2:]
+    return total
+
+
 def quincunx_residual(centre: np.ndarray, diagonal: np.ndarray, down_left: bool) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`SensorLayout.noise_residual` of two green planes on a quincunx: ``diagonal[i, j]`` is
     the pixel one down and one left (``down_left``) or right of ``centre[i, j]``.
@@ -202,9 +210,7 @@ def quincunx_residual(centre: np.ndarray, diagonal: np.ndarray, down_left: bool)
     box += diagonal[1 : h + 1, left + 1 : left + w + 1]
     box *= 0.25  # … of the diagonal plane: box[i, j] belongs to centre[i + 1, j + 1]
     middle = centre[1:-1, 1:-1]
-    residual = centre[:-2, 1:-1] + centre[2:, 1:-1]
-    residual += centre[1:-1, :-2]
-    residual += centre[1:-1, 2:]
+    residual = four_neighbours(centre)
     residual *= 0.25
     residual += middle
     residual -= 2.0 * box

@@ -192,7 +192,8 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     Texture, not noise, is what fools an estimator, so: the noise is measured in the layout's
     :meth:`~lowlight_raw.layouts.SensorLayout.noise_residual` (a green pixel against its green
     neighbours, in which every quadratic scene cancels), robustly (median absolute deviation) in
-    blocks; per brightness bin only the flattest blocks count; texture can only *add* variance, so of the bins' answers the lowest
+    blocks; per brightness bin only the flattest blocks count (each block's variance first brought
+    to its bin's level); texture can only *add* variance, so of the bins' answers the lowest
     third decides. ``b`` is the variance of the masked (optical black) pixels when there are
     enough (``masked``), else tied to ``a`` the way darktable's cameras have it. A known ``iso``
     keeps ``a`` within the range real cameras have at that ISO, so a clean, detailed photo is

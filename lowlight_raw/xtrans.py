@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import SensorLayout, normalised_convolution, register_layout
+from .layouts import SensorLayout, four_neighbours, normalised_convolution, register_layout
 
 # 0 = R, 1 = G, 2 = B (LibRaw's colour indices for an RGB CFA), the X-Trans I–V pattern.
 CANONICAL = np.array(
@@ -195,7 +195,7 @@ class XTransLayout(SensorLayout):
         middle = centre[inner]
         diagonal = 0.5 * (p0[inner] + p8[inner])
         knight = 0.125 * (p0[2:, 1:-1] + p8[:-2, 1:-1] + p8[1:-1, :-2] + p0[1:-1, 2:])
-        axis = 0.125 * (centre[:-2, 1:-1] + centre[2:, 1:-1] + centre[1:-1, :-2] + centre[1:-1, 2:])
+        axis = 0.125 * four_neighbours(centre)
         return (middle - diagonal - knight + axis) / np.float32(np.sqrt(13.0 / 8.0)), 0.5 * (middle + diagonal)
 
     @classmethod
