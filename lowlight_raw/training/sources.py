@@ -8,8 +8,8 @@
 * scikit-image's bundled photographs (ship inside the ``scikit-image`` wheel, no download):
   public domain or CC0 per their docstrings.
 * High-resolution photographs from Debian packages (:mod:`.debian_photos`, the committed
-  manifest ``debian_photos.json``: CC0, CC-BY, CC-BY-SA, GPL, BSD), each cached at 1/2, 1/3 and
-  1/4 of its size, so the random-crop sampler sees every scene at several scales.
+  manifest ``debian_photos.json``: CC0, CC-BY, CC-BY-SA, GPL, LGPL, BSD), each cached at 1/2,
+  1/3 and 1/4 of its size, so the random-crop sampler sees every scene at several scales.
 
 Training draws from a named selection of these (:data:`SOURCE_SELECTIONS`): ``all``, or
 ``licence-clean`` (everything but BSDS500). Validation and test are BSDS500 in both, so scores
