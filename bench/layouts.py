@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from lowlight_raw.model import load_model
 from lowlight_raw.registry import SHIPPED_MODELS
@@ -27,13 +26,6 @@ from lowlight_raw.training import evaluate
 from lowlight_raw.training.sources import DEFAULT_CACHE, cached_images
 
 CROP = 240
-
-
-def scores(outputs: list[np.ndarray], cases: list[evaluate.TestCase]) -> tuple[float, float]:
-    """Mean sRGB PSNR and SSIM of ``outputs`` against the cases' references."""
-    psnr = float(np.mean([evaluate.psnr(o, c.reference) for o, c in zip(outputs, cases)]))
-    ssim = float(np.mean([structural_similarity(c.reference, o, channel_axis=2, data_range=1.0) for o, c in zip(outputs, cases)]))
-    return psnr, ssim
 
 
 def main() -> int:
@@ -68,7 +60,7 @@ def main() -> int:
             tune_cases = evaluate.same_scene_cases(tune, condition, layout, evaluate.SEED + 1, CROP)
             settings = {m: evaluate.tune(tune_cases, evaluate.BASELINES[m]) for m in methods if m in evaluate.BASELINES}
             outputs = evaluate.method_outputs(cases, model, methods, settings)
-            row = {m: scores(outputs[m], cases) for m in methods}
+            row = {m: evaluate.mean_scores(outputs[m], cases) for m in methods}
             cells = " | ".join(f"{p:.2f} / {s:.3f}" for p, s in row.values())
             over = lambda m: f"{row['model'][0] - row[m][0]:+.2f}" if "model" in row and m in row else "–"  # noqa: E731
             print(f"| {condition} | {layout} | {cells} | {over('naive')} | {over('nlm')} |", flush=True)

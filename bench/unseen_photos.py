@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 import torch
-from skimage.metrics import structural_similarity
 
+from lowlight_raw.errors import LowlightError
 from lowlight_raw.model import load_model
 from lowlight_raw.training import evaluate
 
@@ -26,11 +26,8 @@ SEED = 99
 
 
 def score(outputs: list[np.ndarray], cases: list[evaluate.TestCase]) -> str:
-    """Mean PSNR / SSIM of ``outputs`` against their cases' references."""
-    psnr = np.mean([evaluate.psnr(out, case.reference) for out, case in zip(outputs, cases)])
-    ssim = np.mean([structural_similarity(out, case.reference, channel_axis=2, data_range=1.0)
-                    for out, case in zip(outputs, cases)])
-    return f"{psnr:.2f} / {ssim:.3f}"
+    """``PSNR / SSIM``, the means of ``outputs`` against their cases' references."""
+    return "{:.2f} / {:.3f}".format(*evaluate.mean_scores(outputs, cases))
 
 
 def main() -> None:
@@ -42,7 +39,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     left, right, _ = skimage.data.stereo_motorcycle()
-    models = {path: load_model(path)[0] for path in args.weights}
+    try:
+        models = {path: load_model(path)[0] for path in args.weights}
+    except LowlightError as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(f"stereo_motorcycle, {args.count} crops of 256×256 per condition (seed {SEED}): PSNR dB / SSIM")
     print("| condition | naive | " + " | ".join(path.name for path in models) + " |\n|---|---|" + "---|" * len(models))
     for condition in args.conditions.split(","):

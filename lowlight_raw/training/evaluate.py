@@ -259,6 +259,14 @@ def psnr(out: np.ndarray, ref: np.ndarray) -> float:
     return 10.0 * np.log10(1.0 / max(mse, 1e-12))
 
 
+def mean_scores(outputs: list[np.ndarray], cases: list[TestCase]) -> tuple[float, float]:
+    """Mean sRGB PSNR and SSIM of ``outputs`` against their ``cases``' references."""
+    mean_psnr = float(np.mean([psnr(out, case.reference) for out, case in zip(outputs, cases)]))
+    mean_ssim = float(np.mean([structural_similarity(case.reference, out, channel_axis=2, data_range=1.0)
+                               for out, case in zip(outputs, cases)]))
+    return mean_psnr, mean_ssim
+
+
 def flat_error_variances(out: np.ndarray, ref: np.ndarray) -> list[float]:
     """Error variance inside each flat ``FLAT_BLOCK²`` block of ``ref``."""
     h, w = (s // FLAT_BLOCK * FLAT_BLOCK for s in ref.shape[:2])
@@ -358,9 +366,10 @@ def evaluate(
             noise = float(np.sqrt(np.mean(flat_var))) if flat_var else float("nan")
             if method == "naive":
                 naive_noise = noise
+            mean_psnr, mean_ssim = mean_scores(outs, cases)
             table[condition][method] = {
-                "psnr": round(float(np.mean([psnr(o, c.reference) for o, c in zip(outs, cases)])), 2),
-                "ssim": round(float(np.mean([structural_similarity(c.reference, o, channel_axis=2, data_range=1.0) for o, c in zip(outs, cases)])), 4),
+                "psnr": round(mean_psnr, 2),
+                "ssim": round(mean_ssim, 4),
                 "flat_noise": round(noise, 5),
                 "flat_noise_reduction_pct": round(100.0 * (1.0 - noise / naive_noise), 1),
                 **_summary([grey_error_percent(o, c) for o, c in zip(grey_outs, grey_cases)]),
