@@ -15,7 +15,9 @@ The photos are not free of noise and fine texture themselves, which matters only
 low ISO, where the added noise is as faint. So the ×1 estimates are also given against the added
 ``a`` plus the photo's own reading (its estimate without added noise): how far the estimate is
 from the noise added to what the photo already had. That reading comes from the same estimator,
-so this column shows that the two add up, not that the photo's own reading is right.
+so this column shows that the two add up, not that the photo's own reading is right. The last
+line measures how fine ISO 100 is against the photos' 8 bits: each scene rounded to 8 bits once
+more (with a random dither), and how much that one rounding adds to its reading, in ISO 100's ``a``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,17 @@ def main() -> None:
         print(f"| {iso} | {a:.2e} | " + " | ".join(cells) + " |", flush=True)
     print(f"noise-free photos: a = {np.median(own):.2e} median, {own.max():.2e} max "
           f"(a typical camera at ISO 100: {typical_a_at_iso(100):.2e}, at ISO 800: {typical_a_at_iso(800):.2e})")
+    rounded = np.array([estimate_profile(packed_shot(requantised(scene, np.random.default_rng(i)), 1.0, None,
+                                                     np.random.default_rng(0), params)).a
+                        for i, (_, scene) in enumerate(scenes)])
+    added = (rounded - own) / typical_a_at_iso(100)
+    print(f"one more rounding of the photos to 8 bits adds {np.median(added):.2f}× ISO 100's a "
+          f"(median; {added.min():.2f}–{added.max():.2f})")
+
+
+def requantised(srgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``srgb`` rounded to 8 bits with a uniform random dither."""
+    return (np.floor(srgb * 255.0 + rng.random(srgb.shape)) / 255.0).astype(np.float32)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,11 @@ class Enhancer:
             if not is_named(self.choice):
                 raise LowlightError(source, f"{layout_class(layout).label} sensor, but the model {self.choice} is for "
                                             f"{self.model.layout.label} sensors")
-            self._networks[layout] = load_model(resolve_model(self.choice, self.device, layout), self.device)
+            try:
+                weights = resolve_model(self.choice, self.device, layout)
+            except LowlightError as exc:  # the user chose the model for a batch: name the photo
+                raise LowlightError(source, exc.reason) from exc
+            self._networks[layout] = load_model(weights, self.device)
         return self._networks[layout]
 
     def enhance(

@@ -320,7 +320,7 @@ def load_model(weights: Path, device: torch.device | str = "cpu") -> tuple[nn.Mo
     """Build the network its card describes and load ``weights`` into it.
 
     Checks the architecture name and version and the file's sha256 against the card. Shipped
-    models by name (``fast``, ``quality``): :func:`lowlight_raw.registry.resolve_model`.
+    models by name (``fast``, ``fast-licence-clean``, ``quality``): :func:`lowlight_raw.registry.resolve_model`.
     """
     weights = Path(weights)
     card = read_card(weights)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-from .registry import MODEL_CHOICES
+from .registry import MODEL_CHOICES, MODEL_METAVAR
 
 FORMATS = ("dng", "tiff", "jpeg")
 MIN_EV, MAX_MANUAL_EV = -4.0, 12.0  # what a user may ask for; --ev auto stays within [0, MAX_EV]
@@ -153,9 +153,10 @@ class EnhanceOptions:
         ("--linear",), "linear", "TIFF: write linear values (with a linear ICC profile) instead of the sRGB curve",
         _wire_bool("linear")))
     model: str | None = _option(None, OptionSpec(
-        ("--model",), "model", "auto (quality on a GPU when shipped, else fast), fast, quality, or a weight file "
+        ("--model",), "model", "auto (quality on a GPU when shipped, else fast), a shipped model "
+        "(fast-licence-clean: trained on openly licensed photos only), or a weight file "
         "(default: auto; through the daemon: the daemon's own --model)", _wire_model, parse_model,
-        metavar="auto|fast|quality|PATH"))
+        metavar=MODEL_METAVAR))
 
     def validate(self) -> EnhanceOptions:
         """Raise ``ValueError`` with a plain message for options that make no sense."""

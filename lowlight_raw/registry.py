@@ -5,8 +5,10 @@ meant for a GPU (it also runs on a CPU, slowly). Each name has one network per s
 (:mod:`lowlight_raw.layouts`): a Fujifilm raw gets the X-Trans network of the model the user
 chose, a LinearRaw DNG the linear one. ``auto`` picks ``quality`` on CUDA or Apple MPS when its
 weights are shipped, else ``fast``; where ``quality`` has no network for a layout, ``fast``'s is
-used. Anything else given as a model is a path to a weight file with its ``.json`` card beside
-it, for the one layout its card names.
+used. ``fast-licence-clean`` is ``fast`` trained without BSDS500 (research use only), on openly
+licensed photographs alone: weaker (see the model card), for users who need that provenance, so it
+never falls back to a network trained on BSDS500. Anything else given as a model is a path to a
+weight file with its ``.json`` card beside it, for the one layout its card names.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ SHIPPED_MODELS: dict[str, dict[str, Path]] = {
         "xtrans": WEIGHTS_DIR / "lowlight-xtrans12.pt",
         "linear": WEIGHTS_DIR / "lowlight-linear12.pt",
     },
+    "fast-licence-clean": {"bayer": WEIGHTS_DIR / "lowlight-sid12-licence-clean.pt"},
     "quality": {"bayer": WEIGHTS_DIR / "lowlight-quality.pt"},
 }
+FALLBACK_MODEL = {"quality": "fast"}  # whose network a model uses for a layout it has none for
 MODEL_CHOICES = ("auto", *SHIPPED_MODELS)
+MODEL_METAVAR = "|".join((*MODEL_CHOICES, "PATH"))  # how --model is shown in --help
 ACCELERATORS = frozenset({"cuda", "mps"})
 MAIN_LAYOUT = "bayer"  # the layout a shipped name must have to count as shipped
 
@@ -60,9 +65,10 @@ def resolve_model(model: str | Path, device: torch.device, layout: str = MAIN_LA
     if model == "auto":
         model = "quality" if device.type in ACCELERATORS and shipped_weights("quality") is not None else "fast"
     check_shipped(model)
-    for name in (model, "fast"):
+    names = (model, FALLBACK_MODEL[model]) if model in FALLBACK_MODEL else (model,)
+    for name in names:
         path = shipped_weights(name, layout)
         if path is not None:
             return path
-    raise LowlightError(SHIPPED_MODELS["fast"].get(layout, WEIGHTS_DIR / f"{layout}.pt"),
-                        f"no shipped model for {layout} sensors in this installation")
+    raise LowlightError(SHIPPED_MODELS[names[-1]].get(layout, WEIGHTS_DIR / f"{layout}.pt"),
+                        f"the {model!r} model has no network for {layout} sensors in this installation")

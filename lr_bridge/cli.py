@@ -22,6 +22,7 @@ import zmq
 
 from lowlight_raw.backends import ClusterError, ClusterSpec, add_cluster_arguments
 from lowlight_raw.options import EnhanceOptions, add_arguments
+from lowlight_raw.registry import MODEL_METAVAR
 from lr_bridge import __version__, darktable_install
 from lr_bridge.logfile import BoundedLogHandler
 from lr_bridge.client import (
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
     serve.add_argument("--bind", help=f"endpoint to listen on (default {DEFAULT_BIND}: loopback, any free port)")
     serve.add_argument("--state-dir", help="where to write the state file (env LR_BRIDGE_STATE_DIR)")
-    serve.add_argument("--model", metavar="auto|fast|quality|PATH",
+    serve.add_argument("--model", metavar=MODEL_METAVAR,
                        help="auto (default: quality on a GPU, fast on CPU), a shipped model, or a weight file")
     serve.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     serve.add_argument("--server-secret-key", help="CURVE: the daemon's secret key file (NAME.key_secret)")

@@ -77,7 +77,7 @@ class ServeSettings:
 
     bind: str
     state_dir: Path
-    model: str = "auto"  # auto | fast | quality | a weight file
+    model: str = "auto"  # auto, a shipped model (lowlight_raw.registry.MODEL_CHOICES) or a weight file
     device: str = "auto"
     server_keys: KeyPair | None = None  # remote CURVE: the daemon's key pair …
     authorized_keys: Path | None = None  # … and the folder of authorised client public keys

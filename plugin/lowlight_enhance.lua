@@ -35,7 +35,7 @@ local EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND = 126, 127
 local FORMATS = { "DNG", "TIFF", "JPEG" } -- lowlight_raw.options.FORMATS, upper case
 local EV_RANGE = { -4, 12 } -- lowlight_raw.options.MIN_EV, MAX_MANUAL_EV
 local STRENGTH_RANGE = { 0.0, 1.0 } -- lowlight_raw.options.MIN_STRENGTH, MAX_STRENGTH
-local MODELS = { "auto", "fast", "quality" } -- lowlight_raw.registry.MODEL_CHOICES
+local MODELS = { "auto", "fast", "fast-licence-clean", "quality" } -- lowlight_raw.registry.MODEL_CHOICES
 local OUTPUT_SUFFIX = "_lowlight" -- lowlight_raw.writers.OUTPUT_SUFFIX: <stem>_lowlight[_N].<ext>
 -- images darktable imports that hold no camera mosaic (darktable's `is_raw` is only known once
 -- an image has been loaded, so the extension decides)
@@ -364,7 +364,8 @@ M.PREFERENCES = {
     _("1 = the network's result, 0 = plain brightening; values between blend the two"),
     STRENGTH_RANGE[2], STRENGTH_RANGE[1], STRENGTH_RANGE[2], 0.05 },
   { "model", "enum", _("low light: model"),
-    _("auto = the daemon's choice (quality on a GPU when installed, else fast); fast; quality"),
+    _("auto = the daemon's choice (quality on a GPU when installed, else fast); fast; "
+      .. "fast-licence-clean = fast trained on openly licensed photos only (weaker; Bayer raws only); quality"),
     MODELS[1], table.unpack(MODELS) },
   { "output_folder", "string", _("low light: output folder"),
     _("empty = beside the source; variables: $(FILE_FOLDER), $(HOME), e.g. $(FILE_FOLDER)/lowlight"), "" },

@@ -79,6 +79,19 @@ def test_command_line_takes_a_mixed_batch(make_dng, xtrans_dng, linear_dng, tmp_
     assert tifffile.imread(tmp_path / "out" / "xt_dark_lowlight.tif").shape == (*SIZES["xtrans"], 3)
 
 
+def test_licence_clean_model_refuses_other_sensors_by_name(make_dng, xtrans_dng, tmp_path, capsys):
+    """The licence-clean model has only a Bayer network: in a mixed batch the Bayer file is
+    enhanced, and the X-Trans file fails in one line naming it, with nothing written for it."""
+    bayer = make_dng("bayer_dark.dng")
+    code = main(["enhance", str(bayer), str(xtrans_dng), "--model", "fast-licence-clean",
+                 "-o", str(tmp_path / "out"), "--format", "tiff"])
+    assert code != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {xtrans_dng}: the 'fast-licence-clean' model has no network for xtrans sensors "
+                      "in this installation"]
+    assert finished_outputs(tmp_path / "out") == ["bayer_dark_lowlight.tif"]
+
+
 def test_a_linear_source_carries_its_opcode_lists_into_a_dng(tmp_path, enhancer):
     """A LinearRaw source's OpcodeList2 (e.g. a gain map) and OpcodeList3 act on linear RGB, like our
     DNG output: both are carried; TIFF and JPEG get neither (nothing would apply them)."""

@@ -75,6 +75,14 @@ def test_shipped_models_by_name_and_auto_by_device(tmp_path):
             resolve_model("quality", torch.device("cpu"))
 
 
+def test_licence_clean_model_never_falls_back_to_a_network_trained_on_bsds500():
+    """``quality`` borrows ``fast``'s network for a layout it lacks; ``fast-licence-clean`` must
+    not, since its users chose it for its training data: a clear error instead."""
+    assert resolve_model("fast-licence-clean", torch.device("cpu")) == SHIPPED_MODELS["fast-licence-clean"]["bayer"]
+    with pytest.raises(LowlightError, match="'fast-licence-clean' model has no network for xtrans sensors"):
+        resolve_model("fast-licence-clean", torch.device("cpu"), "xtrans")
+
+
 def test_context_unet_starts_as_the_unet_it_is_fine_tuned_from(tmp_path):
     """A trained sid-unet carries over into sid-unet-ctx whole: the gated blocks start as the
     identity, so the output is the same; the card names the new architecture and the loader

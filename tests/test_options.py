@@ -86,7 +86,7 @@ def test_the_wire_round_trips_every_option(tmp_path) -> None:
     ({"strength": -0.1}, "'strength' must be a number from 0 to 1"),
     ({"output_dir": "relative"}, "'output_dir' must be null or an absolute path string"),
     ({"linear": 1}, "'linear' must be true or false"),
-    ({"model": "best"}, "'model' must be null (the daemon's default), one of auto, fast, quality, or an absolute path"),
+    ({"model": "best"}, "'model' must be null (the daemon's default), one of auto, fast, fast-licence-clean, quality, or an absolute path"),
     ({"colour": "red", "zoom": 2}, "unknown option(s): colour, zoom"),
 ])
 def test_malformed_wire_options_are_named(wire, message) -> None:

@@ -41,15 +41,30 @@ def _card(image):
     return image[20:-20, 20:-20].reshape(-1, 3)  # a neutral card: linear sRGB 0.3 after white balance
 
 
+@pytest.fixture(scope="module")
+def licence_clean():
+    return Enhancer("fast-licence-clean", device="cpu")
+
+
+@pytest.mark.parametrize("model_name", ["fast", "fast-licence-clean"])
 @pytest.mark.parametrize("ratio", [100, 300])
-def test_grey_card_is_denoised_and_stays_neutral(shipped, tmp_path, ratio):
-    """A flat grey card: far less noise than plain amplification, and no colour cast."""
-    model = _card(_enhance_grey(shipped, tmp_path, ratio, 1.0))
-    naive = _card(_enhance_grey(shipped, tmp_path, ratio, 0.0))
+def test_grey_card_is_denoised_and_stays_neutral(request, tmp_path, ratio, model_name):
+    """A flat grey card, through each shipped Bayer network: far less noise than plain
+    amplification, and no colour cast."""
+    enhancer = request.getfixturevalue("shipped" if model_name == "fast" else "licence_clean")
+    model = _card(_enhance_grey(enhancer, tmp_path, ratio, 1.0))
+    naive = _card(_enhance_grey(enhancer, tmp_path, ratio, 0.0))
     reduction = 1 - model.std(0).mean() / naive.std(0).mean()
     assert reduction >= 0.8, f"×{ratio}: noise only reduced by {reduction:.0%}"
     cast = np.abs(model.mean(0) / 0.3 - 1).max()
     assert cast <= 0.06, f"×{ratio}: grey is off by {cast:.1%} ({model.mean(0)})"
+
+
+def test_licence_clean_weights_are_shipped_and_trained_without_bsds500():
+    """The second shipped Bayer network: its card says it saw no BSDS500 photo."""
+    _, card = load_model(SHIPPED_MODELS["fast-licence-clean"]["bayer"])
+    assert card.extra["data"]["sources"] == "licence-clean"
+    assert "bsds500" not in card.extra["data"]["photos_per_source"]
 
 
 @pytest.mark.parametrize("tile", [352, 416])
