@@ -34,7 +34,7 @@ from lowlight_raw.training.dataset import packed_shot
 from lowlight_raw.training.debian_photos import downscale_linear, fetch_photos, load_manifest, read_rgb
 from lowlight_raw.training.sensor_noise import SensorModel
 from lowlight_raw.training.sources import DEFAULT_PHOTOS
-from lowlight_raw.training.unprocess import sample_params
+from lowlight_raw.training.unprocess import UnprocessParams, sample_params
 
 ISOS = (100, 200, 400, 800, 1600, 6400, 25600)
 RATIOS = (1.0, 100.0)
@@ -79,8 +79,7 @@ def main() -> None:
     print(f"{len(scenes)} licence-clean photos of ≥{args.min_mp:g} MP, ÷{args.downscale}, ≤{args.size}² px, "
           f"optics blur {args.optics_blur} px; "
           f"estimated a ÷ true a: median (min–max), share within ±{TOLERANCE:.0%}")
-    own = np.array([estimate_profile(packed_shot(scene, 1.0, None, np.random.default_rng(0), params)).a
-                    for _, scene in scenes])
+    own = np.array([noise_free_reading(scene, params) for _, scene in scenes])
     print("| ISO | true a | " + " | ".join(f"×{r:g}" for r in RATIOS) + " | ×1 against true a + the photo's own |\n"
           "|---|---|" + "---|" * (len(RATIOS) + 1), flush=True)
     for iso in ISOS:
@@ -93,12 +92,16 @@ def main() -> None:
         print(f"| {iso} | {a:.2e} | " + " | ".join(cells) + " |", flush=True)
     print(f"noise-free photos: a = {np.median(own):.2e} median, {own.max():.2e} max "
           f"(a typical camera at ISO 100: {typical_a_at_iso(100):.2e}, at ISO 800: {typical_a_at_iso(800):.2e})")
-    rounded = np.array([estimate_profile(packed_shot(requantised(scene, np.random.default_rng(i)), 1.0, None,
-                                                     np.random.default_rng(0), params)).a
+    rounded = np.array([noise_free_reading(requantised(scene, np.random.default_rng(i)), params)
                         for i, (_, scene) in enumerate(scenes)])
     added = (rounded - own) / typical_a_at_iso(100)
     print(f"one more rounding of the photos to 8 bits adds {np.median(added):.2f}× ISO 100's a "
           f"(median; {added.min():.2f}–{added.max():.2f})")
+
+
+def noise_free_reading(scene: np.ndarray, params: UnprocessParams) -> float:
+    """The ``a`` estimated on ``scene`` unprocessed with ``params`` into a raw with no noise added."""
+    return estimate_profile(packed_shot(scene, 1.0, None, np.random.default_rng(0), params)).a
 
 
 def requantised(srgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:

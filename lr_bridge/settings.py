@@ -4,7 +4,7 @@ The config file is TOML (``$LR_BRIDGE_CONFIG``, default ``~/.config/lowlight-raw
 with flat keys, for example::
 
     bind = "tcp://127.0.0.1:5599"
-    model = "quality"                     # auto | fast | fast-licence-clean | quality | a weight file (MODEL_CHOICES)
+    model = "quality"                     # auto, a shipped model (registry.MODEL_CHOICES) or a weight file
     device = "cuda"
     state_dir = "/run/user/1000/lowlight-raw"
     server_secret_key = "~/.config/lowlight-raw/keys/server.key_secret"   # daemon, remote mode
