@@ -18,6 +18,11 @@ from the noise added to what the photo already had. That reading comes from the 
 so this column shows that the two add up, not that the photo's own reading is right. The last
 line measures how fine ISO 100 is against the photos' 8 bits: each scene rounded to 8 bits once
 more (with a random dither), and how much that one rounding adds to its reading, in ISO 100's ``a``.
+
+What a wrong ×1 estimate costs is the network's share of the result (:func:`network_share`: 0 for
+a clean photo, which then gets the classical demosaic alone): the last column gives the largest
+share over the photos with the ISO not given and given (which bounds the estimate), beside the
+share the true noise gives. ``--per-photo`` lists each photo's own reading and ×1 estimates.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from lowlight_raw.color import srgb_encode
-from lowlight_raw.noise import estimate_profile, read_variance_for, typical_a_at_iso
+from lowlight_raw.noise import NoiseProfile, estimate_profile, read_variance_for, typical_a_at_iso
+from lowlight_raw.restore import network_share
 from lowlight_raw.training.dataset import packed_shot
 from lowlight_raw.training.debian_photos import downscale_linear, fetch_photos, load_manifest, read_rgb
 from lowlight_raw.training.sensor_noise import SensorModel
@@ -73,6 +79,7 @@ def main() -> None:
     parser.add_argument("--downscale", type=int, default=3, help="area-average factor")
     parser.add_argument("--size", type=int, default=1536, help="crop side, pixels after downscaling")
     parser.add_argument("--optics-blur", type=float, default=0.6, help="Gaussian sigma, pixels")
+    parser.add_argument("--per-photo", action="store_true", help="also list each photo's readings")
     args = parser.parse_args()
     scenes = photos(args.count, args.min_mp, args.downscale, args.size, args.optics_blur)
     params = sample_params(np.random.default_rng(7))
@@ -80,16 +87,24 @@ def main() -> None:
           f"optics blur {args.optics_blur} px; "
           f"estimated a ÷ true a: median (min–max), share within ±{TOLERANCE:.0%}")
     own = np.array([noise_free_reading(scene, params) for _, scene in scenes])
-    print("| ISO | true a | " + " | ".join(f"×{r:g}" for r in RATIOS) + " | ×1 against true a + the photo's own |\n"
-          "|---|---|" + "---|" * (len(RATIOS) + 1), flush=True)
+    print("| ISO | true a | " + " | ".join(f"×{r:g}" for r in RATIOS) + " | ×1 against true a + the photo's own "
+          "| ×1 network share: true / largest, ISO not given / given |\n"
+          "|---|---|" + "---|" * (len(RATIOS) + 2), flush=True)
+    well_exposed = {}
     for iso in ISOS:
         a = typical_a_at_iso(iso)
         sensor = SensorModel.with_profile(a, read_variance_for(a))
-        estimates = {ratio: np.array([estimate_profile(packed_shot(scene, ratio, sensor, np.random.default_rng(i),
-                                                                   params)).a for i, (_, scene) in enumerate(scenes)])
-                     for ratio in RATIOS}
+        shots = {ratio: [packed_shot(scene, ratio, sensor, np.random.default_rng(i), params)
+                         for i, (_, scene) in enumerate(scenes)] for ratio in RATIOS}
+        estimates = {ratio: np.array([estimate_profile(packed).a for packed in shots[ratio]]) for ratio in RATIOS}
+        given_iso = [estimate_profile(packed, iso=iso) for packed in shots[1.0]]
+        well_exposed[iso] = estimates[1.0] / a
+        shares = (network_share(NoiseProfile(a, read_variance_for(a), "true"), 1.0),
+                  max(network_share(NoiseProfile(e, read_variance_for(e), "estimated"), 1.0) for e in estimates[1.0]),
+                  max(network_share(profile, 1.0) for profile in given_iso))
         cells = [cell(estimates[ratio] / a) for ratio in RATIOS] + [cell(estimates[1.0] / (a + own))]
-        print(f"| {iso} | {a:.2e} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {iso} | {a:.2e} | " + " | ".join(cells) + " | " + " / ".join(f"{s:.2f}" for s in shares) + " |",
+              flush=True)
     print(f"noise-free photos: a = {np.median(own):.2e} median, {own.max():.2e} max "
           f"(a typical camera at ISO 100: {typical_a_at_iso(100):.2e}, at ISO 800: {typical_a_at_iso(800):.2e})")
     rounded = np.array([noise_free_reading(requantised(scene, np.random.default_rng(i)), params)
@@ -97,6 +112,12 @@ def main() -> None:
     added = (rounded - own) / typical_a_at_iso(100)
     print(f"one more rounding of the photos to 8 bits adds {np.median(added):.2f}× ISO 100's a "
           f"(median; {added.min():.2f}–{added.max():.2f})")
+    if args.per_photo:
+        print("\n| photo | own reading ÷ ISO 100's a | " + " | ".join(f"×1 ISO {iso}" for iso in ISOS) + " |\n"
+              "|---|---|" + "---|" * len(ISOS))
+        for k, (name, _) in enumerate(scenes):
+            print(f"| {name} | {own[k] / typical_a_at_iso(100):.2f} | "
+                  + " | ".join(f"{well_exposed[iso][k]:.2f}" for iso in ISOS) + " |")
 
 
 def noise_free_reading(scene: np.ndarray, params: UnprocessParams) -> float:

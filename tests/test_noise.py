@@ -14,6 +14,7 @@ from lowlight_raw.noise import (ISO_A_SPREAD, NoiseProfile, darktable_profile, e
 from lowlight_raw.bayer import BayerLayout
 from lowlight_raw.layouts import layout_class, mosaic_from_rgb
 from lowlight_raw.linear_rgb import LinearLayout
+from lowlight_raw.restore import network_share
 from lowlight_raw.training.dataset import packed_shot
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import sample_params, unprocess
@@ -50,6 +51,19 @@ def test_a_clean_detailed_photo_is_never_taken_for_a_noisy_one(photo):
     assert clean.a < 0.5 * typical_a_at_iso(100)  # below half of what a typical camera has at ISO 100
     at_iso_200 = estimate_profile(_shot(photo, 0.0, 0.0), iso=200)
     assert at_iso_200.a <= ISO_A_SPREAD[1] * typical_a_at_iso(200) * 1.0001
+
+
+@pytest.mark.parametrize("texture", ["grass", "gravel"])
+@pytest.mark.parametrize("iso", [100, 200, 400])
+def test_a_well_exposed_texture_without_flat_areas_gets_no_network_when_its_iso_is_known(texture, iso):
+    # With no flat area the estimate reads the texture as noise (grass at ISO 100, ISO not given:
+    # 31× the true a); the bound the ISO sets keeps such a photo away from the network at ISO ≤ 400
+    # (bench/noise_estimate.py, last column; bench/no_harm.py scores textures through the engine).
+    grey = gaussian_filter(getattr(skimage.data, texture)().astype(np.float32) / 255.0, OPTICS_BLUR)
+    a = typical_a_at_iso(iso)
+    shot = packed_shot(np.repeat(grey[..., None], 3, axis=2), 1.0, SensorModel.with_profile(a, read_variance_for(a)),
+                       np.random.default_rng(0), sample_params(np.random.default_rng(7)))
+    assert network_share(estimate_profile(shot, iso=iso), 1.0) == 0.0
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
