@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_engine.py --device cuda   # on a GPU (scripts/gpu_bench.sh)
     .venv/bin/python bench/bench_engine.py --megapixels 2 --models fast --widths 32
     .venv/bin/python bench/bench_engine.py --layout xtrans --models fast   # a Fujifilm-like raw
+    .venv/bin/python bench/bench_engine.py --exposure clean --models fast  # a clean raw: network + demosaic blend
 
 Rows, each model in fresh subprocesses so that a row's peak RSS is its own:
 
@@ -36,6 +37,9 @@ from pathlib import Path
 import numpy as np
 
 RATIO = 100.0  # the synthetic raw is exposed 100× too dark; the network-alone rows amplify it back
+# --exposure: how the raw is shot (ratio too dark, noise a and b, ISO). A clean one gets the
+# network blended with the layout's clean rendering (restore.py), so only its end-to-end row differs.
+EXPOSURES = {"dark": (RATIO, 2e-4, 2e-7, 6400), "clean": (1.0, 6e-6, 2e-9, 200)}
 NO_CUDA = "n/a (no CUDA)"
 TARGETS = {"e2e_s": 0.5, "network_s": 0.05, "bf16_psnr_loss_db": 0.05}  # GPU, quality model, bf16
 
@@ -49,16 +53,17 @@ def bench_scene(megapixels: float) -> np.ndarray:
     return np.tile(test_scene(500, 750), (height // 500 + 1, width // 750 + 1, 1))[:height, :width]
 
 
-def synthesise_raw(path: Path, megapixels: float, layout: str = "bayer") -> Path:
-    """A dark ×100, ISO-6400-noisy DNG of :func:`bench_scene` of sensor ``layout``."""
+def synthesise_raw(path: Path, megapixels: float, layout: str = "bayer", exposure: str = "dark") -> Path:
+    """A DNG of :func:`bench_scene` of sensor ``layout`` shot as ``exposure`` says (:data:`EXPOSURES`)."""
     from lowlight_raw.synthetic import DngSpec, dark_exposure, dark_linear_exposure, write_cfa_dng, write_linear_dng
     from lowlight_raw.xtrans import pattern_letters
 
-    spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": "6400"}, pattern=pattern_letters() if layout == "xtrans" else "RGGB")
+    ratio, a, b, iso = EXPOSURES[exposure]
+    spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": str(iso)}, pattern=pattern_letters() if layout == "xtrans" else "RGGB")
     rng = np.random.default_rng(0)
     if layout == "linear":
-        return write_linear_dng(path, dark_linear_exposure(bench_scene(megapixels), spec, RATIO, 2e-4, 2e-7, rng), spec)
-    return write_cfa_dng(path, dark_exposure(bench_scene(megapixels), spec, RATIO, 2e-4, 2e-7, rng), spec)
+        return write_linear_dng(path, dark_linear_exposure(bench_scene(megapixels), spec, ratio, a, b, rng), spec)
+    return write_cfa_dng(path, dark_exposure(bench_scene(megapixels), spec, ratio, a, b, rng), spec)
 
 
 def _device_label(dev) -> str:
@@ -221,11 +226,12 @@ def _cell(row: dict, key: str, fmt: str, cuda: bool) -> str:
     return "" if cuda or key != "peak_gpu_gb" else NO_CUDA
 
 
-def print_table(rows: list[dict], device: str, megapixels: float, layout: str = "bayer") -> None:
+def print_table(rows: list[dict], device: str, megapixels: float, layout: str = "bayer", exposure: str = "dark") -> None:
     """The table, bf16-vs-float32 lines on CUDA (and the targets), "n/a (no CUDA)" rows elsewhere."""
     cuda = device.startswith("cuda")
     names = {"e2e": "end-to-end", "network": "network", "daemon": "daemon per file"}
-    print(f"\n{megapixels:g} MP synthetic {layout} RAW (×{RATIO:g} dark, ISO 6400 noise)")
+    ratio, _, _, iso = EXPOSURES[exposure]
+    print(f"\n{megapixels:g} MP synthetic {layout} RAW (×{ratio:g} {'dark' if ratio > 1 else 'well exposed'}, ISO {iso} noise)")
     print("| measure | model | precision | device | seconds | peak RSS GB | peak GPU GB | PSNR dB |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -256,6 +262,8 @@ def main() -> int:
     from lowlight_raw.layouts import layout_kinds
 
     parser.add_argument("--layout", choices=layout_kinds(), default="bayer", help="sensor layout of the raw")
+    parser.add_argument("--exposure", choices=tuple(EXPOSURES), default="dark",
+                        help="a dark ×100 raw, or a clean one (end-to-end rows only: the network is the same)")
     parser.add_argument("--widths", default="", help="also time untrained SIDUNets of these widths (network alone)")
     parser.add_argument("--daemon-files", type=int, default=None,
                         help="files in the daemon's job, with the last model (default: 20 on CUDA, 0 = none elsewhere)")
@@ -272,9 +280,10 @@ def main() -> int:
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
-        source = synthesise_raw(Path(tmp) / "bench.dng", args.megapixels, args.layout)
+        source = synthesise_raw(Path(tmp) / "bench.dng", args.megapixels, args.layout, args.exposure)
         weights, missing = resolve(args.models, args.widths, Path(tmp), args.layout)
-        runs = [("e2e", w) for w in weights if not w.stem.startswith("untrained")] + [("network", w) for w in weights]
+        runs = [("e2e", w) for w in weights if not w.stem.startswith("untrained")]
+        runs += [("network", w) for w in weights] if args.exposure == "dark" else []
         runs += [("daemon", weights[-1])] if files and weights else []
         rows = []
         for kind, path in runs:
@@ -286,7 +295,7 @@ def main() -> int:
                 return 1
             rows += json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(rows[-1]), flush=True)  # progress, and what survives if the run is cut short
-    print_table(rows, rows[0]["device"] if rows else args.device, args.megapixels, args.layout)
+    print_table(rows, rows[0]["device"] if rows else args.device, args.megapixels, args.layout, args.exposure)
     for line in missing:
         print(line)
     return 0

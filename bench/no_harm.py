@@ -5,9 +5,9 @@ gravel, brick; public domain / CC0), blurred as a lens would (0.5 px), are writt
 well-exposed Bayer (or X-Trans) DNGs with a typical camera's noise at ``--iso`` (200 unless
 given; :func:`typical_a_at_iso`; the ISO is in the EXIF, the camera unknown to darktable, so the
 noise is estimated from the photo) and enhanced at 0 EV through the engine, once as users get
-it (``--strength 1``: for such a clean raw, :mod:`lowlight_raw.restore` gives the network no
-share, or a small one where the estimate reads texture as noise, and demosaics it with
-Malvar–He–Cutler, or X-Trans's colour-difference demosaic) and once as the plain demosaic
+it (``--strength 1``: for such a clean raw, :mod:`lowlight_raw.restore` blends the layout's
+clean share of the network, or more where the estimate reads texture as noise, into a
+Malvar–He–Cutler demosaic, or X-Trans's colour-difference demosaic) and once as the plain demosaic
 (``--strength 0``: bilinear, or its X-Trans analogue). Both are scored in sRGB against the true
 scene. The target: the enhanced photo at least as good as the plain demosaic on every photo.
 """

@@ -19,10 +19,10 @@ so this column shows that the two add up, not that the photo's own reading is ri
 line measures how fine ISO 100 is against the photos' 8 bits: each scene rounded to 8 bits once
 more (with a random dither), and how much that one rounding adds to its reading, in ISO 100's ``a``.
 
-What a wrong ×1 estimate costs is the network's share of the result (:func:`network_share`: 0 for
-a clean photo, which then gets the classical demosaic alone): the last column gives the largest
-share over the photos with the ISO not given and given (which bounds the estimate), beside the
-share the true noise gives. ``--per-photo`` lists each photo's own reading and ×1 estimates.
+What a wrong ×1 estimate costs is the network's share of the result (:func:`network_share`: a
+clean photo gets ``BayerLayout.clean_network_share`` of it, blended into a classical demosaic):
+the last column gives the largest share over the photos with the ISO not given and given (which
+bounds the estimate), beside the share the true noise gives. ``--per-photo`` lists each photo's own reading and ×1 estimates.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from lowlight_raw.bayer import BayerLayout
 from lowlight_raw.color import srgb_encode
 from lowlight_raw.noise import NoiseProfile, estimate_profile, read_variance_for, typical_a_at_iso
 from lowlight_raw.restore import network_share
@@ -99,9 +100,10 @@ def main() -> None:
         estimates = {ratio: np.array([estimate_profile(packed).a for packed in shots[ratio]]) for ratio in RATIOS}
         given_iso = [estimate_profile(packed, iso=iso) for packed in shots[1.0]]
         well_exposed[iso] = estimates[1.0] / a
-        shares = (network_share(NoiseProfile(a, read_variance_for(a), "true"), 1.0),
-                  max(network_share(NoiseProfile(e, read_variance_for(e), "estimated"), 1.0) for e in estimates[1.0]),
-                  max(network_share(profile, 1.0) for profile in given_iso))
+        shares = (network_share(NoiseProfile(a, read_variance_for(a), "true"), 1.0, BayerLayout),
+                  max(network_share(NoiseProfile(e, read_variance_for(e), "estimated"), 1.0, BayerLayout)
+                      for e in estimates[1.0]),
+                  max(network_share(profile, 1.0, BayerLayout) for profile in given_iso))
         cells = [cell(estimates[ratio] / a) for ratio in RATIOS] + [cell(estimates[1.0] / (a + own))]
         print(f"| {iso} | {a:.2e} | " + " | ".join(cells) + " | " + " / ".join(f"{s:.2f}" for s in shares) + " |",
               flush=True)

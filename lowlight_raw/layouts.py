@@ -124,6 +124,14 @@ class SensorLayout(ABC):
         """``(N, channels, h, w)`` → ``(N, 3, scale·h, scale·w)``: a sharp classical rendering (white
         balance ``wb``), for a photo too clean to need the network (:mod:`lowlight_raw.restore`)."""
 
+    # How much of the network a photo gets (restore.network_share), chosen per layout by
+    # bench/blend.py on the validation photos. The clean rendering's errors (a demosaic's aliasing,
+    # the pixels' own noise) and the network's (softness) differ, so even a clean photo is better
+    # with ``clean_network_share`` of the network blended in; from ``full_network_sigma`` of noise
+    # at mid-grey on, the network alone.
+    clean_network_share: ClassVar[float]
+    full_network_sigma: ClassVar[float]
+
     @classmethod
     @abstractmethod
     def noise_residual(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

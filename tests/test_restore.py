@@ -15,7 +15,8 @@ from lowlight_raw.linear_rgb import LinearLayout
 from lowlight_raw.model import SIDUNet, UNetConfig
 from lowlight_raw.noise import NoiseProfile, read_variance_for
 from lowlight_raw.raw import read_raw
-from lowlight_raw.restore import NETWORK_FROM_SIGMA, NETWORK_FULL_SIGMA, network_share, restore
+import lowlight_raw.restore as restore_module
+from lowlight_raw.restore import NETWORK_FROM_SIGMA, blend_clean_rendering, network_share, restore
 from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
 from lowlight_raw.xtrans import XTransLayout, pattern_letters
@@ -28,12 +29,15 @@ def _profile(a: float) -> NoiseProfile:
 
 
 def test_network_share_follows_the_noise_after_the_gain():
-    assert network_share(_profile(4e-6), 1.0) == 0.0  # a clean ISO-200-like photo
-    assert network_share(_profile(2e-4), 100.0) == 1.0  # ×100 at ISO 6400
-    shares = [network_share(_profile(1e-4), gain) for gain in (1.0, 2.0, 4.0, 8.0, 16.0)]
-    assert shares == sorted(shares) and 0.0 < shares[1] < 1.0 and shares[-1] == 1.0
-    at = lambda sigma: network_share(NoiseProfile(0.0, sigma**2, "b only"), 1.0)  # noqa: E731
-    assert at(NETWORK_FROM_SIGMA) == pytest.approx(0.0, abs=1e-9) and at(NETWORK_FULL_SIGMA) == pytest.approx(1.0)
+    clean_share = BayerLayout.clean_network_share
+    assert 0.0 < clean_share < 1.0 and network_share(_profile(4e-6), 1.0, BayerLayout) == clean_share  # clean, ISO 200
+    assert network_share(_profile(4e-6), 1.0, LinearLayout) == 0.0  # a clean linear raw: its own pixels
+    assert network_share(_profile(2e-4), 100.0, BayerLayout) == 1.0  # ×100 at ISO 6400
+    shares = [network_share(_profile(1e-4), gain, BayerLayout) for gain in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)]
+    assert shares == sorted(shares) and clean_share < shares[2] < 1.0 and shares[-1] == 1.0
+    at = lambda sigma: network_share(NoiseProfile(0.0, sigma**2, "b only"), 1.0, LinearLayout)  # noqa: E731
+    assert at(NETWORK_FROM_SIGMA) == pytest.approx(0.0, abs=1e-9)
+    assert at(LinearLayout.full_network_sigma) == pytest.approx(1.0)
 
 
 class NoNetwork(torch.nn.Module):
@@ -43,22 +47,25 @@ class NoNetwork(torch.nn.Module):
         raise AssertionError("the network ran for a clean photo")
 
 
-def test_a_clean_raw_skips_the_network_and_a_dark_one_gets_only_the_network():
+def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_network():
+    cpu = torch.device("cpu")
+    linear = np.random.default_rng(1).random((12, 16, 16), dtype=np.float32) * 0.5
+    full, share = restore(NoNetwork(), np.concatenate([linear, linear]), LinearLayout, _profile(4e-6), 1.0, WB, cpu)
+    assert share == LinearLayout.clean_network_share == 0.0  # a linear raw's own pixels; the network never runs
+    np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy())
     planes = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32) * 0.5
     inputs = np.concatenate([planes, np.full_like(planes, 1e-3)])
-    full, share = restore(NoNetwork(), inputs, BayerLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
-    assert share == 0.0 and full.shape == (32, 32, 3)
-    np.testing.assert_allclose(full, mhc_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy())
-    linear = np.random.default_rng(1).random((12, 16, 16), dtype=np.float32) * 0.5
-    full, share = restore(NoNetwork(), np.concatenate([linear, linear]), LinearLayout, _profile(4e-6), 1.0, WB, torch.device("cpu"))
-    assert share == 0.0  # a linear raw's own pixels
-    np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy())
+    tiny = SIDUNet(UNetConfig.for_layout("bayer", width=4, depth=2)).eval()
+    full, share = restore(tiny, inputs, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
+    network_alone, dark_share = restore(tiny, inputs, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
+    assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
+    mhc = mhc_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(full, share * network_alone + (1.0 - share) * mhc, atol=1e-6)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
-    full, share = restore(NoNetwork(), np.concatenate([xtrans, xtrans]), XTransLayout, _profile(4e-6), 1.0, WB,
-                          torch.device("cpu"))
-    assert share == 0.0 and full.shape == (48, 48, 3)  # X-Trans: the colour-difference demosaic
     tiny = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
-    full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(2e-4), 100.0, WB, torch.device("cpu"))
+    full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(4e-6), 1.0, WB, cpu)
+    assert share == XTransLayout.clean_network_share and full.shape == (48, 48, 3)  # with the colour-difference demosaic
+    full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(2e-4), 100.0, WB, cpu)
     assert share == 1.0 and full.shape == (48, 48, 3)  # a dark one: the network alone
 
 
@@ -93,3 +100,15 @@ def test_a_clean_sharp_photo_comes_back_sharper_than_a_plain_demosaic(tmp_path, 
         out = srgb_encode(tifffile.imread(enhancer.enhance(source, options).output).astype(np.float32) / 65535)
         psnr[strength] = 10 * np.log10(1.0 / np.mean((out[4:-4, 4:-4].astype(np.float64) - reference[4:-4, 4:-4]) ** 2))
     assert psnr[1.0] > psnr[0.0] + 0.5, psnr
+
+
+@pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
+def test_the_clean_rendering_made_in_bands_is_the_whole_images(layout, monkeypatch):
+    planes = np.random.default_rng(3).random((layout.channels, 38, 20), dtype=np.float32) * 0.8
+    whole = layout.clean_rgb(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
+    monkeypatch.setattr(restore_module, "CLEAN_BAND", 6)
+    monkeypatch.setattr(restore_module, "CLEAN_HALO", 4)
+    network_output = np.random.default_rng(4).random(whole.shape, dtype=np.float32)
+    np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB), whole, atol=1e-6)
+    blended = blend_clean_rendering(network_output.copy(), 0.25, planes, layout, WB)
+    np.testing.assert_allclose(blended, 0.25 * network_output + 0.75 * whole, atol=1e-6)
