@@ -6,8 +6,8 @@ well-exposed Bayer (or X-Trans) DNGs with a typical camera's noise at ``--iso`` 
 given; :func:`typical_a_at_iso`; the ISO is in the EXIF, the camera unknown to darktable, so the
 noise is estimated from the photo) and enhanced at 0 EV through the engine, once as users get
 it (``--strength 1``: for such a clean raw, :mod:`lowlight_raw.restore` blends the layout's
-clean share of the network, or more where the estimate reads texture as noise, into a
-Malvar–He–Cutler demosaic, or X-Trans's colour-difference demosaic) and once as the plain demosaic
+clean share of the network, or more where the estimate reads texture as noise, into an
+edge-directed Bayer demosaic, or X-Trans's colour-difference demosaic) and once as the plain demosaic
 (``--strength 0``: bilinear, or its X-Trans analogue). Both are scored in sRGB against the true
 scene. The target: the enhanced photo at least as good as the plain demosaic on every photo.
 """

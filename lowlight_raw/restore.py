@@ -6,12 +6,12 @@ blend, ``share · network + (1 − share) · clean rendering``, where ``share`` 
 amplified photo has at mid-grey, ``σ = sqrt(gain·a·0.18 + gain²·b)``: the layout's
 ``clean_network_share`` until the log-linear ramp from 0 at :data:`NETWORK_FROM_SIGMA` to 1 at the
 layout's ``full_network_sigma`` passes it. The clean rendering is the layout's
-(:meth:`~lowlight_raw.layouts.SensorLayout.clean_rgb`: Bayer: the Malvar–He–Cutler demosaic on
+(:meth:`~lowlight_raw.layouts.SensorLayout.clean_rgb`: Bayer: an edge-directed demosaic on
 white-balanced planes; X-Trans: a colour-difference demosaic; linear RGB: the file's own pixels).
 The two err differently (aliasing and noise against softness), so even a clean photo is better
 with some of the network: on BSDS500's validation photos (``bench/blend.py``, which chose each
-layout's settings) a quarter of it takes clean Bayer raws from 32.05 to 33.38 dB, and the ramp
-reaching 1 at σ = 0.02 rather than 0.01 takes ×1–×10 from 29.27 to 29.87 dB.
+layout's settings) 0.15 of it takes clean Bayer raws from 35.74 to 36.17 dB, and the ramp
+reaching 1 at σ = 0.03 rather than 0.02 takes ×1–×10 from 30.13 to 30.55 dB.
 
 The engine and the evaluation both call :func:`restore`, so what is scored is what users get.
 """

@@ -7,7 +7,7 @@ import tifffile
 import torch
 from scipy.ndimage import gaussian_filter
 
-from lowlight_raw.bayer import BayerLayout, mhc_demosaic, simple_demosaic
+from lowlight_raw.bayer import BayerLayout, directional_demosaic, simple_demosaic
 from lowlight_raw.color import camera_to_linear, srgb_encode
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.layouts import mosaic_from_rgb
@@ -59,8 +59,8 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     full, share = restore(tiny, inputs, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
     network_alone, dark_share = restore(tiny, inputs, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
-    mhc = mhc_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(full, share * network_alone + (1.0 - share) * mhc, atol=1e-6)
+    clean = directional_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(full, share * network_alone + (1.0 - share) * clean, atol=1e-6)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
     tiny = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
     full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(4e-6), 1.0, WB, cpu)
@@ -69,23 +69,24 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     assert share == 1.0 and full.shape == (48, 48, 3)  # a dark one: the network alone
 
 
-def test_mhc_is_exact_on_gradients_and_sharper_than_bilinear():
+def test_directional_demosaic_is_exact_on_gradients_and_sharper_than_bilinear():
     yy, xx = np.mgrid[0:16, 0:20].astype(np.float32)
     scene = np.stack([0.01 * yy + 0.02 * xx, 0.03 * yy + 0.01 * xx + 0.1, 0.02 * yy + 0.03 * xx + 0.2], axis=-1)
     packed = torch.from_numpy(BayerLayout("RGGB", 16, 20).pack(mosaic_from_rgb(scene, "RGGB")))[None]
-    out = mhc_demosaic(packed, WB)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(out[2:-2, 2:-2], scene[2:-2, 2:-2], atol=1e-5)
+    out = directional_demosaic(packed, WB)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(out[5:-5, 5:-5], scene[5:-5, 5:-5], atol=1e-5)  # 5: its reach, beyond which the border reflects
     photo = gaussian_filter(skimage.data.astronaut()[100:228, 150:278].astype(np.float32) / 255, (0.5, 0.5, 0))
     params = sample_params(np.random.default_rng(0))
     camera = unprocess(photo, params)
     packed = torch.from_numpy(BayerLayout("RGGB", 128, 128).pack(mosaic_from_rgb(camera, "RGGB")))[None]
     error = {name: np.mean((out[0].permute(1, 2, 0).numpy()[4:-4, 4:-4] - camera[4:-4, 4:-4]) ** 2)
-             for name, out in (("mhc", mhc_demosaic(packed, params.color.wb)), ("bilinear", simple_demosaic(packed)))}
-    assert 10 * np.log10(error["bilinear"] / error["mhc"]) > 2.0, error
+             for name, out in (("directional", directional_demosaic(packed, params.color.wb)), ("bilinear", simple_demosaic(packed)))}
+    assert 10 * np.log10(error["bilinear"] / error["directional"]) > 2.0, error
 
 
-@pytest.mark.parametrize("pattern", ["RGGB", pattern_letters((1, 4))], ids=["Bayer", "X-Trans"])
-def test_a_clean_sharp_photo_comes_back_sharper_than_a_plain_demosaic(tmp_path, pattern):
+@pytest.mark.parametrize(("pattern", "least_gain_db"), [("RGGB", 3.5), (pattern_letters((1, 4)), 2.5)],
+                         ids=["Bayer", "X-Trans"])  # measured: +4.55 dB, +3.30 dB
+def test_a_clean_sharp_photo_comes_back_sharper_than_a_plain_demosaic(tmp_path, pattern, least_gain_db):
     """bench/no_harm.py in small: a well-exposed ISO-200 raw through the engine, against the truth."""
     photo = gaussian_filter(skimage.data.chelsea()[50:306, 100:356].astype(np.float32) / 255, (0.5, 0.5, 0))
     camera = unprocess(photo, sample_params(np.random.default_rng(0)))
@@ -99,7 +100,7 @@ def test_a_clean_sharp_photo_comes_back_sharper_than_a_plain_demosaic(tmp_path, 
         options = EnhanceOptions("tiff", ev=0.0, strength=strength, linear_tiff=True, output_dir=tmp_path / str(strength))
         out = srgb_encode(tifffile.imread(enhancer.enhance(source, options).output).astype(np.float32) / 65535)
         psnr[strength] = 10 * np.log10(1.0 / np.mean((out[4:-4, 4:-4].astype(np.float64) - reference[4:-4, 4:-4]) ** 2))
-    assert psnr[1.0] > psnr[0.0] + 0.5, psnr
+    assert psnr[1.0] > psnr[0.0] + least_gain_db, psnr
 
 
 @pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
