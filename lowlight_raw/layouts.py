@@ -228,12 +228,28 @@ def quincunx_residual(centre: np.ndarray, diagonal: np.ndarray, down_left: bool)
     return residual, box
 
 
-def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Fill the gaps of sparse colour planes ``(N, 3, H, W)`` (``mask``: 1 where sampled) with the
-    ``kernel``-weighted mean of the samples around: a plain demosaic for any CFA. Zero padding of
-    both is exact here (it adds neither samples nor weight)."""
-    pad = kernel.shape[-1] // 2
-    weights = kernel.to(sparse).expand(3, 1, -1, -1)
-    num = torch.nn.functional.conv2d(sparse * mask, weights, padding=pad, groups=3)
-    den = torch.nn.functional.conv2d(mask.expand_as(sparse), weights, padding=pad, groups=3)
-    return num / den.clamp_min(1e-6)
+def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Fill the gaps of sparse planes ``(N, C, H, W)`` (``mask``, broadcastable to them: 1 where
+    sampled) with the weighted mean of the samples around, the weights the outer product of the
+    odd-length 1-D ``taps`` with itself: a plain demosaic for any CFA. Zero padding of both is
+    exact here (it adds neither samples nor weight)."""
+    num = separable_filter(sparse * mask, taps)
+    den = separable_filter(mask, taps)
+    return num.div_(den.clamp_min_(1e-6))
+
+
+def separable_filter(planes: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """``planes (..., H, W)`` correlated with ``outer(taps, taps)`` (odd length), zero outside: a
+    sum of shifted slices, rows then columns, several times faster on the CPU than a depthwise
+    ``conv2d`` and the same to float rounding."""
+    radius = len(taps) // 2
+    height, width = planes.shape[-2:]
+    weights = [float(t) for t in taps]
+    padded = torch.nn.functional.pad(planes, (radius, radius, radius, radius))
+    along_rows = padded[..., :, :width] * weights[0]
+    for offset, weight in enumerate(weights[1:], start=1):
+        along_rows.add_(padded[..., :, offset : offset + width], alpha=weight)
+    result = along_rows[..., :height, :] * weights[0]
+    for offset, weight in enumerate(weights[1:], start=1):
+        result.add_(along_rows[..., offset : offset + height, :], alpha=weight)
+    return result
