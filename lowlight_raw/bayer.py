@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import SensorLayout, quincunx_residual, register_layout
+from .layouts import DIRECTION_EPS, SensorLayout, neighbourhood_sum, quincunx_residual, register_layout
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 PLANES = ("R", "G1", "G2", "B")  # canonical packed order: G1 shares rows with R, G2 with B
@@ -60,6 +60,9 @@ class BayerLayout(SensorLayout):
 
     def pack(self, visible: np.ndarray) -> np.ndarray:
         return pack_bayer(visible, self)
+
+    def unpack(self, packed: np.ndarray) -> np.ndarray:
+        return unpack_bayer(packed, self)
 
     @classmethod
     def training_patterns(cls) -> tuple[str, ...]:
@@ -163,8 +166,8 @@ def directional_demosaic(packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
     left, right, up, down = at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
     curvature_row = 2.0 * mosaic - at(0, -2) - at(0, 2)
     curvature_column = 2.0 * mosaic - at(-2, 0) - at(2, 0)
-    weight_row = _neighbourhood_sum((left - right).abs_() + curvature_row.abs()).add_(DIRECTION_EPS).pow_(-2)
-    weight_column = _neighbourhood_sum((up - down).abs_() + curvature_column.abs()).add_(DIRECTION_EPS).pow_(-2)
+    weight_row = neighbourhood_sum((left - right).abs_() + curvature_row.abs()).add_(DIRECTION_EPS).pow_(-2)
+    weight_column = neighbourhood_sum((up - down).abs_() + curvature_column.abs()).add_(DIRECTION_EPS).pow_(-2)
     along_row = curvature_row.mul_(0.25).add_(left + right, alpha=0.5)
     along_column = curvature_column.mul_(0.25).add_(up + down, alpha=0.5)
     green_estimate = (along_row.mul_(weight_row) + along_column.mul_(weight_column)).div_(weight_row.add_(weight_column))
@@ -179,14 +182,6 @@ def directional_demosaic(packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
         channels.append(difference.add_(green))
     balanced = torch.cat([channels[0], green, channels[1]], dim=1)
     return balanced / gains[:, [0, 1, 3]]
-
-
-DIRECTION_EPS = 1e-4  # keeps the direction weights finite on flat areas (signal scale 0…1)
-
-
-def _neighbourhood_sum(plane: torch.Tensor) -> torch.Tensor:
-    """Each pixel's 3×3 neighbourhood summed (reflected at the border)."""
-    return 9.0 * F.avg_pool2d(F.pad(plane, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
 
 
 _RB_KERNEL = [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]

@@ -53,6 +53,10 @@ class SensorLayout(ABC):
     def pack(self, visible: np.ndarray) -> np.ndarray:
         """Visible raw data (normalised) → ``(channels, h, w)`` packed planes in canonical phase."""
 
+    def unpack(self, packed: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`pack` for a mosaic: packed planes → the visible mosaic in its own phase."""
+        raise NotImplementedError(f"{self.label} raws are not a mosaic")
+
     def pad_like_pack(self, rgb: np.ndarray) -> np.ndarray:
         """A full-resolution ``(H, W, 3)`` image of the visible area padded the way :meth:`pack`
         pads the raw (training targets: pixel for pixel what the network is asked to output)."""
@@ -63,7 +67,8 @@ class SensorLayout(ABC):
     @classmethod
     @abstractmethod
     def training_patterns(cls) -> tuple[str, ...]:
-        """The CFA phases training draws from (:func:`mosaic_from_rgb` patterns)."""
+        """The CFA phases training draws from (:func:`mosaic_from_rgb` patterns); the first is the
+        canonical phase that packing brings every raw to."""
 
     @classmethod
     @abstractmethod
@@ -228,28 +233,40 @@ def quincunx_residual(centre: np.ndarray, diagonal: np.ndarray, down_left: bool)
     return residual, box
 
 
-def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+def normalised_convolution(sparse: torch.Tensor, mask: torch.Tensor, taps: torch.Tensor,
+                           axis: int | None = None, density: torch.Tensor | None = None) -> torch.Tensor:
     """Fill the gaps of sparse planes ``(N, C, H, W)`` (``mask``, broadcastable to them: 1 where
-    sampled) with the weighted mean of the samples around, the weights the outer product of the
-    odd-length 1-D ``taps`` with itself: a plain demosaic for any CFA. Zero padding of both is
-    exact here (it adds neither samples nor weight)."""
-    num = separable_filter(sparse * mask, taps)
-    den = separable_filter(mask, taps)
-    return num.div_(den.clamp_min_(1e-6))
+    sampled) with the weighted mean of the samples around, the weights the odd-length 1-D ``taps``
+    along ``axis`` (-1: the row, -2: the column), or by default their outer product with themselves:
+    a plain demosaic for any CFA. Zero padding of both is exact here (it adds neither samples nor
+    weight). ``density``: :func:`sample_density` of the same mask, taps and axis, where it is reused."""
+    num = separable_filter(sparse * mask, taps, axis)
+    return num.div_(sample_density(mask, taps, axis) if density is None else density)
 
 
-def separable_filter(planes: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """``planes (..., H, W)`` correlated with ``outer(taps, taps)`` (odd length), zero outside: a
-    sum of shifted slices, rows then columns, several times faster on the CPU than a depthwise
-    ``conv2d`` and the same to float rounding."""
-    radius = len(taps) // 2
-    height, width = planes.shape[-2:]
+def sample_density(mask: torch.Tensor, taps: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+    """The weight of the samples around each pixel, as :func:`normalised_convolution` divides by it."""
+    return separable_filter(mask, taps, axis).clamp_min_(1e-6)
+
+
+def separable_filter(planes: torch.Tensor, taps: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+    """``planes (..., H, W)`` correlated with the odd-length, symmetric 1-D ``taps`` along ``axis``
+    (-1, -2), or by default with ``outer(taps, taps)``, zero outside: sums of shifted slices,
+    several times faster on the CPU than a depthwise ``conv2d`` and the same to float rounding."""
+    if axis is None:
+        return separable_filter(separable_filter(planes, taps, -1), taps, -2)
+    radius, length = len(taps) // 2, planes.shape[axis]
     weights = [float(t) for t in taps]
-    padded = torch.nn.functional.pad(planes, (radius, radius, radius, radius))
-    along_rows = padded[..., :, :width] * weights[0]
-    for offset, weight in enumerate(weights[1:], start=1):
-        along_rows.add_(padded[..., :, offset : offset + width], alpha=weight)
-    result = along_rows[..., :height, :] * weights[0]
-    for offset, weight in enumerate(weights[1:], start=1):
-        result.add_(along_rows[..., offset : offset + height, :], alpha=weight)
+    result = planes * weights[radius]
+    for offset in range(1, min(radius, length - 1) + 1):
+        result.narrow(axis, 0, length - offset).add_(planes.narrow(axis, offset, length - offset), alpha=weights[radius + offset])
+        result.narrow(axis, offset, length - offset).add_(planes.narrow(axis, 0, length - offset), alpha=weights[radius - offset])
     return result
+
+
+DIRECTION_EPS = 1e-4  # keeps edge-directed demosaics' direction weights finite on flat areas (signal 0…1)
+
+
+def neighbourhood_sum(plane: torch.Tensor) -> torch.Tensor:
+    """Each pixel's 3×3 neighbourhood summed (reflected at the border)."""
+    return 9.0 * torch.nn.functional.avg_pool2d(torch.nn.functional.pad(plane, (1, 1, 1, 1), mode="reflect"), 3, stride=1)

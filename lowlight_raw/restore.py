@@ -32,7 +32,8 @@ from .tiling import DEFAULT_TILE, run_tiled
 MID_GREY = 0.18  # the signal level (linear, after the gain) the noise is judged at
 NETWORK_FROM_SIGMA = 0.004  # the network's share ramps up from this noise sigma at mid-grey
 # The clean rendering is made in bands of packed rows, each with this context above and below
-# (even: an X-Trans band then starts on the same kind of cell row as the image).
+# (even: an X-Trans band then starts on the same kind of cell row as the image; at least each
+# clean rendering's reach: Bayer 5 px = 3 packed rows, X-Trans 15 px = 5).
 CLEAN_BAND = 256
 CLEAN_HALO = 8
 

@@ -21,6 +21,7 @@ from lowlight_raw.training import darktable_baseline as dt
 from lowlight_raw.training import evaluate
 from lowlight_raw.layouts import mosaic_from_rgb
 from lowlight_raw.training.unprocess import sample_params
+from lowlight_raw.xtrans import pattern_letters
 
 HAVE_DARKTABLE = shutil.which("darktable-cli") is not None and shutil.which("exiftool") is not None
 HEIGHT, WIDTH = 64, 96
@@ -28,12 +29,12 @@ COLOR = sample_params(np.random.default_rng(1)).color
 INNER = (slice(8, -8), slice(8, -8))  # away from the demosaic's borders
 
 
-def dark_raw(scene_camera: np.ndarray, ratio: float, a: float, b: float, seed: int) -> dt.DarkRaw:
-    """An RGGB mosaic of ``scene_camera`` shot ``ratio``× dark on a 14-bit sensor (noise-free when a = b = 0)."""
-    clean = mosaic_from_rgb(scene_camera, "RGGB") / ratio
+def dark_raw(scene_camera: np.ndarray, ratio: float, a: float, b: float, seed: int, pattern: str = "RGGB") -> dt.DarkRaw:
+    """A ``pattern`` mosaic of ``scene_camera`` shot ``ratio``× dark on a 14-bit sensor (noise-free when a = b = 0)."""
+    clean = mosaic_from_rgb(scene_camera, pattern) / ratio
     rng = np.random.default_rng(seed)
     noisy = rng.poisson(clean / a) * a + rng.normal(0.0, np.sqrt(b), clean.shape) if a > 0 else clean
-    return dt.DarkRaw(noisy.astype(np.float32), 1024.0, 16383.0, COLOR, ratio, NoiseProfile(a, b, "test"))
+    return dt.DarkRaw(noisy.astype(np.float32), 1024.0, 16383.0, COLOR, ratio, NoiseProfile(a, b, "test"), pattern)
 
 
 def exiftool_history(tif: Path) -> dict[str, bytes]:
@@ -61,10 +62,11 @@ def test_params_have_darktable_4_2_struct_sizes_and_fields() -> None:
 
 @pytest.mark.darktable
 @pytest.mark.skipif(not HAVE_DARKTABLE, reason="darktable-cli or exiftool not installed")
-def test_darktable_runs_our_exposure_and_renders_our_colours(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pattern", ["RGGB", pattern_letters((0, 0))], ids=["Bayer", "X-Trans"])
+def test_darktable_runs_our_exposure_and_renders_our_colours(tmp_path: Path, pattern: str) -> None:
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
     scene = np.stack([0.1 + 0.3 * xx / WIDTH, 0.2 + 0.2 * yy / HEIGHT, 0.15 + 0.1 * (xx + yy) / (HEIGHT + WIDTH)], -1)
-    (linear,) = dt.render([dark_raw(scene.astype(np.float32), 4.0, 0.0, 0.0, seed=0)], None, work=tmp_path)
+    (linear,) = dt.render([dark_raw(scene.astype(np.float32), 4.0, 0.0, 0.0, seed=0, pattern=pattern)], None, work=tmp_path)
     # +2 EV of a noise-free raw: darktable's white balance and matrix give our pipeline's colours
     got = linear[INNER].reshape(-1, 3).mean(0)
     want = camera_to_linear(scene, COLOR)[INNER].reshape(-1, 3).mean(0)
@@ -87,6 +89,15 @@ def test_darktable_denoise_runs_and_removes_most_of_the_noise(tmp_path: Path) ->
     history = exiftool_history(tmp_path / "out" / "case0000.tif")
     assert history["denoiseprofile"] == dt.denoise_params(raw.profile, setting)
     assert history["exposure"] == dt.exposure_params(np.log2(100.0))
+
+
+@pytest.mark.parametrize("layout", ["bayer", "xtrans"])
+def test_the_darktable_baseline_gets_each_cases_mosaic_in_its_canonical_phase(layout: str) -> None:
+    (case,) = evaluate.build_cases([skimage.data.astronaut()], "x100", 1, seed=3, patch=16, layout=layout)
+    raw = evaluate.dark_raw(case)
+    geometry = evaluate.layout_class(layout).for_pattern(raw.pattern, *raw.mosaic.shape)
+    np.testing.assert_array_equal(geometry.pack(raw.mosaic), case.sample.raw)
+    assert len(raw.pattern) == (4 if layout == "bayer" else 36)
 
 
 def test_bm3d_sigma_is_tuned_from_the_grid_to_the_noise() -> None:

@@ -1,6 +1,6 @@
 """darktable's own denoise as an evaluation baseline: what a darktable user already has.
 
-Each dark mosaic is written as a real Bayer DNG (:func:`lowlight_raw.synthetic.write_cfa_dng`,
+Each dark mosaic is written as a real Bayer or X-Trans DNG (:func:`lowlight_raw.synthetic.write_cfa_dng`,
 with the case's black/white levels, camera matrix and white balance) plus an XMP sidecar whose
 history holds two modules on top of darktable's defaults:
 
@@ -113,22 +113,24 @@ def history_xmp(ev: float, profile: NoiseProfile, denoise: DenoiseSetting | None
 class DarkRaw:
     """One dark mosaic and what darktable needs to render it like our pipeline does."""
 
-    mosaic: np.ndarray  # (H, W) normalised RGGB mosaic, (raw - black) / (white - black)
+    mosaic: np.ndarray  # (H, W) normalised mosaic, (raw - black) / (white - black)
     black: float  # DN
     white: float  # DN
     color: CameraColor
     ratio: float  # the exposure brings it up by this factor
     profile: NoiseProfile  # Var = a·x + b of the normalised mosaic
+    pattern: str = "RGGB"  # its CFA (lowlight_raw.layouts.mosaic_from_rgb letters: 4 for Bayer, 36 for X-Trans)
 
 
 def write_dng(path: Path, raw: DarkRaw) -> Path:
-    """``raw`` as an RGGB DNG with its levels, camera matrix and as-shot white balance."""
+    """``raw`` as a DNG of its CFA with its levels, camera matrix and as-shot white balance."""
     span = raw.white - raw.black
     dn = np.clip(np.rint(raw.mosaic.astype(np.float64) * span + raw.black), 0, raw.white).astype(np.uint16)
     black = int(round(raw.black))
     spec = DngSpec(
-        pattern="RGGB", black=(black,) * 4, white=int(raw.white), cam_xyz=raw.color.cam_xyz,
-        as_shot_neutral=tuple(float(v) for v in raw.color.as_shot_neutral), make="Lowlight", model="Synthetic Bayer",
+        pattern=raw.pattern, black=(black,) * 4, white=int(raw.white), cam_xyz=raw.color.cam_xyz,
+        as_shot_neutral=tuple(float(v) for v in raw.color.as_shot_neutral), make="Lowlight",
+        model="Synthetic Bayer" if len(raw.pattern) == 4 else "Synthetic X-Trans",
     )
     return write_cfa_dng(path, dn, spec)
 

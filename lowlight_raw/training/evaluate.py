@@ -54,7 +54,6 @@ from skimage.metrics import structural_similarity
 
 from torch import nn
 
-from ..bayer import BayerLayout, unpack_bayer
 from ..layouts import layout_class
 from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
@@ -201,11 +200,13 @@ def cbm3d(srgb: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def dark_raw(case: TestCase) -> darktable_baseline.DarkRaw:
-    """The case's dark mosaic (unamplified, unclipped) with its sensor levels, colour and noise."""
-    raw = case.sample.raw
-    sensor = case.sample.sensor
-    mosaic = unpack_bayer(raw, BayerLayout("RGGB", 2 * raw.shape[1], 2 * raw.shape[2]))
-    return darktable_baseline.DarkRaw(mosaic, sensor.black, sensor.white, case.sample.color, case.sample.ratio, sensor.profile())
+    """The case's dark mosaic (unamplified, unclipped) in the canonical phase it was packed in,
+    with its sensor levels, colour and noise."""
+    raw, sensor, layout = case.sample.raw, case.sample.sensor, layout_class(case.sample.layout)
+    pattern = layout.training_patterns()[0]
+    mosaic = layout.for_pattern(pattern, layout.scale * raw.shape[1], layout.scale * raw.shape[2]).unpack(raw)
+    return darktable_baseline.DarkRaw(mosaic, sensor.black, sensor.white, case.sample.color, case.sample.ratio,
+                                      sensor.profile(), pattern)
 
 
 def darktable_srgb(cases: list[TestCase], strength: float, vst: str) -> list[np.ndarray]:
@@ -465,8 +466,8 @@ def _choices(allowed) -> Callable[[str], tuple[str, ...]]:
 
 def _usable(method: str, layout: str) -> bool:
     """Whether ``method`` can run here on ``layout`` raws; when not, says so in one line (its rows are skipped)."""
-    if method == "darktable" and layout != "bayer":
-        print(f"lowlight-raw evaluate: the darktable baseline writes Bayer DNGs only: its rows are skipped for {layout} raws",
+    if method == "darktable" and layout not in ("bayer", "xtrans"):
+        print(f"lowlight-raw evaluate: the darktable baseline writes mosaic DNGs only: its rows are skipped for {layout} raws",
               file=sys.stderr)
         return False
     if method == "darktable" and not darktable_baseline.available():
