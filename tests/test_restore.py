@@ -16,8 +16,9 @@ from lowlight_raw.model import SIDUNet, UNetConfig
 from lowlight_raw.noise import NoiseProfile, read_variance_for
 from lowlight_raw.raw import read_raw
 import lowlight_raw.restore as restore_module
-from lowlight_raw.restore import NETWORK_FROM_SIGMA, blend_clean_rendering, network_share, restore
+from lowlight_raw.restore import NETWORK_FROM_SIGMA, blend_clean_rendering, network_share, restore, smooth_chroma
 from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
+from lowlight_raw.tiling import run_tiled
 from lowlight_raw.training.unprocess import sample_params, unprocess
 from lowlight_raw.xtrans import XTransLayout, pattern_letters
 
@@ -57,8 +58,10 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     inputs = np.concatenate([planes, np.full_like(planes, 1e-3)])
     tiny = SIDUNet(UNetConfig.for_layout("bayer", width=4, depth=2)).eval()
     full, share = restore(tiny, inputs, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
-    network_alone, dark_share = restore(tiny, inputs, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
+    dark, dark_share = restore(tiny, inputs, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
+    network_alone = run_tiled(tiny, inputs, cpu)
+    np.testing.assert_array_equal(dark, smooth_chroma(network_alone.copy(), WB))  # a dark one: the network, its chroma smoothed
     clean = directional_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(full, share * network_alone + (1.0 - share) * clean, atol=1e-6)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
@@ -120,6 +123,24 @@ def test_a_clean_sharp_photo_comes_back_sharper_than_a_plain_demosaic(tmp_path, 
         out = srgb_encode(tifffile.imread(enhancer.enhance(source, options).output).astype(np.float32) / 65535)
         psnr[strength] = 10 * np.log10(1.0 / np.mean((out[4:-4, 4:-4].astype(np.float64) - reference[4:-4, 4:-4]) ** 2))
     assert psnr[1.0] > psnr[0.0] + least_gain_db, psnr
+
+
+def test_chroma_smoothing_keeps_luminance_and_colour_edges_removes_colour_noise_and_is_the_same_in_bands(monkeypatch):
+    rng = np.random.default_rng(5)
+    height, width = 96, 160
+    # a red and a green of the same luminance (0.25): an edge a luminance-guided filter would blur
+    balanced = np.where(np.arange(width)[None, :, None] < 80, [[[0.4, 0.2, 0.15]]], [[[0.15, 0.35, 0.25]]]).repeat(height, axis=0)
+    noisy = (balanced + 0.01 * rng.standard_normal((height, width, 3))).astype(np.float32) / WB.astype(np.float32)
+    smoothed = smooth_chroma(noisy.copy(), WB)
+    luminance = lambda rgb: (rgb * WB).mean(-1)
+    np.testing.assert_allclose(luminance(smoothed), luminance(noisy), atol=1e-5)
+    chroma = lambda rgb: rgb * WB - luminance(rgb)[..., None]
+    flat = (slice(8, -8), slice(4, 30))  # 50 px and more from the edge
+    assert chroma(smoothed)[flat].std(axis=(0, 1)).max() < 0.25 * chroma(noisy)[flat].std(axis=(0, 1)).min()  # measured 0.04
+    for columns, colour in ((slice(72, 78), balanced[0, 0]), (slice(82, 88), balanced[0, -1])):  # 2–8 px from the edge
+        np.testing.assert_allclose((smoothed * WB)[8:-8, columns].mean((0, 1)), colour, rtol=0.05)  # measured within 2.2 %
+    monkeypatch.setattr(restore_module, "CHROMA_BAND", 24)  # a multiple of the subsampling, as the band must be
+    np.testing.assert_array_equal(smooth_chroma(noisy.copy(), WB), smoothed)
 
 
 @pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
