@@ -186,19 +186,20 @@ class XTransLayout(SensorLayout):
         gains = torch.tensor([wb[0], 1.0, wb[2]], dtype=packed.dtype, device=packed.device)
         mosaic = F.pixel_shuffle(_by_colour(packed), CELL) * (masks[0] * gains.view(3, 1, 1)).sum(0, keepdim=True)
         sampled = [masks[:, c : c + 1] for c in range(3)]
+        at_site = {c: sampled[c].bool() for c in (0, 2)}
         density = _density(h, w, packed.device, packed.dtype, True)
         green = _directional_green(mosaic, sampled[1], _density(h, w, packed.device, packed.dtype, False)[:, 1:2])
         for _ in range(COLOUR_DIFFERENCE_PASSES):
-            refined = green.clone()
+            refined, colour_minus_green = green.clone(), mosaic - green
             for c in (0, 2):
-                difference = normalised_convolution(mosaic - green, sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
-                refined = torch.where(sampled[c].bool(), mosaic - difference, refined)
+                difference = normalised_convolution(colour_minus_green, sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
+                refined = torch.where(at_site[c], mosaic - difference, refined)
             green = refined
-        planes = []
+        planes, colour_minus_green = [], mosaic - green
         for c in (0, 2):
-            difference = normalised_convolution(mosaic - green, sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
+            difference = normalised_convolution(colour_minus_green, sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
             least = _least_sample(mosaic, sampled[c], 7)
-            planes.append(torch.where(sampled[c].bool(), mosaic, torch.maximum(green + difference, least)))
+            planes.append(torch.where(at_site[c], mosaic, torch.maximum(green + difference, least)))
         return torch.cat([planes[0], green, planes[1]], dim=1) / gains.view(1, 3, 1, 1)
 
     @classmethod

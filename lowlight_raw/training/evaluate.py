@@ -54,7 +54,7 @@ from skimage.metrics import structural_similarity
 
 from torch import nn
 
-from ..layouts import layout_class
+from ..layouts import SensorLayout, layout_class
 from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
 from ..model import load_model, write_card
@@ -466,7 +466,7 @@ def _choices(allowed) -> Callable[[str], tuple[str, ...]]:
 
 def _usable(method: str, layout: str) -> bool:
     """Whether ``method`` can run here on ``layout`` raws; when not, says so in one line (its rows are skipped)."""
-    if method == "darktable" and layout not in ("bayer", "xtrans"):
+    if method == "darktable" and layout_class(layout).unpack is SensorLayout.unpack:  # no mosaic to write
         print(f"lowlight-raw evaluate: the darktable baseline writes mosaic DNGs only: its rows are skipped for {layout} raws",
               file=sys.stderr)
         return False
