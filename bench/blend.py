@@ -8,7 +8,7 @@ shipped setting and scores each the way ``lowlight-raw evaluate`` scores the mod
 clean raws, PSNR / SSIM in sRGB), on BSDS500's *validation* photos, so that the settings are
 chosen on photos the evaluation's test set does not hold. Dark raws (×100, ×300) are far above
 any of these sigmas and never change. The weights' layout is the one tuned (``--weights
-weights/lowlight-xtrans12.pt`` for X-Trans).
+lowlight_raw/weights/lowlight-xtrans12.pt`` for X-Trans).
 """
 
 from __future__ import annotations

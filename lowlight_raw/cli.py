@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.set_defaults(run=_run_enhance)
 
     # train and evaluate own their options; main() hands them everything after the word
-    sub.add_parser("train", help="train the network (see weights/MODEL_CARD.md); train --help for options")
+    sub.add_parser("train", help="train the network (see lowlight_raw/weights/MODEL_CARD.md); train --help for options")
     sub.add_parser("evaluate", help="score naive, NLM and the model on the held-out set; evaluate --help")
     return parser
 

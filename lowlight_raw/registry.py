@@ -21,7 +21,7 @@ from .errors import LowlightError
 if TYPE_CHECKING:  # the client imports MODEL_CHOICES and must not load torch
     import torch
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # package data: the wheel carries them
 SHIPPED_MODELS: dict[str, dict[str, Path]] = {
     "fast": {
         "bayer": WEIGHTS_DIR / "lowlight-sid12.pt",

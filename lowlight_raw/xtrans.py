@@ -179,7 +179,7 @@ class XTransLayout(SensorLayout):
         the least of their own samples within 3 px: where colours are not smooth (a dark edge of
         a saturated colour) the difference would undershoot, which dark tones show most.
         Measured samples are kept as they are. On BSDS500's validation raws, clean, it scores
-        36.02 dB (``bench/blend.py --weights weights/lowlight-xtrans12.pt``, clean share 0) where
+        36.02 dB (``bench/blend.py --weights lowlight_raw/weights/lowlight-xtrans12.pt``, clean share 0) where
         green by the bilinear weights and one colour difference scored 30.81."""
         _, _, h, w = packed.shape
         masks = _sampled(h, w, packed.device, packed.dtype)
