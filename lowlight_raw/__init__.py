@@ -1,3 +1,3 @@
 """lowlight-raw: rescue badly underexposed camera RAW photos with a SID-style network."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
