@@ -81,6 +81,7 @@ class UNetConfig:
     depth: int = 5
     layout: str = "bayer"  # the sensor layout it was trained for (a key of layouts.LAYOUTS)
     remosaic: bool = False  # first re-mosaic the layout's input to Bayer planes (SensorLayout.to_bayer)
+    base: str = "nearest"  # the residual's base, a key of RESIDUAL_BASES (cards without one: "nearest")
 
     @classmethod
     def for_layout(cls, layout: str, width: int, depth: int, remosaic: bool = False) -> "UNetConfig":
@@ -93,6 +94,16 @@ class UNetConfig:
         """Packed height and width must be multiples of this (one per pooling; a re-mosaiced X-Trans
         input's Bayer grid is 3/2 of the packed one, so it needs one factor 2 more)."""
         return 2 ** (self.depth - 1) * (2 if self.remosaic else 1)
+
+
+RESIDUAL_BASES = {
+    # the layout's crude RGB per site (Bayer: each 2×2 cell's R, mean G and B), clamped to [0, 1]:
+    # R and B sit half a pixel off their samples, diagonally apart, and clamping lifts noisy blacks
+    "nearest": lambda core, planes: core.base_rgb(planes),
+    # the layout's plain demosaic, unclamped: every colour registered on its own samples, and zero-mean
+    # noise stays zero-mean (weights card v3 and later)
+    "naive": lambda core, planes: F.pixel_unshuffle(core.naive_rgb(planes), core.scale),
+}
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -113,6 +124,8 @@ class SIDUNet(nn.Module):
         self.config = config
         self.layout: type[SensorLayout] = layout_class(config.layout)  # what the input is packed as
         self.core: type[SensorLayout] = layout_class("bayer") if config.remosaic else self.layout  # what the U-Net sees
+        if config.base not in RESIDUAL_BASES:
+            raise ValueError(f"unknown residual base {config.base!r} (choose from {', '.join(RESIDUAL_BASES)})")
         if config.in_channels != self.core.network_channels():
             raise ValueError(f"a {config.layout} network{' (re-mosaiced)' if config.remosaic else ''} takes "
                              f"{self.core.network_channels()} input channels, not {config.in_channels}")
@@ -150,7 +163,8 @@ class SIDUNet(nn.Module):
             skips.append(h)
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):
             h = decoder(torch.cat([upsample(h), skip], dim=1))
-        return F.pixel_shuffle(self.head(h) + self.core.base_rgb(x[:, : self.core.channels]), self.core.scale)
+        base = RESIDUAL_BASES[self.config.base](self.core, x[:, : self.core.channels])
+        return F.pixel_shuffle(self.head(h) + base, self.core.scale)
 
 
 @dataclass(frozen=True)

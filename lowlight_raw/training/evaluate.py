@@ -416,9 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=32, help="test crops per condition")
     parser.add_argument("--tune-count", type=int, default=8, help="crops to tune the baselines on (other photos)")
     parser.add_argument("--grey-count", type=int, default=16, help="grey-card crops per condition")
-    parser.add_argument("--methods", type=_choices(METHODS), default=METHODS,
+    parser.add_argument("--methods", type=comma_separated(METHODS), default=METHODS,
                         help=f"comma-separated subset of {','.join(METHODS)} (naive is always scored; darktable and bm3d are slow)")
-    parser.add_argument("--conditions", type=_choices(CONDITIONS), default=tuple(CONDITIONS),
+    parser.add_argument("--conditions", type=comma_separated(CONDITIONS), default=tuple(CONDITIONS),
                         help=f"comma-separated subset of {','.join(CONDITIONS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _choices(allowed) -> Callable[[str], tuple[str, ...]]:
+def comma_separated(allowed) -> Callable[[str], tuple[str, ...]]:
     """An argparse type: a comma-separated subset of ``allowed``."""
 
     def parse(text: str) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from ..color import srgb_encode_torch
 from ..layouts import layout_class, layout_kinds
-from ..model import ARCHITECTURES, ContextUNetConfig, SIDUNet, build_model, load_model, read_card, save_weights
+from ..model import ARCHITECTURES, RESIDUAL_BASES, ContextUNetConfig, SIDUNet, build_model, load_model, read_card, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
 from .device_synth import draw_samples, synthesize
@@ -78,12 +78,18 @@ def ssim_torch(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ssim.mean(dim=(1, 2, 3))
 
 
+LOWPASS_BLOCK = 8  # px: the mean-level term compares block means this big
+
+
 def srgb_loss(
     model: SIDUNet, inputs: torch.Tensor, target: torch.Tensor, matrices: torch.Tensor,
-    amp: torch.dtype | None = None, ssim_weight: float = 0.0,
+    amp: torch.dtype | None = None, ssim_weight: float = 0.0, lowpass_weight: float = 0.0,
 ) -> torch.Tensor:
     """L1 between the rendered output and the rendered clean target, plus ``ssim_weight`` ×
-    (1 − their :func:`ssim_torch`).
+    (1 − their :func:`ssim_torch`), plus ``lowpass_weight`` × the L1 between their
+    :data:`LOWPASS_BLOCK`² block means (taken in linear light, then encoded): a pixel-wise L1 lets
+    a noisy dark area settle above its true level (a positive floor is the safe guess where the
+    truth may be 0), the block means pin the level, so blacks stay black.
 
     ``amp`` (e.g. ``torch.bfloat16``): the network runs under autocast in that type; the
     rendering and the loss stay float32.
@@ -92,6 +98,10 @@ def srgb_loss(
         output = model(inputs)
     rendered, reference = render_srgb_torch(output.float(), matrices), render_srgb_torch(target, matrices)
     loss = (rendered - reference).abs().mean()
+    if lowpass_weight:
+        block_means = [srgb_encode_torch(F.avg_pool2d(torch.einsum("nij,njhw->nihw", matrices, c), LOWPASS_BLOCK))
+                       for c in (output.float(), target)]
+        loss = loss + lowpass_weight * (block_means[0] - block_means[1]).abs().mean()
     if ssim_weight:
         loss = loss + ssim_weight * (1.0 - ssim_torch(rendered.clamp(0.0, 1.0), reference).mean())
     return loss
@@ -149,6 +159,7 @@ def noise_ranges() -> dict:
         "log_b_fit": {"slope": sensor_noise.LOG_B_FIT[0], "intercept": sensor_noise.LOG_B_FIT[1], "spread": sensor_noise.LOG_B_SPREAD},
         "b_range_normalised": list(sensor_noise.B_RANGE),
         "ratio_range": list(sensor_noise.RATIO_RANGE),
+        "ratio_bands": {f"x{lo:g}-x{hi:g}": share for (lo, hi), share in sensor_noise.RATIO_BANDS.items()},
         "clean_share": sensor_noise.CLEAN_SHARE,
         "clean_a_range_normalised": list(sensor_noise.CLEAN_A_RANGE),
         "bit_depths": list(sensor_noise.BIT_DEPTHS),
@@ -249,7 +260,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.progress(), self.args.lr)
         self.model.train()
-        loss = srgb_loss(self.model, inputs, target, mats, AMP_DTYPES[self.args.amp], self.args.ssim_weight)
+        loss = srgb_loss(self.model, inputs, target, mats, AMP_DTYPES[self.args.amp], self.args.ssim_weight,
+                         self.args.lowpass_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -268,7 +280,9 @@ class Trainer:
                 "patch_packed": self.args.patch,
                 "optimizer": f"AdamW lr {self.args.lr} cosine, EMA {EMA_DECAY}",
                 "loss": "L1 in sRGB after white balance + camera matrix"
-                        + (f" + {self.args.ssim_weight} × (1 − SSIM)" if self.args.ssim_weight else ""),
+                        + (f" + {self.args.ssim_weight} × (1 − SSIM)" if self.args.ssim_weight else "")
+                        + (f" + {self.args.lowpass_weight} × L1 of {LOWPASS_BLOCK}×{LOWPASS_BLOCK} block means"
+                           if self.args.lowpass_weight else ""),
                 "device": self.device_name(),
                 "batch_synthesis": self.args.synth,
                 "autocast": self.args.amp,
@@ -348,12 +362,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="sid-unet-ctx: the lowest-resolution levels that get gated blocks")
     parser.add_argument("--context-blocks", type=int, default=ContextUNetConfig.context_blocks,
                         help="sid-unet-ctx: gated blocks per such level")
+    parser.add_argument("--base", choices=sorted(RESIDUAL_BASES), default="naive",
+                        help="what the network's residual is added to (UNetConfig.base; the v2 networks: nearest)")
     parser.add_argument("--width", type=int, default=12)
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patch", type=int, default=128,
                         help="packed patch size (full resolution: ×2 for Bayer and linear, ×3 for X-Trans; even)")
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lowpass-weight", type=float, default=1.0,
+                        help=f"weight of the L1 between {LOWPASS_BLOCK}×{LOWPASS_BLOCK} block means (the mean level, shadows)")
     parser.add_argument("--ssim-weight", type=float, default=0.2,
                         help="add this × (1 − SSIM) to the L1 loss (the SSIM the evaluation reports)")
     parser.add_argument("--steps", type=int, default=20000, help="schedule length in steps")

@@ -1,0 +1,362 @@
+"""The noise sweep: ×1 … ×300, each at the ISO a camera would use, on high-resolution photographs
+and a test scene, with shadow fidelity and false colour next to PSNR / SSIM.
+
+``lowlight-raw evaluate --sweep`` (and ``bench/sweep.py`` for the plot). What it adds to the
+BSDS500 evaluation (:mod:`.evaluate`), whose 256-pixel crops of downscaled JPEGs hold few deep
+shadows and little fine dark detail:
+
+* **Scenes**: crops of the licence-clean photographs (:mod:`.debian_photos`) with buildings, people,
+  bridges and paths, at ½ scale (an area average in linear light, like a sharp camera's pixels;
+  full size where ½ would be smaller than the crop),
+  and a synthetic **test scene** (:func:`test_scene`): small dark figures and 2–3 px dark lines on a
+  bright textured ground, and a colour chart on a black surround. The photographs are among the
+  training photos (at ½–¼ scale, other windows): no held-out photograph of this kind ships in
+  Debian, so the sweep measures behaviour, not generalisation; the test scene is seen by no one.
+* **One camera**: the Sony A7 III's colour matrix and its measured noise (darktable's
+  ``noiseprofiles.json``, green channel), 14 bits; each exposure at an ISO that camera would use
+  (:data:`LEVELS`), row noise at ISO 25600. The as-shot white balance in the file's metadata varies
+  over the range real files carry (:data:`WHITE_BALANCES`, UniWB included) while the mosaic is
+  always the daylight response; the reference is rendered with the file's white balance, as the
+  product renders.
+* **Layouts**: Bayer, X-Trans, and linear DNGs as a converter writes them: demosaiced, then
+  ``linear-clipped``, negatives clipped at zero.
+* **Metrics** (:func:`score`): sRGB PSNR and SSIM; **shadow ΔL\\***: after a per-channel gain fit
+  of the output to the reference (linear, least squares), the mean CIELAB L\\* of the darkest 10 %
+  of the reference's pixels, output minus reference; **edge chroma**: the mean a\\*b\\* distance to
+  the reference within 3 px of strong luminance edges (where false colour and halos sit).
+
+Methods: naive (the layout's plain demosaic × gain), classical (the clean rendering alone, no
+denoising: what the network is blended with), NLM, CBM3D and darktable's denoise (profiled), each
+**tuned per image against the truth** (the best a patient user could reach), and the model (the
+product's :func:`~lowlight_raw.restore.restore`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from ..errors import LowlightError
+from ..model import load_model
+from ..registry import SHIPPED_MODELS
+from ..color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
+from ..layouts import SensorLayout, layout_class
+from ..restore import blend_clean_rendering
+from . import darktable_baseline, debian_photos
+from .dataset import Sample, make_sample
+from .evaluate import BASELINES, TestCase, comma_separated, case_of, mean_scores, method_outputs, psnr, render
+from .sensor_noise import SensorModel
+from .sources import DEFAULT_PHOTOS
+from .unprocess import UnprocessParams
+
+# The Sony A7 III (ILCE-7M3): Adobe's XYZ → camera ColorMatrix (D65), and darktable's measured
+# noise profile (green channel, Var = a·x + b on the normalised scale) at the ISOs the sweep uses.
+A7III_CAM_XYZ = np.array([[0.7374, -0.2389, -0.0551], [-0.5435, 1.3162, 0.2519], [-0.1006, 0.1795, 0.6552]])
+A7III_NOISE = {400: (3.90e-6, 6.1e-9), 1600: (1.482e-5, 3.51e-8), 3200: (2.900e-5, 7.95e-8),
+               6400: (5.747e-5, 1.727e-7), 25600: (2.162e-4, 5.067e-7)}
+DAYLIGHT_WB = np.array([2.1, 1.0, 1.6])  # the mosaic's response to the scene's (daylight) light
+
+
+@dataclass(frozen=True)
+class Level:
+    """One step of the sweep: how much darker than a good exposure, at which ISO."""
+
+    ratio: float
+    iso: int
+    row_fraction: float = 0.0  # share of the read noise that is per-row banding
+
+    @property
+    def name(self) -> str:
+        return f"x{self.ratio:g}"
+
+    def sensor(self) -> SensorModel:
+        """The A7 III at this ISO (14 bits, black 512 DN)."""
+        a, b = A7III_NOISE[self.iso]
+        return replace(SensorModel.with_profile(a, b, bits=14, black=512.0), row_fraction=self.row_fraction)
+
+
+LEVELS = (Level(1, 400), Level(3, 1600), Level(10, 6400), Level(30, 6400), Level(100, 6400),
+          Level(300, 25600, row_fraction=0.1))
+WHITE_BALANCES = {  # as-shot white balances in the file's metadata (R, G, B multipliers)
+    "daylight": DAYLIGHT_WB,
+    "tungsten": np.array([1.45, 1.0, 2.7]),
+    "shade": np.array([2.5, 1.0, 1.35]),
+    "uniwb": np.array([1.0, 1.0, 1.0]),
+}
+SWEEP_LAYOUTS = ("bayer", "xtrans", "linear", "linear-clipped")
+SWEEP_PHOTOS = (  # buildings with dark windows, people on a path, bridges, a dark-shadowed street
+    "debian/palapeli-data/usr/share/palapeli/collection/castle-maintenon.jpg",
+    "debian/palapeli-data/usr/share/palapeli/collection/cincinnati-bridge.jpg",
+    "debian/lomiri-wallpapers-16.04/usr/share/backgrounds/friends_by_Aitzol_Berasategi.jpg",
+    "debian/plasma-workspace-wallpapers/usr/share/wallpapers/Path/contents/images/2560x1600.jpg",
+)
+CROP = 384  # full-resolution pixels a side: packs whole for every layout (a multiple of 2·16 and 3·16)
+PHOTO_SCALE = 2  # the photographs enter at ½ scale
+SHADOW_SHARE = 0.10  # the darkest 10 % of the reference's pixels
+EDGE_REACH = 3  # px: edge chroma is scored this close to a strong luminance edge
+EDGE_STRENGTH = 8.0  # L* per px: what counts as a strong edge (Sobel magnitude / 8)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A clean sRGB crop and the as-shot white balance its file carries."""
+
+    name: str
+    srgb: np.ndarray  # (CROP, CROP, 3) float32 in [0, 1]
+    white_balance: str  # a key of WHITE_BALANCES
+
+
+def test_scene(size: int = CROP, seed: int = 7) -> np.ndarray:
+    """``(size, size, 3)`` float32 sRGB: the false-colour and shadow test scene.
+
+    The top two thirds: bright textured ground (a warm grey with multi-scale texture), 24 small dark
+    figures (10–20 px tall, body and head, dark colours of every hue) and dark lines 2 and 3 px wide
+    (kerbs). The bottom third: a 4 × 6 colour chart (the ColorChecker's sRGB values) on a black
+    surround, its darkest patches close to black.
+    """
+    rng = np.random.default_rng(seed)
+    ground_rows = 2 * size // 3
+    texture = sum(ndimage.zoom(rng.normal(size=(size // s + 1, size // s + 1)), s, order=1)[:size, :size] * w
+                  for s, w in ((2, 0.03), (8, 0.05), (32, 0.06)))
+    image = np.empty((size, size, 3), np.float32)
+    image[...] = np.array([0.72, 0.66, 0.58], np.float32) + texture[..., None].astype(np.float32)
+    for width, row in ((2, size // 6), (3, size // 3), (2, size // 2)):  # horizontal kerbs
+        image[row : row + width, 8 : size - 8] = (0.10, 0.10, 0.11)
+    image[8 : ground_rows - 8, size - 40 : size - 37] = (0.09, 0.09, 0.10)  # a 3 px vertical pole
+    for _ in range(24):  # figures: a body and a head
+        height = int(rng.integers(10, 21))
+        y = int(rng.integers(8, ground_rows - height - 8))
+        x = int(rng.integers(8, size - 60))
+        colour = np.clip(rng.uniform(0.02, 0.22, 3), 0, 1).astype(np.float32)
+        head = max(height // 5, 2)
+        image[y + head : y + height, x : x + max(height // 3, 3)] = colour
+        image[y : y + head, x + max(height // 3, 3) // 2 - head // 2 : x + max(height // 3, 3) // 2 + (head + 1) // 2] = colour * 1.3
+    image[ground_rows:] = 0.02  # the black surround
+    chart = np.array([  # ColorChecker Classic, sRGB (D65), row by row
+        [115, 82, 68], [194, 150, 130], [98, 122, 157], [87, 108, 67], [133, 128, 177], [103, 189, 170],
+        [214, 126, 44], [80, 91, 166], [193, 90, 99], [94, 60, 108], [157, 188, 64], [224, 163, 46],
+        [56, 61, 150], [70, 148, 73], [175, 54, 60], [231, 199, 31], [187, 86, 149], [8, 133, 161],
+        [243, 243, 242], [200, 200, 200], [160, 160, 160], [122, 122, 121], [85, 85, 85], [52, 52, 52]],
+        np.float32) / 255.0
+    patch = (size - 16) // 6 - 4
+    rows = (size - ground_rows - 8) // 4
+    for i, colour in enumerate(chart):
+        y, x = ground_rows + 4 + (i // 6) * rows, 8 + (i % 6) * (patch + 4)
+        image[y : y + rows - 4, x : x + patch] = colour
+    return np.clip(image, 0.0, 1.0)
+
+
+def sweep_scenes(photo_dir: Path = DEFAULT_PHOTOS, count: int = len(SWEEP_PHOTOS)) -> list[Scene]:
+    """The test scene and the first ``count`` of :data:`SWEEP_PHOTOS` (fetched when missing), each
+    with the next white balance of :data:`WHITE_BALANCES` in turn."""
+    manifest = debian_photos.load_manifest()
+    wanted = [p for p in manifest.photos if p.name in SWEEP_PHOTOS[:count]]
+    needed = replace(manifest, packages={p.package: manifest.packages[p.package] for p in wanted}, photos=wanted)
+    crops = [("test scene", test_scene())]
+    for entry, path in sorted(debian_photos.fetch_photos(Path(photo_dir), needed), key=lambda item: SWEEP_PHOTOS.index(item[0].name)):
+        pixels = debian_photos.read_rgb(path)
+        scale = PHOTO_SCALE if min(pixels.shape[:2]) >= PHOTO_SCALE * CROP else 1  # a small photo at full size
+        pixels = srgb_encode(debian_photos.downscale_linear(pixels, scale)).astype(np.float32)
+        y, x = (pixels.shape[0] - CROP) // 2, (pixels.shape[1] - CROP) // 2
+        crops.append((entry.name.rsplit("/", 1)[-1], pixels[y : y + CROP, x : x + CROP]))
+    balances = list(WHITE_BALANCES)
+    return [Scene(name, srgb, balances[i % len(balances)]) for i, (name, srgb) in enumerate(crops)]
+
+
+def sweep_case(scene: Scene, level: Level, layout: str, seed: int = 0) -> TestCase:
+    """The scene shot ``level.ratio``× too dark at ``level.iso`` on the A7 III, as a raw of ``layout``."""
+    kind = "linear" if layout.startswith("linear") else layout
+    rng = np.random.default_rng([seed, LEVELS.index(level), SWEEP_LAYOUTS.index(kind)])  # linear-clipped: linear's noise
+    physical = UnprocessParams(CameraColor(wb=DAYLIGHT_WB, cam_xyz=A7III_CAM_XYZ), brightness=1.0)
+    sample = make_sample(scene.srgb, rng, ratio=level.ratio, sensor=level.sensor(),
+                         pattern=layout_class(kind).training_patterns()[0], params=physical, layout=kind)
+    if layout == "linear-clipped":  # the converter clipped its demosaic's negatives at zero
+        raw = np.maximum(sample.raw, 0.0)
+        inputs = sample.inputs.copy()
+        inputs[: raw.shape[0]] = np.maximum(inputs[: raw.shape[0]], 0.0)
+        sample = replace(sample, raw=raw, inputs=inputs)
+    as_shot = CameraColor(wb=WHITE_BALANCES[scene.white_balance], cam_xyz=A7III_CAM_XYZ)
+    return case_of(replace(sample, color=as_shot))
+
+
+def classical_srgb(case: TestCase) -> np.ndarray:
+    """The clean rendering alone (the layout's classical demosaic, no denoising), sRGB."""
+    sample: Sample = case.sample
+    camera = blend_clean_rendering(None, 0.0, sample.inputs, layout_class(sample.layout), sample.color.wb)
+    return render(np.clip(camera, 0.0, 1.0), sample)
+
+
+def lab(srgb: np.ndarray) -> np.ndarray:
+    """sRGB-encoded ``(..., 3)`` → CIELAB (D65 white)."""
+    xyz = srgb_decode(np.clip(srgb, 0.0, 1.0)).astype(np.float64) @ XYZ_FROM_SRGB.T
+    xyz = xyz / (XYZ_FROM_SRGB @ np.ones(3))
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def gain_fitted(out_srgb: np.ndarray, ref_srgb: np.ndarray) -> np.ndarray:
+    """``out`` with each linear channel scaled by its least-squares gain onto ``ref`` (sRGB in and out)."""
+    out, ref = srgb_decode(np.clip(out_srgb, 0, 1)).astype(np.float64), srgb_decode(ref_srgb).astype(np.float64)
+    gains = (out * ref).sum(axis=(0, 1)) / np.maximum((out * out).sum(axis=(0, 1)), 1e-12)
+    return srgb_encode(np.clip(out * gains, 0.0, 1.0))
+
+
+def shadow_delta_l(out_srgb: np.ndarray, ref_srgb: np.ndarray) -> float:
+    """Mean L\\* of the darkest :data:`SHADOW_SHARE` of the reference's pixels, output (gain-fitted)
+    minus reference: > 0 lifted shadows, < 0 crushed."""
+    ref_l, out_l = lab(ref_srgb)[..., 0], lab(gain_fitted(out_srgb, ref_srgb))[..., 0]
+    dark = ref_l <= np.quantile(ref_l, SHADOW_SHARE)
+    return float(out_l[dark].mean() - ref_l[dark].mean())
+
+
+def edge_mask(ref_srgb: np.ndarray) -> np.ndarray:
+    """Pixels within :data:`EDGE_REACH` px of a strong luminance edge of the reference."""
+    lightness = lab(ref_srgb)[..., 0]
+    magnitude = np.hypot(ndimage.sobel(lightness, 0), ndimage.sobel(lightness, 1)) / 8.0
+    return ndimage.binary_dilation(magnitude > EDGE_STRENGTH, iterations=EDGE_REACH)
+
+
+def edge_chroma_error(out_srgb: np.ndarray, ref_srgb: np.ndarray) -> float:
+    """Mean a\\*b\\* distance to the reference near strong luminance edges (:func:`edge_mask`)."""
+    mask = edge_mask(ref_srgb)
+    if not mask.any():
+        return float("nan")
+    difference = lab(out_srgb)[..., 1:] - lab(ref_srgb)[..., 1:]
+    return float(np.hypot(difference[..., 0], difference[..., 1])[mask].mean())
+
+
+def score(outputs: list[np.ndarray], cases: list[TestCase]) -> dict[str, float]:
+    """PSNR, SSIM (means), shadow ΔL\\* (mean and the largest magnitude) and edge chroma (mean)."""
+    mean_psnr, mean_ssim = mean_scores(outputs, cases)
+    shadows = [shadow_delta_l(o, c.reference) for o, c in zip(outputs, cases)]
+    return {"psnr": round(mean_psnr, 2), "ssim": round(mean_ssim, 4),
+            "shadow_dl": round(float(np.mean(shadows)), 2),
+            "shadow_dl_worst": round(float(max(shadows, key=abs)), 2),
+            "edge_chroma": round(float(np.nanmean([edge_chroma_error(o, c.reference) for o, c in zip(outputs, cases)])), 2)}
+
+
+SWEEP_METHODS = ("naive", "classical", "nlm", "bm3d", "darktable", "model")
+
+
+def oracle(case: TestCase, method: str, level: Level) -> np.ndarray:
+    """``method``'s output for ``case`` at the setting of its grid that scores best against the truth."""
+    baseline = BASELINES[method]
+    grid = baseline.grid
+    if method == "bm3d":  # three sigmas around the naive rendering's own error: BM3D is slow
+        error = float(np.std(method_outputs([case], None, ("naive",), {})["naive"][0] - case.reference))
+        grid = tuple({"sigma": error * f} for f in (0.5, 1.0, 1.6))
+    outputs = [baseline.run([case], **setting)[0] for setting in grid]
+    return max(outputs, key=lambda out: psnr(out, case.reference))
+
+
+def sweep(network: nn.Module | None, scenes: list[Scene], layout: str, methods: tuple[str, ...] = SWEEP_METHODS,
+          levels: tuple[Level, ...] = LEVELS, seed: int = 0) -> dict:
+    """``{level name: {method: score(...)}}`` for raws of ``layout`` made from ``scenes``."""
+    table: dict = {}
+    for level in levels:
+        cases = [sweep_case(scene, level, layout, seed) for scene in scenes]
+        row = {}
+        for method in methods:
+            if method == "darktable" and (layout_class(cases[0].sample.layout).unpack is SensorLayout.unpack
+                                          or not darktable_baseline.available()):
+                continue  # darktable's baseline writes mosaic DNGs only
+            if method in ("naive", "model"):
+                outputs = method_outputs(cases, network, (method,), {})[method]
+            elif method == "classical":
+                outputs = [classical_srgb(c) for c in cases]
+            else:
+                outputs = [oracle(c, method, level) for c in cases]
+            row[method] = score(outputs, cases)
+        table[level.name] = row
+    return table
+
+
+def format_sweep(tables: dict[str, dict]) -> str:
+    """Markdown: one row per layout, level and method: PSNR / SSIM, shadow ΔL\\* (mean, worst), edge chroma."""
+    lines = ["| layout | level (ISO) | method | PSNR / SSIM | shadow ΔL* (mean, worst) | edge chroma a*b* |",
+             "|---|---|---|---|---|---|"]
+    iso = {level.name: level.iso for level in LEVELS}
+    for layout, table in tables.items():
+        for level, rows in table.items():
+            for method, r in rows.items():
+                lines.append(f"| {layout} | {level} ({iso.get(level, '?')}) | {method} | {r['psnr']:.2f} / {r['ssim']:.3f} | "
+                             f"{r['shadow_dl']:+.1f}, {r['shadow_dl_worst']:+.1f} | {r['edge_chroma']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_sweep(tables: dict[str, dict], path: Path) -> Path:
+    """PSNR against the darkness ratio, one line per method, one panel per layout, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False, sharey=True)
+    for axis, (layout, table) in zip(axes[0], tables.items()):
+        ratios = [float(name[1:]) for name in table]
+        methods = [m for m in SWEEP_METHODS if any(m in rows for rows in table.values())]
+        for method in methods:
+            axis.plot(ratios, [rows.get(method, {}).get("psnr", math.nan) for rows in table.values()], marker="o",
+                      label=method, linewidth=2.4 if method == "model" else 1.2)
+        axis.set_xscale("log")
+        axis.set_title(layout)
+        axis.set_xlabel("darker by (×)")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("sRGB PSNR (dB)")
+    axes[0][-1].legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=110)
+    pyplot.close(figure)
+    temporary.replace(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``lowlight-raw evaluate --sweep``: the sweep's table (and JSON, and the plot); returns the exit status."""
+    parser = argparse.ArgumentParser(prog="lowlight-raw evaluate --sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", action="store_true", help="(the switch that chose this tool)")
+    parser.add_argument("--model", default="fast", choices=[m for m in SHIPPED_MODELS if "xtrans" in SHIPPED_MODELS[m]],
+                        help="shipped model whose network of each layout is scored")
+    parser.add_argument("--layouts", type=comma_separated(SWEEP_LAYOUTS), default=SWEEP_LAYOUTS,
+                        help=f"comma-separated subset of {','.join(SWEEP_LAYOUTS)}")
+    parser.add_argument("--methods", type=comma_separated(SWEEP_METHODS), default=SWEEP_METHODS,
+                        help=f"comma-separated subset of {','.join(SWEEP_METHODS)} (bm3d: ~15 s a scene and setting)")
+    parser.add_argument("--levels", type=comma_separated(tuple(level.name for level in LEVELS)), default=tuple(l.name for l in LEVELS))
+    parser.add_argument("--scenes", type=int, default=len(SWEEP_PHOTOS) + 1, help="the test scene and this many − 1 photos")
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="where the Debian photos are fetched")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the tables as JSON here")
+    parser.add_argument("--plot", type=Path, help="also draw PSNR against darkness as a PNG here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    levels = tuple(level for level in LEVELS if level.name in args.levels)
+    try:
+        scenes = sweep_scenes(args.photos, args.scenes - 1)
+        tables = {}
+        for layout in args.layouts:
+            kind = "linear" if layout.startswith("linear") else layout
+            network, _ = load_model(SHIPPED_MODELS[args.model][kind])
+            start = time.monotonic()
+            tables[layout] = sweep(network, scenes, layout, args.methods, levels)
+            print(f"({layout}: {len(scenes)} scenes, {time.monotonic() - start:.0f} s)", file=sys.stderr)
+    except (LowlightError, debian_photos.ArchiveUnavailable, debian_photos.ManifestMismatch) as exc:
+        print(f"lowlight-raw evaluate --sweep: {exc}", file=sys.stderr)
+        return 1
+    print(format_sweep(tables))
+    if args.json is not None:
+        args.json.write_text(json.dumps(tables, indent=1) + "\n")
+    if args.plot is not None:
+        plot_sweep(tables, args.plot)
+    return 0
