@@ -33,15 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_arguments(enhance)
     enhance.set_defaults(run=_run_enhance)
 
+    export = sub.add_parser("export-dtmodel", help="write our networks as a darktable 5.6+ neural-restore raw-denoise package")
+    export.add_argument("-o", "--output", type=Path, default=None, help="the .dtmodel to write (default: ./rawdenoise-lowlight-raw.dtmodel)")
+    export.add_argument("--model", default="fast", help="fast|fast-licence-clean|quality (its Bayer and linear networks) or PATH "
+                                                        "(one Bayer or linear weight file)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    export.set_defaults(run=_run_export_dtmodel)
+
     # train and evaluate own their options; main() hands them everything after the word
     sub.add_parser("train", help="train the network (see lowlight_raw/weights/MODEL_CARD.md); train --help for options")
-    sub.add_parser("evaluate", help="score naive, NLM and the model on the held-out set; evaluate --help")
+    sub.add_parser("evaluate", help="score naive, NLM and the model on the held-out set (--sweep: the noise sweep); evaluate [--sweep] --help")
     return parser
 
 
 def _run_training_tool(name: str, argv: list[str]) -> int:
     if name == "train":
         from .training.train import main as tool
+    elif "--sweep" in argv:
+        from .training.sweep import main as tool
     else:
         from .training.evaluate import main as tool
     return tool(argv)
@@ -82,6 +91,22 @@ def _run_enhance(args: argparse.Namespace) -> int:
     summary = f"{ok} enhanced, {failed} failed" if failed else f"{ok} enhanced"
     print(summary, file=sys.stderr)
     return 0 if failed == 0 else 1
+
+
+def _run_export_dtmodel(args: argparse.Namespace) -> int:
+    try:
+        from .darktable_ai.package import PACKAGE_ID, write_package
+
+        info = write_package(args.output or Path(f"{PACKAGE_ID}.dtmodel"), args.model, overwrite=args.overwrite)
+    except ModuleNotFoundError as exc:  # onnx, onnxruntime: the optional dtmodel extra
+        print(f"lowlight-raw: error: export-dtmodel needs {exc.name} (pip install 'lowlight-raw[dtmodel]')", file=sys.stderr)
+        return 2
+    except LowlightError as exc:
+        print(f"lowlight-raw: error: {shown(exc)}", file=sys.stderr)
+        return 1
+    slots = ", ".join(f"{g.file} {list(g.input_shape)} → {list(g.output_shape)}" for g in info.graphs.values())
+    print(f"{shown(info.path)}: {slots}, opset {max(g.opset for g in info.graphs.values())}")
+    return 0
 
 
 def shown(value: object) -> str:

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  extras="test,train"
+  extras="test,train,dtmodel"
   need=()
   command -v darktable-cli >/dev/null || need+=(darktable)
   command -v xvfb-run >/dev/null || need+=(xvfb)
