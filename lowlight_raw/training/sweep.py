@@ -168,9 +168,16 @@ def sweep_scenes(photo_dir: Path = DEFAULT_PHOTOS, count: int = len(SWEEP_PHOTOS
         scale = PHOTO_SCALE if min(pixels.shape[:2]) >= PHOTO_SCALE * CROP else 1  # a small photo at full size
         pixels = srgb_encode(debian_photos.downscale_linear(pixels, scale)).astype(np.float32)
         y, x = (pixels.shape[0] - CROP) // 2, (pixels.shape[1] - CROP) // 2
-        crops.append((entry.name.rsplit("/", 1)[-1], pixels[y : y + CROP, x : x + CROP]))
+        crops.append((scene_name(entry.path), pixels[y : y + CROP, x : x + CROP]))
     balances = list(WHITE_BALANCES)
     return [Scene(name, srgb, balances[i % len(balances)]) for i, (name, srgb) in enumerate(crops)]
+
+
+def scene_name(path: str) -> str:
+    """A photo's short name: its file's stem, or its folder's where the file is named by its size
+    (``…/wallpapers/Path/contents/images/2560x1600.jpg`` → ``Path``)."""
+    parts = Path(path).parts
+    return parts[parts.index("contents") - 1] if "contents" in parts else Path(path).stem
 
 
 def sweep_case(scene: Scene, level: Level, layout: str, seed: int = 0) -> TestCase:
