@@ -9,7 +9,9 @@ from the folder before the next write into it. Pixels keep the sensor orientatio
 
 - **DNG**: camera RGB (not white balanced) as 3 × uint16 LinearRaw, uncompressed strips, with
   the camera's ColorMatrix1 (D65) and AsShotNeutral, so raw editors develop it like the source.
-  The exposure gain is baked into the pixels (BaselineExposure 0).
+  The exposure gain is baked into the pixels, less :data:`DNG_HEADROOM_EV` stops that
+  BaselineExposure gives back (see there), and ExposureBiasValue is 0: the engine's EV replaced
+  the camera's exposure compensation.
 - **TIFF**: 16-bit white-balanced sRGB with its ICC profile, or linear sRGB / Rec.2020 with a
   matching linear ICC profile (``linear_tiff``).
 - **JPEG**: 8-bit sRGB, quality 95, with the sRGB ICC profile.
@@ -29,7 +31,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageCms
 
-from .dngtags import camera_tags, valid_orientation
+from .dngtags import camera_tags, rationals, valid_orientation
 from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
 from .local import pid_alive
 from .errors import LowlightError
@@ -39,6 +41,13 @@ from .options import FORMATS
 EXTENSIONS = {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
 OUTPUT_SUFFIX = "_lowlight"  # outputs are <stem>_lowlight<ext>, or <stem>_lowlight_<n><ext> beside an existing one
 JPEG_QUALITY = 95
+# Stops by which a DNG's pixels sit below the brightness the engine chose, written as its
+# BaselineExposure. DNG readers that follow the specification (Adobe's) add BaselineExposure back;
+# darktable ignores it but brightens every raw by its scene-referred default exposure, +0.7 EV
+# (4.2 and 5.x, measured with darktable-cli: tests/test_plugin_darktable.py). Either way the
+# photo opens at the engine's brightness, and highlights up to 2**0.7 × white stay in the file
+# for darktable's filmic/sigmoid to roll off instead of clipping.
+DNG_HEADROOM_EV = 0.7
 _DNG_ROWS_PER_STRIP = 64
 _ROWS_PER_BAND = 128  # rows converted at a time
 _ENCODE_LUT_BITS = 20  # linear → encoded lookup table size: error < ½ code of a 16-bit output
@@ -175,7 +184,8 @@ def processing_note(image: OutputImage, fmt: str, linear_tiff: bool = False, spa
 def _format_exif(image: OutputImage, fmt: str, linear_tiff: bool) -> dict[str, str]:
     """EXIF tags that describe the written TIFF/JPEG image itself (EXIF requires them)."""
     if fmt == "dng":
-        return {}
+        # darktable undoes a camera's exposure compensation found here; the engine's EV already did
+        return {"Exif.Photo.ExposureBiasValue": "0/1"}
     height, width = image.camera_rgb.shape[:2]
     tags = {"Exif.Photo.ColorSpace": "65535" if linear_tiff else "1"}  # uncalibrated / sRGB
     if fmt == "jpeg":  # TIFF writes these into its own IFD0 / has no pixel dimensions in EXIF
@@ -264,12 +274,12 @@ def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
 
 
 def _write_dng(image: OutputImage, path: Path) -> None:
-    pixels = _camera_codes(image.camera_rgb)
+    pixels = _camera_codes(image.camera_rgb, 2.0 ** -DNG_HEADROOM_EV)
     extratags = camera_tags(image.make, image.model, image.color.cam_xyz, image.color.as_shot_neutral, image.orientation)
     extratags += [
         (50714, "I", 3, (0, 0, 0), True),  # BlackLevel, one per sample
         (50717, "I", 3, (65535, 65535, 65535), True),  # WhiteLevel, one per sample
-        (50730, "2i", 1, (0, 1), True),  # BaselineExposure: the gain is in the pixels
+        (50730, "2i", 1, rationals([DNG_HEADROOM_EV], 100), True),  # BaselineExposure: the headroom
         (50827, "B", 0, os.fsencode(image.source.name) + b"\0", True),  # OriginalRawFileName, bytes as on disk
     ]
     tifffile.imwrite(
@@ -314,11 +324,11 @@ def _bands(height: int):
     return (slice(start, start + _ROWS_PER_BAND) for start in range(0, height, _ROWS_PER_BAND))
 
 
-def _camera_codes(camera_rgb: np.ndarray) -> np.ndarray:
-    """Camera RGB in [0, 1] → uint16 codes, unchanged colour (for the DNG)."""
+def _camera_codes(camera_rgb: np.ndarray, scale: float) -> np.ndarray:
+    """Camera RGB × ``scale`` in [0, 1] → uint16 codes, unchanged colour (for the DNG)."""
     out = np.empty(camera_rgb.shape, np.uint16)
     for band in _bands(out.shape[0]):
-        out[band] = _quantise(camera_rgb[band], 65535, np.uint16)
+        out[band] = _quantise(camera_rgb[band] * np.float32(scale), 65535, np.uint16)
     return out
 
 

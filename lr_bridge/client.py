@@ -238,7 +238,7 @@ def _wait_until_ready(
             if give_up():
                 raise Interrupted("interrupted while waiting for the daemon to be ready")
             if process is not None and process.poll() not in (None, EXIT_ALREADY_RUNNING):
-                raise DaemonUnreachable(f"the daemon failed to start: {_last_log_line(state_dir)}")
+                raise DaemonUnreachable(_start_failure(state_dir))
             connection = find_daemon(state_dir, endpoint, client_keys, server_key)
             if connection is None:
                 time.sleep(0.1)
@@ -261,14 +261,16 @@ def _wait_until_ready(
     )
 
 
-def _last_log_line(state_dir: Path) -> str:
+def _start_failure(state_dir: Path) -> str:
+    """Why a daemon we started exited, cause first: the daemon log's last line (a daemon that cannot
+    start writes its reason last), and where that log is."""
+    log = state_dir / LOG_FILE
     try:
-        lines = [line for line in (state_dir / LOG_FILE).read_text(errors="replace").splitlines() if line.strip()]
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         lines = []
-    if not lines:
-        return f"no message (see {state_dir / LOG_FILE})"
-    return _LOG_PREFIX.sub("", lines[-1].strip())
+    cause = _LOG_PREFIX.sub("", lines[-1].strip()) if lines else "no message"
+    return f"{cause} (the daemon did not start; see {log})"
 
 
 # -- running a job ------------------------------------------------------------------------------
@@ -369,9 +371,9 @@ def _follow_job(
             if now - last_heard > silence_limit_s:
                 if cancel_sent_at is not None:
                     return JobSummary(job, ok, failed + already_failed, True)
-                raise DaemonLost(
-                    f"the daemon at {client.connection.endpoint} stopped answering during job {job} "
-                    f"(no heartbeat for {silence_limit_s:g} s): it died or stalled"
+                raise DaemonLost(  # the point first: a darktable message shows only its start
+                    f"the daemon died or stalled (no heartbeat for {silence_limit_s:g} s): it stopped answering "
+                    f"during job {job} at {client.connection.endpoint}"
                 )
             continue
         last_heard = now

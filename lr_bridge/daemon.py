@@ -183,7 +183,9 @@ class Daemon:
                 self._send_heartbeats()
                 next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL_S
             if worker.state == "failed" and self._stop_deadline is None:
-                self._fail_queued_jobs(f"the daemon cannot load the engine: {worker.load_error}")
+                reason = f"cannot load the engine: {worker.load_error}"
+                log.error("%s", reason)  # the log's last line: a client that started us quotes it
+                self._fail_queued_jobs(f"the daemon {reason}")
                 self._stop_requested, exit_status = True, 1
             if not worker.is_alive() and worker.state == "ready" and self._stop_deadline is None:
                 log.error("the worker thread ended unexpectedly; stopping so that clients notice")

@@ -3,8 +3,9 @@
 
   Sends the selected raw photos to the lowlight-raw daemon through its `lr-bridge` client,
   imports each result beside its source, groups it with the source and copies the source's
-  tags, rating, colour labels, title and description, then selects the results. Its own
-  results and non-raw images in the selection are skipped. The source files are never modified.
+  tags, rating, colour labels, title and description, then selects the results and shows their
+  film roll. A selected result stands for its group's original; originals that already have a
+  result and non-raw images are skipped. The source files are never modified.
   Each run's outcome, file by file, is kept in <configdir>/lowlight_enhance.log.
 
   This script does no image processing and speaks no ZeroMQ: it runs
@@ -12,7 +13,7 @@
 
   USAGE
     * install lowlight-raw (it provides the `lr-bridge` command), then either run
-      `lr-bridge install-darktable-plugin`, or copy this file to
+      `lr-bridge install-darktable-plugin` (it also records where lr-bridge is), or copy this file to
       ~/.config/darktable/lua/lowlight/lowlight_enhance.lua and add the line
       require "lowlight/lowlight_enhance"
       to ~/.config/darktable/luarc (or start it from the script manager)
@@ -44,11 +45,24 @@ for ext in ("avif bmp exr gif hdr heic heif j2k jp2 jpeg jpg jxl pfm pgm png pnm
   NOT_RAW_EXTENSIONS[ext] = true
 end
 local REPORT_NAME = "lowlight_enhance.log" -- every run, file by file, in darktable's config folder
+local TOAST_MAX = 80 -- characters: darktable ellipsises a longer message in the middle
+local PLACE_MAX = 24 -- characters of a folder name quoted in a message
+local DEFAULT_CLIENT = "lr-bridge" -- lr_bridge.darktable_install.CLIENT_NAME
+-- what `lr-bridge install-darktable-plugin` found (the client's absolute path, the shipped
+-- models), beside this script under its name with .json (lr_bridge.darktable_install.INSTALL_INFO_NAME)
+local SCRIPT_FILE = debug.getinfo(1, "S").source:match("^@(.*)$")
+local INSTALL_INFO = SCRIPT_FILE and SCRIPT_FILE:gsub("%.lua$", ".json") or nil
+local SENSITIVITY_EVENTS = { "selection-changed", "mouse-over-image-changed" } -- what changes the images to act on
 local COLOR_LABELS = { "red", "yellow", "green", "blue", "purple" }
 local TEXT_METADATA = { "title", "description" }
 
 local function _(msg)
   return dt.gettext.gettext(msg)
+end
+
+-- `singular` or `plural` (translated, chosen for `n`), formatted with the other arguments
+local function n_(n, singular, plural, ...)
+  return string.format(dt.gettext.ngettext(singular, plural, n), ...)
 end
 
 local ACTION_LABEL = _("enhance low light")
@@ -71,23 +85,32 @@ local M = {}
 script_data.lowlight = M
 M.CONSTANTS = {
   formats = FORMATS, ev_range = EV_RANGE, strength_range = STRENGTH_RANGE, models = MODELS,
-  output_suffix = OUTPUT_SUFFIX,
+  output_suffix = OUTPUT_SUFFIX, toast_max = TOAST_MAX, client = DEFAULT_CLIENT,
 }
 
 --- What script_manager calls to switch the plugin off: set below once something is registered.
 script_data.destroy = function() end
 
 -- ---------------------------------------------------------------------------
--- messages: every user-facing message is also logged
+-- messages: every user-facing message fits a toast and is also logged
 -- ---------------------------------------------------------------------------
 
+--- `text` cut to at most `limit` characters (UTF-8), its end replaced by "…" when cut.
+function M.fit(text, limit)
+  local length = utf8.len(text)
+  if length == nil then -- not UTF-8 (a file name's own bytes): count bytes
+    return #text <= limit and text or text:sub(1, limit - 1) .. "…"
+  end
+  return length <= limit and text or text:sub(1, utf8.offset(text, limit) - 1) .. "…"
+end
+
 local function tell(message)
-  dt.print(message)
+  dt.print(M.fit(message, TOAST_MAX))
   dt.print_log(MODULE .. ": " .. message)
 end
 
 local function warn(message)
-  dt.print(message)
+  dt.print(M.fit(message, TOAST_MAX))
   dt.print_error(MODULE .. ": " .. message)
 end
 
@@ -347,8 +370,47 @@ function M.parse_event_line(line)
 end
 
 -- ---------------------------------------------------------------------------
--- preferences
+-- what the installer recorded, and preferences
 -- ---------------------------------------------------------------------------
+
+--- What `lr-bridge install-darktable-plugin` recorded beside this script, from the JSON text
+--- `text` (nil: no such file): {client = absolute path or nil, models = the offered names, in
+--- MODELS' order}. Without a record every model is offered and the client is looked up on PATH.
+function M.install_info(text)
+  local info = { models = MODELS }
+  local record = text and M.json_decode(text)
+  if type(record) ~= "table" then
+    return info
+  end
+  if type(record.client) == "string" and record.client ~= "" then
+    info.client = record.client
+  end
+  if type(record.models) == "table" then
+    local shipped = {}
+    for _, name in ipairs(record.models) do
+      shipped[name] = true
+    end
+    info.models = {}
+    for _, name in ipairs(MODELS) do
+      if shipped[name] or name == MODELS[1] then
+        info.models[#info.models + 1] = name
+      end
+    end
+  end
+  return info
+end
+
+local function read_install_info()
+  local f = INSTALL_INFO and io.open(INSTALL_INFO, "rb")
+  if not f then
+    return M.install_info(nil)
+  end
+  local text = f:read("a")
+  f:close()
+  return M.install_info(text)
+end
+
+local installed = read_install_info()
 
 --- The preferences, in the order *preferences > lua options* shows them: name, type, label,
 --- tooltip, default, extra register arguments.
@@ -358,21 +420,26 @@ M.PREFERENCES = {
   { "linear", "bool", _("low light: linear TIFF"),
     _("TIFF only: linear values with a linear profile instead of the sRGB curve"), false },
   { "ev", "string", _("low light: exposure"),
-    string.format(_("'auto' to let the network choose, or stops of brightening from %g to %g such as 5 or 6.5"),
+    string.format(_("'auto': measured from each raw (its mean brought to a natural brightness, at most 2 %% "
+      .. "of the pixels clipped), or stops of brightening from %g to %g such as 5 or 6.5"),
       EV_RANGE[1], EV_RANGE[2]), "auto" },
   { "strength", "float", _("low light: strength"),
     _("1 = the network's result, 0 = plain brightening; values between blend the two"),
     STRENGTH_RANGE[2], STRENGTH_RANGE[1], STRENGTH_RANGE[2], 0.05 },
   { "model", "enum", _("low light: model"),
     _("auto = the daemon's choice (quality on a GPU when installed, else fast); fast; "
-      .. "fast-licence-clean = fast trained on openly licensed photos only (weaker; Bayer raws only); quality"),
-    MODELS[1], table.unpack(MODELS) },
+      .. "fast-licence-clean = fast trained on openly licensed photos only (weaker; Bayer raws only); "
+      .. "quality (GPU). Only the models this installation ships are listed"),
+    MODELS[1], table.unpack(installed.models) },
   { "output_folder", "string", _("low light: output folder"),
     _("empty = beside the source; variables: $(FILE_FOLDER), $(HOME), e.g. $(FILE_FOLDER)/lowlight"), "" },
   { "group_leader", "bool", _("low light: make result the group leader"),
     _("show the enhanced photo instead of the dark source when the group is collapsed"), true },
+  { "again", "bool", _("low light: enhance again"),
+    _("also enhance photos that already have a low light result in their group (off: they are skipped)"), false },
   { "client", "string", _("low light: client command"),
-    _("the lr-bridge command (a name on PATH or a full path)"), "lr-bridge" },
+    _("empty = the lr-bridge that 'lr-bridge install-darktable-plugin' recorded, else lr-bridge on PATH; "
+      .. "or a full path"), "" },
   { "endpoint", "string", _("low light: daemon endpoint"),
     _("empty = the local daemon (started when needed); or tcp://HOST:PORT of a remote one"), "" },
 }
@@ -385,7 +452,7 @@ local function register_preferences()
 end
 
 --- The current settings: {format, linear, ev, strength, model, output_folder, group_leader,
---- client, endpoint}, or nil and a message when one is unusable.
+--- again, client, endpoint}, or nil and a message when one is unusable.
 function M.read_settings()
   local settings = {}
   for _, pref in ipairs(M.PREFERENCES) do
@@ -393,7 +460,14 @@ function M.read_settings()
   end
   settings.client = settings.client:match("^%s*(.-)%s*$"):gsub("^~/", function() return (os.getenv("HOME") or "") .. "/" end)
   if settings.client == "" then
-    settings.client = "lr-bridge"
+    settings.client = installed.client or DEFAULT_CLIENT
+  end
+  local offered = false
+  for _, name in ipairs(installed.models) do
+    offered = offered or name == settings.model
+  end
+  if not offered then
+    return nil, string.format(_("model '%s' is not installed (preferences > lua options)"), tostring(settings.model))
   end
   settings.endpoint = settings.endpoint:match("^%s*(.-)%s*$")
   local ev, err = M.parse_ev(settings.ev)
@@ -498,17 +572,17 @@ end
 
 --- Plain words for a client exit status that is not 0 (nil when per-file errors said it all).
 function M.exit_message(status, stderr_tail, client)
+  stderr_tail = stderr_tail:gsub("^" .. DEFAULT_CLIENT:gsub("%p", "%%%0") .. ": ", "") -- the client's own prefix
   if status == EXIT_SOME_FAILED or status == EXIT_CANCELLED then
     return nil
   elseif status == EXIT_UNREACHABLE then
-    return _("could not reach or start the lowlight daemon") ..
-      (stderr_tail ~= "" and (": " .. stderr_tail) or "")
+    return _("no daemon") .. (stderr_tail ~= "" and (": " .. stderr_tail) or "")
   elseif status == EXIT_NOT_FOUND then
-    return string.format(_("client '%s' not found: install lowlight-raw or set its path in preferences > lua options"), client)
+    return string.format(_("client %s not found: set its path in preferences > lua options"), client)
   elseif status == EXIT_NOT_EXECUTABLE then
-    return string.format(_("client '%s' cannot be run (not executable)"), client)
+    return string.format(_("client %s cannot be run (not executable)"), client)
   end
-  return string.format(_("client '%s' failed (exit status %d)"), client, status) ..
+  return string.format(_("client %s failed (exit status %d)"), client, status) ..
     (stderr_tail ~= "" and (": " .. stderr_tail) or "")
 end
 
@@ -522,6 +596,36 @@ end
 
 local function basename(path)
   return path:match("([^/]*)$")
+end
+
+-- `text` with every occurrence of `find` replaced by `replacement` (plain text, no patterns)
+local function replace_plain(text, find, replacement)
+  local out, start = {}, 1
+  while true do
+    local i, j = text:find(find, start, true)
+    if not i then
+      out[#out + 1] = text:sub(start)
+      return table.concat(out)
+    end
+    out[#out + 1] = text:sub(start, i - 1) .. replacement
+    start = j + 1
+  end
+end
+
+--- `message` about `file` as a toast shows it after the file's base name: without a leading
+--- "FILE: " and with any other mention of the full path shortened to its base name.
+function M.short_reason(message, file)
+  if message:sub(1, #file + 2) == file .. ": " then
+    message = message:sub(#file + 3)
+  end
+  return replace_plain(message, file, basename(file))
+end
+
+--- `text` with every absolute path (one that starts the text or follows a space, a quote or a
+--- parenthesis) cut to its base name: what a toast shows of a reason that names files.
+function M.base_names(text)
+  local folders = "/[^%s:;,()'\"]*/"
+  return (text:gsub("^" .. folders, ""):gsub("([%s(\"'])" .. folders, "%1"))
 end
 
 --- Copy tags (not darktable's own), rating, colour labels, title and description.
@@ -545,11 +649,11 @@ end
 function M.import_result(source, output, make_leader)
   -- dt.database.import of a missing file ends darktable: check first
   if not file_exists(output) then
-    return nil, string.format(_("the result %s does not exist"), output)
+    return nil, string.format(_("the result %s does not exist"), basename(output))
   end
   local ok, result = pcall(dt.database.import, output)
   if not ok or result == nil then
-    return nil, string.format(_("could not import %s: %s"), output, tostring(result))
+    return nil, string.format(_("could not import %s: %s"), basename(output), tostring(result))
   end
   result:group_with(source)
   if make_leader then
@@ -571,18 +675,80 @@ function M.is_busy()
   return busy
 end
 
---- Why `image` is not sent to the daemon (nil: it is): one of the plugin's own results
---- (<stem>_lowlight[_N].<ext>: already enhanced) or not a raw file (by extension).
+-- `filename` without its extension
+local function stem_of(filename)
+  return filename:match("^(.*)%.[^.]*$") or filename
+end
+
+-- the stem of the original whose result `filename` is (<stem>_lowlight[_N].<ext>), else nil
+local function original_stem(filename)
+  local stem = stem_of(filename)
+  return stem:match("^(.*)" .. OUTPUT_SUFFIX .. "$") or stem:match("^(.*)" .. OUTPUT_SUFFIX .. "_%d+$")
+end
+
+--- Why `image` cannot be sent to the daemon itself (nil: it can): one of the plugin's own
+--- results (<stem>_lowlight[_N].<ext>) or not a raw file (by extension).
 function M.skip_reason(image)
-  local stem, ext = image.filename:match("^(.*)%.([^.]*)$")
-  stem = stem or image.filename
-  if stem:match(OUTPUT_SUFFIX .. "$") or stem:match(OUTPUT_SUFFIX .. "_%d+$") then
+  if original_stem(image.filename) then
     return _("a low light result")
   end
+  local ext = image.filename:match("%.([^.]*)$")
   if ext and NOT_RAW_EXTENSIONS[ext:lower()] then
     return _("not a raw file")
   end
   return nil
+end
+
+--- The original a low light result `image` was made from: the member of its group whose name
+--- the result's name extends (nil if the group holds none).
+function M.original_of(image)
+  local stem = original_stem(image.filename)
+  for _, member in ipairs(image:get_group_members()) do
+    if stem_of(member.filename) == stem and M.skip_reason(member) == nil then
+      return member
+    end
+  end
+  return nil
+end
+
+--- Whether `image`'s group already holds a low light result of it.
+function M.has_result(image)
+  local stem = stem_of(image.filename)
+  for _, member in ipairs(image:get_group_members()) do
+    if original_stem(member.filename) == stem then
+      return true
+    end
+  end
+  return false
+end
+
+--- The photos to send for the selection `images`, in order, each once: a selected result
+--- stands for its group's original; non-raw images, results without their original and
+--- (unless `again`) originals that already have a result are skipped. Returns the wanted
+--- images and the skipped ones as {image, reason}.
+function M.choose(images, again)
+  local wanted, skipped, seen = {}, {}, {}
+  for i = 1, #images do
+    local image = images[i]
+    local chosen, reason = image, M.skip_reason(image)
+    if original_stem(image.filename) then
+      chosen = M.original_of(image)
+      reason = chosen == nil and _("a low light result whose original is not in its group") or nil
+    end
+    if chosen == nil then
+      skipped[#skipped + 1] = { image = image, reason = reason }
+    elseif not seen[image_file(chosen)] then
+      seen[image_file(chosen)] = true
+      if reason then
+        skipped[#skipped + 1] = { image = chosen, reason = reason }
+      elseif not again and M.has_result(chosen) then
+        skipped[#skipped + 1] = { image = chosen, reason = _("already enhanced") }
+      else
+        wanted[#wanted + 1] = chosen
+      end
+    end
+  end
+  return wanted, skipped
 end
 
 --- The file that keeps every run's outcome, file by file.
@@ -595,7 +761,8 @@ local function write_report(summary, lines)
   local path = M.report_path()
   local f, err = io.open(path, "a")
   if not f then
-    warn(string.format(_("low light: cannot write the report %s: %s"), path, tostring(err)))
+    warn(string.format(_("low light: cannot write the report %s"), REPORT_NAME))
+    dt.print_error(string.format("%s: %s: %s", MODULE, path, tostring(err)))
     return nil
   end
   f:write(os.date("%Y-%m-%d %H:%M:%S"), "  ", summary, "\n")
@@ -621,41 +788,71 @@ local function batches_by_output_folder(images, pattern)
   return batches
 end
 
+-- replace the background job by one labelled `label`, keeping its progress and cancel button
+-- (darktable cannot relabel a job)
+local function relabel_job(state, label)
+  local percent = 0
+  if state.job then
+    percent = state.job.percent or 0
+    if state.job.valid then
+      state.job.valid = false
+    end
+  end
+  state.job = dt.gui.create_job(M.fit(label, TOAST_MAX), true, function() state.cancel_requested = true end)
+  state.job.percent = percent
+end
+
+-- the darktable image the client's `file` names (by path, else by name), or nil
+local function source_of(state, file)
+  return state.sources[file] or state.sources_by_name[basename(file)]
+end
+
+-- a file's outcome ("ok" or "failed"): counted, keyed by its source image, and a report line
+local function record(state, file, outcome, line)
+  local source = source_of(state, file)
+  state.outcome[source and image_file(source) or file] = outcome
+  state[outcome] = state[outcome] + 1
+  state.report[#state.report + 1] = line
+end
+
 -- handle one client event; `state` holds the batch's counters, report lines and source lookup
 local function handle_event(event, state, settings)
   if event.event == "accepted" then
-    dt.print_log(string.format("%s: daemon job %s (%d photo(s))", MODULE, event.job, event.files))
+    dt.print_log(string.format("%s: daemon job %s (%d files)", MODULE, event.job, event.files))
   elseif event.event == "progress" then
     local done = state.files_before + event.index + math.max(0, math.min(1, event.fraction))
+    local number = state.files_before + event.index + 1
+    if number ~= state.labelled then
+      state.labelled = number
+      relabel_job(state, string.format(_("low light: %d/%d %s"), number, state.total, basename(event.file)))
+    end
     state.job.percent = math.min(1, done / state.total)
   elseif event.event == "result" then
-    local source = state.sources[event.file] or state.sources_by_name[basename(event.file)]
+    local source = source_of(state, event.file)
     local imported, err
     if source == nil then
-      err = string.format(_("the client returned a result for an unknown photo %s"), event.file)
+      err = _("the client returned a result for a photo it was not sent")
     else
       imported, err = M.import_result(source, event.output, settings.group_leader)
     end
     if imported then
-      state.ok = state.ok + 1
       state.imported[#state.imported + 1] = imported
       local line = string.format("%s -> %s (%+.2f EV)", event.file, event.output, event.ev or 0)
-      state.report[#state.report + 1] = "ok      " .. line
+      record(state, event.file, "ok", "ok      " .. line)
       dt.print_log(MODULE .. ": " .. line)
     else
-      state.failed = state.failed + 1
-      state.report[#state.report + 1] = string.format("failed  %s: %s", event.file, err)
+      record(state, event.file, "failed", string.format("failed  %s: %s", event.file, err))
       warn(string.format(_("low light: %s: %s"), basename(event.file), err))
     end
   elseif event.event == "error" then
     if event.file then
-      state.failed = state.failed + 1
-      state.report[#state.report + 1] = string.format("failed  %s: %s", event.file, event.message)
-      warn(string.format(_("low light: %s failed: %s"), basename(event.file), event.message))
+      record(state, event.file, "failed", string.format("failed  %s: %s", event.file, event.message))
+      warn(string.format(_("low light: %s: %s"), basename(event.file), M.short_reason(event.message, event.file)))
     else
-      state.general_error = event.message
-      state.report[#state.report + 1] = "error   " .. event.message
-      warn(string.format(_("low light: %s"), event.message))
+      -- why the client stopped: said in the final summary (darktable 4.2 shows one message at a
+      -- time: a message now would be replaced by the summary at once)
+      state.stop_reason = event.message
+      dt.print_error(MODULE .. ": " .. event.message)
     end
   elseif event.event == "done" then
     state.cancelled = state.cancelled or event.cancelled
@@ -696,11 +893,11 @@ local function run_batch(batch, state, settings)
       end
     end
   until status ~= nil
-  -- an error event without a file already told the user why the client stopped
-  local message = status and status ~= 0 and not state.general_error and M.exit_message(status, M.stderr_tail(run), settings.client)
+  -- an error event without a file already said why the client stopped
+  local message = status and status ~= 0 and not state.stop_reason and M.exit_message(status, M.stderr_tail(run), settings.client)
   if message then
-    warn(_("low light: ") .. message)
-    state.report[#state.report + 1] = "error   " .. message
+    state.stop_reason = message
+    dt.print_error(MODULE .. ": " .. message)
   end
   M.remove_run_files(run)
   state.files_before = state.files_before + #files
@@ -712,43 +909,117 @@ local function run_batch(batch, state, settings)
     and status ~= EXIT_NOT_EXECUTABLE
 end
 
--- where the results went, in words: one folder, or how many
-local function where_results_went(imported)
-  local folders, count, first = {}, 0, nil
+-- whether every image of `images` is in the current collection (what the lighttable shows)
+local function all_in_collection(images)
+  local shown = {}
+  for _, image in ipairs(dt.collection) do
+    shown[image_file(image)] = true
+  end
+  for _, image in ipairs(images) do
+    if not shown[image_file(image)] then
+      return false
+    end
+  end
+  return true
+end
+
+--- Make the results `imported` visible: when the lighttable does not show them all and they are
+--- in one folder, switch the collection to that film roll. Returns their place in words, short
+--- ("lowlight", "2 folders") and in full (the folder's path).
+function M.show_results(imported)
+  local folders = {}
   for _, image in ipairs(imported) do
     if not folders[image.path] then
       folders[image.path] = true
-      count = count + 1
-      first = first or image.path
+      folders[#folders + 1] = image.path
     end
   end
-  if count == 1 then
-    return string.format(_("in %s"), first)
+  if #folders ~= 1 then
+    local place = string.format(_("%d folders"), #folders)
+    return place, place
   end
-  return string.format(_("in %d folders"), count)
+  if not all_in_collection(imported) then
+    local rule = dt.gui.libs.collect.new_rule()
+    rule.mode = "DT_LIB_COLLECT_MODE_AND"
+    rule.item = "DT_COLLECTION_PROP_FILMROLL"
+    rule.data = folders[1]
+    dt.gui.libs.collect.filter({ rule })
+    dt.print_log(string.format("%s: showing the film roll %s", MODULE, folders[1]))
+  end
+  return M.fit(basename(folders[1]), PLACE_MAX), folders[1]
 end
 
--- the one-line summary of a batch
-local function summary_line(state, total)
-  local summary = string.format(_("low light: %d of %d photo(s) enhanced"), state.ok, total)
-  if state.failed > 0 then
-    summary = summary .. string.format(_(", %d failed"), state.failed)
+--- The summary of a batch from its counts `c` ({total, ok, failed, skipped, unprocessed,
+--- cancelled, stop_reason, skip_reason (when all skipped photos share one)}) and the results'
+--- place (`place`, nil when there are none). Returns it whole (for the report) and as a toast
+--- of at most TOAST_MAX characters: the counts, the place, why it stopped; when that is too
+--- long the place goes first (the lighttable shows it), then the reason's end.
+function M.summary(c, place)
+  local head
+  if c.total == 0 then
+    head = _("low light: nothing to enhance")
+  elseif c.ok == 0 and c.failed == 0 then
+    head = string.format(_("low light: %d not processed"), c.unprocessed)
+  else
+    head = n_(c.total, "low light: %d of %d photo enhanced", "low light: %d of %d photos enhanced", c.ok, c.total)
+    if c.failed > 0 then
+      head = head .. string.format(_(", %d failed"), c.failed)
+    end
+    if c.unprocessed > 0 then
+      head = head .. string.format(_(", %d not processed"), c.unprocessed)
+    end
   end
-  if state.cancelled then
-    summary = summary .. _(", cancelled")
+  if c.skipped > 0 then
+    head = head .. string.format(_(", %d skipped"), c.skipped) .. (c.skip_reason and (": " .. c.skip_reason) or "")
   end
-  if state.skipped > 0 then
-    summary = summary .. string.format(_(", %d skipped (low light results or not raw)"), state.skipped)
+  local where = place and string.format(_(", in %s"), place) or ""
+  local stop = ""
+  if c.cancelled then
+    stop = _("; cancelled")
+  elseif c.stop_reason then
+    stop = ": " .. c.stop_reason
   end
+  local whole = head .. where .. stop
+  if utf8.len(whole) and utf8.len(whole) > TOAST_MAX and stop ~= "" then
+    return whole, M.fit(head .. stop, TOAST_MAX)
+  end
+  return whole, M.fit(whole, TOAST_MAX)
+end
+
+-- after the client(s): count what was never processed, show the results, tell and report
+local function finish(state, wanted, skipped, skip_reason, settings)
+  local unprocessed = 0
+  for _, image in ipairs(wanted) do
+    if not state.outcome[image_file(image)] then
+      unprocessed = unprocessed + 1
+      state.report[#state.report + 1] = "not processed " .. image_file(image)
+    end
+  end
+  local place, full_place
   if #state.imported > 0 then
-    summary = summary .. string.format(_("; results selected, grouped with their sources %s"),
-      where_results_went(state.imported))
+    place, full_place = M.show_results(state.imported)
+    -- with grouping on, a result that does not lead its group is hidden: the selection shows it
+    dt.gui.selection(state.imported)
   end
-  return summary
+  local counts = {
+    total = #wanted, ok = state.ok, failed = state.failed, skipped = #skipped, unprocessed = unprocessed,
+    cancelled = state.cancelled, stop_reason = state.stop_reason, skip_reason = skip_reason,
+  }
+  local whole = M.summary(counts, full_place)
+  -- the toast names files by their base names (the report keeps the paths)
+  counts.stop_reason = state.stop_reason and M.base_names(state.stop_reason)
+  local toast = select(2, M.summary(counts, place))
+  local report = write_report(whole, state.report)
+  dt.print(toast)
+  dt.print_log(MODULE .. ": " .. whole .. (report and ("; report: " .. report) or ""))
+  return { ok = state.ok, failed = state.failed, skipped = #skipped, unprocessed = unprocessed,
+    cancelled = state.cancelled, stop_reason = state.stop_reason, imported = state.imported, report = report }
 end
 
 --- Enhance `images` (darktable images) with the current preferences. Runs until the
---- client(s) finish; returns the summary {ok, failed, skipped, cancelled, imported, report}.
+--- client(s) finish; returns the summary {ok, failed, skipped, unprocessed, cancelled,
+--- stop_reason, imported, report}. Busy (a second call is refused) until the summary is out:
+--- showing the results lets darktable run other Lua callbacks meanwhile.
 function M.enhance_images(images)
   if busy then
     tell(_("low light: a batch is already running; wait for it or cancel it"))
@@ -763,22 +1034,20 @@ function M.enhance_images(images)
     warn(_("low light: ") .. err)
     return nil
   end
-  local state = { ok = 0, failed = 0, skipped = 0, cancelled = false, files_before = 0, imported = {}, report = {} }
-  local wanted = {}
-  for _, image in ipairs(images) do
-    local reason = M.skip_reason(image)
-    if reason then
-      state.skipped = state.skipped + 1
-      state.report[#state.report + 1] = string.format("skipped %s: %s", image_file(image), reason)
-    else
-      wanted[#wanted + 1] = image
-    end
+  local state = {
+    ok = 0, failed = 0, cancelled = false, files_before = 0, imported = {}, report = {}, outcome = {},
+  }
+  local wanted, skipped = M.choose(images, settings.again)
+  local skip_reason = skipped[1] and skipped[1].reason
+  for _, skip in ipairs(skipped) do
+    state.report[#state.report + 1] = string.format("skipped %s: %s", image_file(skip.image), skip.reason)
+    skip_reason = skip.reason == skip_reason and skip_reason or nil
   end
   state.total = #wanted
+  busy = true
   if #wanted > 0 then
-    busy, running = true, state
-    state.job = dt.gui.create_job(string.format(_("enhancing %d photo(s) in low light"), #wanted), true,
-      function() state.cancel_requested = true end)
+    running = state
+    relabel_job(state, _("low light: waiting for the daemon"))
     local ok, failure = pcall(function()
       for _, batch in ipairs(batches_by_output_folder(wanted, settings.output_folder)) do
         if not run_batch(batch, state, settings) then
@@ -786,30 +1055,31 @@ function M.enhance_images(images)
         end
       end
     end)
-    busy, running = false, nil
+    running = nil
     if state.job.valid then
       state.job.valid = false
     end
     if not ok then
-      warn(_("low light: internal error: ") .. tostring(failure))
-      state.report[#state.report + 1] = "error   internal error: " .. tostring(failure)
+      state.stop_reason = _("internal error: ") .. tostring(failure)
+      dt.print_error(MODULE .. ": " .. state.stop_reason)
     end
   end
-  if #state.imported > 0 then
-    -- with grouping on, a result that does not lead its group is hidden: the selection shows it
-    dt.gui.selection(state.imported)
+  local ok, summary = pcall(finish, state, wanted, skipped, skip_reason, settings)
+  busy = false
+  if not ok then
+    error(summary, 0)
   end
-  local summary = #wanted > 0 and summary_line(state, #wanted) or
-    string.format(_("low light: nothing to enhance, %d skipped (low light results or not raw)"), state.skipped)
-  local report = write_report(summary, state.report)
-  tell(report and (summary .. string.format(_("; report: %s"), report)) or summary)
-  return { ok = state.ok, failed = state.failed, skipped = state.skipped, cancelled = state.cancelled,
-    imported = state.imported, report = report }
+  return summary
 end
 
 --- The button's handler ("enhance low light" in the lighttable's actions on selection module).
 function M.on_button(event, images)
   M.enhance_images(images)
+end
+
+--- Make the button active only while darktable has images to act on (its convention).
+function M.update_sensitivity()
+  dt.gui.libs.image.set_sensitive(MODULE, #dt.gui.action_images > 0)
 end
 
 --- The shortcut's handler (lua > enhance low light). darktable 5.x does not run it for a
@@ -823,7 +1093,7 @@ end
 -- ---------------------------------------------------------------------------
 
 if not M.version_at_least(running_api(), MIN_API) then
-  warn(string.format(_("low light: needs darktable 4.2 or newer (Lua API %s); this darktable has Lua API %s"),
+  warn(string.format(_("low light: needs darktable 4.2+ (Lua API %s); this one has %s"),
     table.concat(MIN_API, "."), dt.configuration.api_version_string))
   return script_data
 end
@@ -835,12 +1105,22 @@ dt.gui.libs.image.register_action(MODULE, ACTION_LABEL, M.on_button,
 
 dt.register_event(MODULE, "shortcut", M.on_shortcut, ACTION_LABEL)
 
+-- darktable's convention for the actions on selection: a button is active only while there are
+-- images to act on (the hovered image or the selection)
+for _, event in ipairs(SENSITIVITY_EVENTS) do
+  dt.register_event(MODULE, event, M.update_sensitivity)
+end
+M.update_sensitivity()
+
 script_data.destroy = function()
   if running then
     running.cancel_requested = true -- the batch stops its client at the next poll
   end
   dt.gui.libs.image.destroy_action(MODULE)
   dt.destroy_event(MODULE, "shortcut")
+  for _, event in ipairs(SENSITIVITY_EVENTS) do
+    dt.destroy_event(MODULE, event)
+  end
 end
 
 return script_data

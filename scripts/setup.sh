@@ -32,3 +32,4 @@ if ! log=$(.venv/bin/python -m pip install -q --disable-pip-version-check -e ".$
   exit 1
 fi
 .venv/bin/python -c "import lowlight_raw, torch, rawpy; print(f'setup: lowlight-raw ready (torch {torch.__version__}, LibRaw {rawpy.libraw_version})')"
+echo "setup: the darktable plugin: .venv/bin/lr-bridge install-darktable-plugin (then restart darktable)"

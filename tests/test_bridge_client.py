@@ -180,8 +180,10 @@ def test_failures_before_a_job_are_one_json_line_and_an_exit_code(bridge, make_d
     failed_start = broken.run("enhance", "--json", str(source))
     assert failed_start.returncode == 3
     (line,) = json_lines(failed_start.stdout)
-    assert line["message"].startswith("the daemon failed to start: ") and "no-such-weights.pt" in line["message"]
+    # the cause first (a toast shows the start of a message), then the log's name
+    assert line["message"].startswith("cannot load the engine: ") and "no-such-weights.pt" in line["message"]
     assert "weight file not found" in line["message"]
+    assert line["message"].endswith(f" (the daemon did not start; see {broken.state_dir / LOG_FILE})")
 
     too_bright = bridge.run("enhance", "--json", "--ev", "40", str(source))
     assert too_bright.returncode == 2

@@ -7,7 +7,11 @@ database holds afterwards. Two darktables: Debian 12's 4.2 on this machine (mark
 skipped where darktable or xvfb-run are missing), and 5.x from trixie-backports in a cached
 Debian trixie chroot (scripts/darktable5_chroot.sh; marked ``darktable5``, skipped with the
 script's one-line reason where it cannot be built, e.g. not root or Debian's archive unreachable).
-In the chroot only the client runs (it needs no torch); the daemon runs here.
+In the chroot only the client runs (it needs no torch); the daemon runs here. The 4.2 run finds
+its client as a fresh install does: recorded by the installer, not on PATH.
+
+The darkroom tests render the engine's DNG with ``darktable-cli`` and darktable's defaults (4.2
+here, 5.x in the chroot) and compare it with the engine's own JPEG of the same raw.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+import exiv2
+import imageio.v3 as iio
+import numpy as np
 import pytest
 
+from lowlight_raw.color import srgb_decode
+from lowlight_raw.registry import MODEL_CHOICES, shipped_weights
 from lr_bridge import darktable_install
 from lr_bridge.darktable_install import REQUIRE_LINE, install_plugin
 from lowlight_raw.local import pid_alive
@@ -36,6 +45,7 @@ DRIVER = REPO / "tests" / "darktable" / "e2e_driver.lua"
 HAVE_DARKTABLE = shutil.which("darktable") is not None and shutil.which("xvfb-run") is not None
 CHROOT_SCRIPT = REPO / "scripts" / "darktable5_chroot.sh"
 CHROOT_PATH = "/usr/local/bin:/usr/bin:/bin"
+VENV_CLIENT = Path(sys.executable).parent / "lr-bridge"  # this installation's client, as scripts/setup.sh makes it
 
 
 # -- installer ----------------------------------------------------------------------------------
@@ -72,6 +82,17 @@ def test_a_commented_out_require_does_not_count(tmp_path: Path) -> None:
     (tmp_path / "luarc").write_text('--require "lowlight/lowlight_enhance"\n')
     install_plugin(tmp_path)
     assert (tmp_path / "luarc").read_text().splitlines() == ['--require "lowlight/lowlight_enhance"', REQUIRE_LINE]
+
+
+def test_install_records_this_installations_client_and_models(tmp_path: Path) -> None:
+    script = install_plugin(tmp_path)
+    info = json.loads(script.with_name(darktable_install.INSTALL_INFO_NAME).read_text())
+    assert info["client"] == str(VENV_CLIENT) and os.access(info["client"], os.X_OK)
+    shipped = [name for name in MODEL_CHOICES if name == "auto" or shipped_weights(name) is not None]
+    assert info["models"] == shipped
+    assert ("quality" in info["models"]) == (shipped_weights("quality") is not None), "offered only when shipped"
+    assert script.with_name(darktable_install.INSTALL_INFO_NAME).name == PLUGIN.with_suffix(".json").name, (
+        "the plugin looks for it under its own name")
 
 
 def test_default_configdir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,20 +154,36 @@ def _isolated_bridge(tmp_path: Path, client: Path, tiny_weights: Path) -> tuple[
     return env, state_dir
 
 
+STARTUP_S = 60  # darktable 4.2 under xvfb sometimes hangs before it runs any Lua (2 of 20 bare starts)
+
+
 def _run_darktable(command: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess:
     """Run darktable (under xvfb-run, maybe in the chroot) in its own process group.
 
     ``timeout`` does not stop xvfb-run's darktable (a grandchild that ignores SIGTERM): on a
-    timeout, and after a normal end for anything left behind, the whole group is killed.
+    timeout, and after a normal end for anything left behind, the whole group is killed. A
+    darktable whose driver has not started (no trace file) within :data:`STARTUP_S` is killed
+    and started again (at most three times).
     """
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               errors="replace", start_new_session=True)
+    trace = Path(env["LOWLIGHT_E2E_REPORT"] + ".trace")
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   errors="replace", start_new_session=True)
+        started_by = time.monotonic() + STARTUP_S
+        while not trace.is_file() and process.poll() is None and time.monotonic() < started_by:
+            time.sleep(0.2)
+        if trace.is_file() or process.poll() is not None or attempt == attempts:
+            break
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        pytest.fail(f"darktable did not finish within {timeout_s:.0f} s: {(stdout + stderr)[-3000:]}")
+        steps = trace.read_text() if trace.is_file() else "none: the driver did not start"
+        pytest.fail(f"darktable did not finish within {timeout_s:.0f} s; driver steps:\n{steps}\n{(stdout + stderr)[-3000:]}")
     finally:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -175,6 +212,31 @@ def darktable5_chroot() -> Path:
     return Path(build.stdout.strip().splitlines()[-1])
 
 
+KILLER = """\
+import json, os, signal, subprocess, sys
+from pathlib import Path
+from lr_bridge.state import read_state
+
+# the real client, passing its lines through; the daemon is killed once the first result is back
+client = subprocess.Popen([{client!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
+killed = False
+for line in client.stdout:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+    if not killed and json.loads(line).get("event") == "result":
+        os.kill(read_state(Path(os.environ["LR_BRIDGE_STATE_DIR"])).pid, signal.SIGKILL)
+        killed = True
+sys.exit(client.wait())
+"""
+
+
+def _killer_client(path: Path, client: Path, python: str) -> None:
+    """A client command at ``path`` that runs ``client`` and kills the daemon after the first result."""
+    path.with_suffix(".py").write_text(KILLER.format(client=str(client)))
+    path.write_text(f"#!/bin/sh\nPYTHONPATH='{REPO}' exec {python} '{path.with_suffix('.py')}' \"$@\"\n")
+    path.chmod(0o755)
+
+
 def _enhance_in_darktable(tmp_path: Path, make_dng, tiny_weights: Path, chroot: Path | None) -> tuple[dict, str, Path]:
     """Run tests/darktable/e2e_driver.lua in darktable 4.2 (host) or 5.x (``chroot``).
 
@@ -184,19 +246,35 @@ def _enhance_in_darktable(tmp_path: Path, make_dng, tiny_weights: Path, chroot: 
     good = make_dng("night's shot.dng", directory=folder)
     broken = make_dng("broken one.dng", directory=folder, seed=1)
     good_digest = file_sha256(good)
+    more_folder = tmp_path / "more nights"
+    more = [make_dng("big 0.dng", height=1200, width=1600, directory=more_folder)]
+    for i in range(1, 6):  # more photos than the daemon finishes before the kill lands
+        more.append(more_folder / f"big {i}.dng")
+        more[-1].hardlink_to(more[0])
 
     configdir = tmp_path / "dt config"
-    install_plugin(configdir)
     client = tmp_path / "bin dir" / "lr-bridge"
     env, state_dir = _isolated_bridge(tmp_path, client, tiny_weights)
+    if chroot is None:
+        # as the README says, with no PATH edits: darktable's PATH lacks the virtualenv and the
+        # plugin's client preference stays empty; it runs the client the installer recorded
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != VENV_CLIENT.parent)
+        install = subprocess.run([str(VENV_CLIENT), "install-darktable-plugin", "--configdir", str(configdir)],
+                                 env=env, capture_output=True, text=True, timeout=60)
+        assert install.returncode == 0 and f"the plugin runs {VENV_CLIENT}" in install.stdout, install.stdout + install.stderr
+        client = VENV_CLIENT
+    else:
+        install_plugin(configdir)  # the chroot has no virtualenv: the preference names the chroot's client
     report_path = tmp_path / "report.json"
     env.update(
         LOWLIGHT_E2E_DRIVER=str(DRIVER),
         LOWLIGHT_E2E_SOURCES=f"{good}\n{broken}",
         LOWLIGHT_E2E_BROKEN=str(broken),
-        LOWLIGHT_E2E_CLIENT=str(client),
+        LOWLIGHT_E2E_CLIENT="" if chroot is None else str(client),
         LOWLIGHT_E2E_REPORT=str(report_path),
         LOWLIGHT_E2E_TRIGGER="action" if chroot is None else "handler",
+        LOWLIGHT_E2E_MORE="\n".join(map(str, more)),
+        LOWLIGHT_E2E_KILLER=str(tmp_path / "bin dir" / "killer"),
     )
     darktable = [
         "xvfb-run", "-a", "darktable",
@@ -210,6 +288,7 @@ def _enhance_in_darktable(tmp_path: Path, make_dng, tiny_weights: Path, chroot: 
         client.write_text(f"#!/bin/sh\nPYTHONPATH='{REPO}' exec /opt/lr-client/bin/python -m lr_bridge \"$@\"\n")
         env["LR_DT5_BINDS"] = str(REPO)
         darktable = [str(CHROOT_SCRIPT), "run", "env", f"PATH={CHROOT_PATH}", *darktable]
+    _killer_client(tmp_path / "bin dir" / "killer", client, "/opt/lr-client/bin/python" if chroot else sys.executable)
     daemon = _start_host_daemon(env, state_dir) if chroot is not None else None
     try:
         run = _run_darktable(darktable, env, timeout_s=300)
@@ -226,7 +305,7 @@ def _enhance_in_darktable(tmp_path: Path, make_dng, tiny_weights: Path, chroot: 
     return report, log, folder
 
 
-def _check_the_batch(report: dict, log: str, folder: Path, configdir: Path) -> None:
+def _check_the_batch(report: dict, log: str, folder: Path) -> None:
     assert report["plugin_loaded"] and report["api"].startswith("9.")
     assert report["action_images"] == 2
     assert report["busy_at_end"] is False
@@ -249,20 +328,37 @@ def _check_the_batch(report: dict, log: str, folder: Path, configdir: Path) -> N
     broken = folder / "broken one.dng"
     assert [m["file"] for m in broken_group["members"]] == [str(broken)]
     assert not (folder / "lowlight" / "broken one_lowlight.dng").exists()
-    assert "broken one.dng failed" in log
-    report_file = configdir / "lowlight_enhance.log"
-    summary = (f"1 of 2 photo(s) enhanced, 1 failed; results selected, grouped with their sources in "
-               f"{folder / 'lowlight'}; report: {report_file}")
-    assert summary in log
-    lua_errors = [line for line in log.splitlines() if "LUA ERROR" in line]
-    assert len(lua_errors) == 1 and "broken one.dng failed" in lua_errors[0], lua_errors
+    toasts = report["toasts"]
+    failure = next(t for t in toasts if "broken one.dng" in t)
+    assert failure.startswith("low light: broken one.dng: ") and str(folder) not in failure, "base name + reason"
+    # the results went to another folder: the lighttable shows their film roll, the summary names it
+    assert report["first_summary"] == "low light: 1 of 2 photos enhanced, 1 failed, in lowlight"
+    assert report["sources_shown"] is True and report["results_shown"] is True, "the results are in view after the run"
+    assert f"showing the film roll {folder / 'lowlight'}" in log, "by switching to their film roll"
+    assert f"{report['first_summary'].removesuffix('lowlight')}{folder / 'lowlight'}" in report["report_file"]
 
-    # the report keeps every file's outcome; a second run on the results skips them all
+    # the report keeps every file's outcome; a second run on the results skips their originals
     assert f"ok      {good} -> {result_file} (+" in report["report_file"]
     assert f"failed  {broken}: " in report["report_file"]
     assert report["second_run"] == {"ok": 0, "failed": 0, "skipped": 1}
-    assert f"skipped {result_file}: a low light result" in report["report_file"]
-    assert "nothing to enhance, 1 skipped (low light results or not raw)" in log
+    assert f"skipped {good}: already enhanced" in report["report_file"]
+    assert "low light: nothing to enhance, 1 skipped: already enhanced" in toasts
+
+    # a daemon killed mid-batch: the final summary counts what was never processed and says why
+    killed = report["killed_run"]
+    assert killed["ok"] >= 1 and killed["unprocessed"] >= 1 and killed["ok"] + killed["failed"] + killed["unprocessed"] == 6
+    assert killed["stop_reason"] and killed["shown"] is True
+    summary = report["killed_summary"]
+    assert summary.startswith(f"low light: {killed['ok']} of 6 photos enhanced") and f"{killed['unprocessed']} not processed" in summary
+    assert killed["stop_reason"].startswith("the daemon died or stalled")
+    assert f"not processed: the daemon died or stalled" in summary, summary
+    assert report["report_file"].count("  not processed ") == killed["unprocessed"]
+
+    print("toasts:", *(f"{len(t):3d} {t}" for t in toasts), sep="\n  ")
+    assert all(len(t) <= 80 for t in toasts), [t for t in toasts if len(t) > 80]
+    assert "select the photos to enhance first" not in log, "no batch ran without photos"
+    lua_errors = [line for line in log.splitlines() if "LUA ERROR" in line]
+    assert len(lua_errors) == 2 and "broken one.dng: " in lua_errors[0], lua_errors
     assert report["reloaded"] is True, "switched off (destroy) and on again, as script_manager does"
 
 
@@ -287,7 +383,8 @@ def test_enhance_low_light_in_darktable_4(tmp_path: Path, make_dng, tiny_weights
     report, log, folder = _enhance_in_darktable(tmp_path, make_dng, tiny_weights, chroot=None)
     assert report["api"].startswith("9.0."), "Debian 12's darktable 4.2"
     assert report["busy_after_trigger"] is True, "the shortcut action started the batch in the background"
-    _check_the_batch(report, log, folder, tmp_path / "dt config")
+    assert f"running '{VENV_CLIENT}' enhance" in log, "the client the installer recorded, not from PATH"
+    _check_the_batch(report, log, folder)
 
 
 @pytest.mark.darktable5
@@ -295,7 +392,71 @@ def test_enhance_low_light_in_darktable_4(tmp_path: Path, make_dng, tiny_weights
 def test_enhance_low_light_in_darktable_5(tmp_path: Path, make_dng, tiny_weights: Path, darktable5_chroot: Path) -> None:
     report, log, folder = _enhance_in_darktable(tmp_path, make_dng, tiny_weights, chroot=darktable5_chroot)
     assert tuple(int(n) for n in report["api"].split(".")) >= (9, 4, 0), "darktable 5.x"
-    _check_the_batch(report, log, folder, tmp_path / "dt config")
+    _check_the_batch(report, log, folder)
+
+
+# -- a result as darktable's default pipeline shows it ----------------------------------------------
+
+EXAMPLE = REPO / "examples" / "coffee_dark.dng"
+GREY_TOLERANCE_EV = 0.3  # the darkroom's first look may differ from the engine's own JPEG by this much
+CLIPPED_CODE = 254  # an 8-bit channel at or above this counts as clipped (JPEG rounding blurs 255)
+_LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 / sRGB luminance weights
+
+
+def _tone(jpeg: Path) -> tuple[float, float, float]:
+    """A JPEG's mid-grey, two ways (log-average and median linear luminance, in EV) and its
+    fraction of clipped pixels (any channel at or above :data:`CLIPPED_CODE`)."""
+    codes = iio.imread(jpeg)[..., :3].astype(np.float64)
+    luminance = srgb_decode(codes / 255.0) @ _LUMA
+    log_average = float(np.mean(np.log2(np.maximum(luminance, 1e-4))))
+    return log_average, float(np.log2(np.median(luminance))), float((codes >= CLIPPED_CODE).any(axis=2).mean())
+
+
+def _render_with_defaults(image: Path, jpeg: Path, work: Path, chroot: Path | None) -> None:
+    """``darktable-cli`` with a fresh config and cache (darktable's defaults, nothing cached)."""
+    command = ["darktable-cli", str(image), str(jpeg), "--core", "--configdir", str(work / "config"),
+               "--cachedir", str(work / "cache"), "--library", ":memory:", "--conf", "write_sidecar_files=never"]
+    if chroot is not None:
+        command = [str(CHROOT_SCRIPT), "run", "env", f"PATH={CHROOT_PATH}", f"HOME={work}", *command]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and jpeg.is_file(), (run.stdout + run.stderr)[-3000:]
+
+
+def _check_the_darkroom_look(tmp_path: Path, chroot: Path | None) -> None:
+    """The engine's DNG of a dark photo, rendered by darktable's default pipeline, looks like the
+    engine's own JPEG of it: the same mid-grey (±0.3 EV) and no more clipped pixels. The source
+    was underexposed on purpose (-2 EV compensation in its EXIF), which darktable undoes on raws."""
+    from lowlight_raw.cli import main as engine
+
+    source = tmp_path / "coffee_dark.dng"
+    shutil.copyfile(EXAMPLE, source)
+    tags = exiv2.ImageFactory.open(str(source))
+    tags.readMetadata()
+    tags.exifData()["Exif.Photo.ExposureBiasValue"] = "-2/1"
+    tags.writeMetadata()
+    for fmt in ("dng", "jpeg"):
+        assert engine(["enhance", str(source), "-o", str(tmp_path / "out"), "--format", fmt]) == 0
+    rendered = tmp_path / "darktable.jpg"
+    _render_with_defaults(tmp_path / "out" / "coffee_dark_lowlight.dng", rendered, tmp_path / "dt", chroot)
+
+    engine_grey, engine_median, engine_clipped = _tone(tmp_path / "out" / "coffee_dark_lowlight.jpg")
+    grey, median, clipped = _tone(rendered)
+    print(f"darkroom - engine: log-average {grey - engine_grey:+.2f} EV, median {median - engine_median:+.2f} EV, "
+          f"clipped {clipped:.2%} (engine {engine_clipped:.2%})")
+    assert abs(grey - engine_grey) <= GREY_TOLERANCE_EV
+    assert abs(median - engine_median) <= GREY_TOLERANCE_EV
+    assert clipped <= engine_clipped
+
+
+@pytest.mark.darktable
+@pytest.mark.skipif(shutil.which("darktable-cli") is None, reason="needs darktable-cli")
+def test_a_result_opens_as_the_engine_meant_in_darktable_4(tmp_path: Path) -> None:
+    _check_the_darkroom_look(tmp_path, chroot=None)
+
+
+@pytest.mark.darktable5
+def test_a_result_opens_as_the_engine_meant_in_darktable_5(tmp_path: Path, darktable5_chroot: Path) -> None:
+    _check_the_darkroom_look(tmp_path, chroot=darktable5_chroot)
 
 
 # -- the cancel button against the real client (fake darktable, real processes) ------------------
@@ -326,8 +487,10 @@ def test_cancel_stops_the_job_on_the_daemon(tmp_path: Path, make_dng, tiny_weigh
     assert run.returncode == 0, run.stdout + run.stderr
     summary = next(line for line in run.stdout.splitlines() if line.startswith("summary "))
     ok = int(summary.split("ok=")[1].split()[0])
-    assert summary.endswith("failed=0 cancelled=true") and ok < len(names), run.stdout
-    assert f"message low light: {ok} of {len(names)} photo(s) enhanced, cancelled" in run.stdout
+    unprocessed = len(names) - ok
+    assert summary.endswith(f"failed=0 unprocessed={unprocessed} cancelled=true") and ok < len(names), run.stdout
+    counts = f"{ok} of {len(names)} photos enhanced, {unprocessed} not processed, in out" if ok else f"{unprocessed} not processed"
+    assert run.stdout.rstrip().endswith(f"message low light: {counts}; cancelled"), run.stdout
     daemon = json.loads(status.stdout)
     assert daemon["running"] is None and daemon["queued"] == [], "the daemon's job was cancelled"
     outputs = finished_outputs(folder / "out")

@@ -155,7 +155,8 @@ def test_dng_holds_camera_rgb_and_the_dng_colour_tags(image, tmp_path):
     assert tags[262] == 34892  # LinearRaw
     assert tags[277] == 3 and tags[258] == (16, 16, 16)
     assert pixels.dtype == np.uint16
-    np.testing.assert_allclose(pixels, np.clip(image.camera_rgb, 0, 1) * 65535.0, atol=0.51)
+    headroom = 2.0 ** -writers.DNG_HEADROOM_EV  # 0.7 EV below the engine's brightness, given back by the tag
+    np.testing.assert_allclose(pixels, np.clip(image.camera_rgb * headroom, 0, 1) * 65535.0, atol=0.51)
     assert bytes(tags[50706]) == bytes([1, 4, 0, 0])
     assert tags[50708] == "Lowlight Synthetic Bayer"
     matrix = np.array(tags[50721], dtype=float).reshape(9, 2)
@@ -164,7 +165,7 @@ def test_dng_holds_camera_rgb_and_the_dng_colour_tags(image, tmp_path):
     neutral = np.array(tags[50728], dtype=float).reshape(3, 2)
     np.testing.assert_allclose(neutral[:, 0] / neutral[:, 1], NEUTRAL, atol=1e-4)
     assert tags[50714] == (0, 0, 0) and tags[50717] == (65535, 65535, 65535)
-    assert tags[50730] == (0, 1)  # BaselineExposure 0
+    assert tags[50730] == (7, 10)  # BaselineExposure +0.7
     assert bytes(tags[50827]).rstrip(b"\0") == b"source.dng"
     assert tags[305] == SOFTWARE
     assert 33421 not in tags and 33422 not in tags and 50829 not in tags  # no CFA/ActiveArea from the source
@@ -277,3 +278,17 @@ def test_orientation_is_a_tag_not_a_rotation(make_dng, tmp_path):
         opened.readMetadata()
         assert (opened.pixelWidth(), opened.pixelHeight()) == (WIDTH, HEIGHT), fmt
         assert read_exif(path)["Image Orientation"] == "Rotated 90 CW", fmt
+
+
+def test_dng_says_the_exposure_is_done(make_dng, tmp_path):
+    """A camera's exposure compensation is not carried into the DNG: darktable would undo it again."""
+    source = make_dng("compensated.dng", height=HEIGHT, width=WIDTH)
+    opened = exiv2.ImageFactory.open(str(source))
+    opened.readMetadata()
+    opened.exifData()["Exif.Photo.ExposureBiasValue"] = "-3/1"
+    opened.writeMetadata()
+    color = CameraColor(wb=1.0 / NEUTRAL, cam_xyz=DEFAULT_CAM_XYZ.copy())
+    shot = OutputImage(test_scene(HEIGHT, WIDTH), color, 1, "Lowlight", "Synthetic Bayer", source, ev=5.0)
+    assert read_exif(source)["EXIF ExposureBiasValue"] == "-3"
+    assert read_exif(write_output(shot, tmp_path / "out.dng", "dng"))["EXIF ExposureBiasValue"] == "0"
+    assert read_exif(write_output(shot, tmp_path / "out.jpg", "jpeg"))["EXIF ExposureBiasValue"] == "-3"

@@ -5,15 +5,19 @@
     LOWLIGHT_E2E_SOURCES  the photos to import, one path per line (all are selected)
     LOWLIGHT_E2E_BROKEN   optional: one of them, overwritten with junk after the import so the
                           engine rejects it (darktable already knows the image)
-    LOWLIGHT_E2E_CLIENT   the client command preference
+    LOWLIGHT_E2E_CLIENT   the client command preference (empty: left empty, the plugin finds it)
     LOWLIGHT_E2E_TRIGGER  "action": press the shortcut action with dt.gui.action (darktable 4.x);
                           "handler": call the plugin's shortcut handler (darktable 5.x runs no
                           Lua shortcut for a dt.gui.action() made from Lua)
     LOWLIGHT_E2E_REPORT   where to write what it sees, as JSON
-  It tags, rates, labels and titles the photos, selects them, triggers the plugin, waits until
-  the batch is over and reports every group and the selection. Then it runs the plugin on the
-  results alone (all skipped), switches the plugin off and on again as script_manager does, and
-  always quits darktable.
+    LOWLIGHT_E2E_MORE     more photos, one path per line, for a last batch run through
+    LOWLIGHT_E2E_KILLER   a client that kills the daemon once the first result is back
+  It records every message the plugin shows (dt.print), tags, rates, labels and titles the
+  photos, selects them, triggers the plugin, waits until the batch is over and reports every
+  group, the selection and whether the lighttable shows the results. Then it runs the plugin on
+  the results alone (each stands for its original, already enhanced: skipped), runs the last
+  batch with the daemon killed under it, switches the plugin off and on again as script_manager
+  does, and always quits darktable.
 ]]
 
 local dt = require "darktable"
@@ -66,21 +70,58 @@ local function describe(image)
   }
 end
 
-local report = { api = dt.configuration.api_version_string, groups = {} }
+local report = { api = dt.configuration.api_version_string, groups = {}, toasts = {} }
+
+-- each step as it starts, in REPORT.trace (flushed): where a hung darktable stopped
+local trace = io.open(os.getenv("LOWLIGHT_E2E_REPORT") .. ".trace", "w")
+local function step(name)
+  trace:write(string.format("%.3f %s\n", os.clock(), name))
+  trace:flush()
+end
+
+-- every message shown, in order (the plugin looks dt.print up at each call)
+local print_toast = dt.print
+dt.print = function(message)
+  report.toasts[#report.toasts + 1] = message
+  print_toast(message)
+end
+
+-- whether the lighttable's collection holds every image of `images`
+local function shown(images)
+  local files = {}
+  for _, image in ipairs(dt.collection) do
+    files[file_of(image)] = true
+  end
+  for _, image in ipairs(images) do
+    if not files[file_of(image)] then
+      return false
+    end
+  end
+  return true
+end
 
 local ok, err = pcall(function()
   local plugin = package.loaded["lowlight/lowlight_enhance"]
   report.plugin_loaded = plugin ~= nil and plugin.lowlight ~= nil
   assert(report.plugin_loaded, "the plugin was not loaded from luarc")
 
-  dt.preferences.write(MODULE, "client", "string", os.getenv("LOWLIGHT_E2E_CLIENT"))
+  if os.getenv("LOWLIGHT_E2E_CLIENT") ~= "" then
+    dt.preferences.write(MODULE, "client", "string", os.getenv("LOWLIGHT_E2E_CLIENT"))
+  end
   dt.preferences.write(MODULE, "output_folder", "string", "$(FILE_FOLDER)/lowlight")
   dt.preferences.write(MODULE, "group_leader", "bool", true)
 
+  step("import")
   local sources = {}
   for path in os.getenv("LOWLIGHT_E2E_SOURCES"):gmatch("[^\n]+") do
     local image = assert(dt.database.import(path), "import of " .. path)
     sources[#sources + 1] = image
+  end
+  -- the last batch's photos too, now: darktable 4.2 has crashed importing while it still worked
+  -- on the broken photo's thumbnail
+  local more = {}
+  for path in os.getenv("LOWLIGHT_E2E_MORE"):gmatch("[^\n]+") do
+    more[#more + 1] = assert(dt.database.import(path), "import of " .. path)
   end
   local tag = dt.tags.create("lowlight e2e|nuit étoilée")
   for i, image in ipairs(sources) do
@@ -98,8 +139,18 @@ local ok, err = pcall(function()
     f:close()
   end
 
+  step("show the sources' film roll")
+  -- the lighttable shows the sources' film roll, as when the user picked them there
+  local rule = dt.gui.libs.collect.new_rule()
+  rule.mode = "DT_LIB_COLLECT_MODE_AND"
+  rule.item = "DT_COLLECTION_PROP_FILMROLL"
+  rule.data = sources[1].path
+  dt.gui.libs.collect.filter({ rule })
+  report.sources_shown = shown(sources)
+  step("select")
   dt.gui.selection(sources)
   report.action_images = #dt.gui.action_images
+  step("trigger")
   if os.getenv("LOWLIGHT_E2E_TRIGGER") == "action" then
     dt.gui.action("lua/enhance low light", 0, "", "", 1.0)
     -- the action returns at once and the batch runs in the background; a loaded machine may start
@@ -123,6 +174,7 @@ local ok, err = pcall(function()
     dt.control.sleep(250)
     waited = waited + 250
   end
+  step("batch over")
   report.waited_ms = waited
   report.busy_at_end = plugin.lowlight.is_busy()
 
@@ -139,14 +191,28 @@ local ok, err = pcall(function()
     table.insert(report.selection, file_of(image))
     results[#results + 1] = image
   end
+  report.results_shown = shown(results)
+  report.first_summary = report.toasts[#report.toasts]
 
-  -- the results alone (as a select-all with grouping on would include them): all skipped
+  -- the results alone (what the lighttable shows with grouping on): each stands for its
+  -- original, which already has a result: skipped
+  step("results alone")
   local again = plugin.lowlight.enhance_images(results)
   report.second_run = { ok = again.ok, failed = again.failed, skipped = again.skipped }
+
+  -- a batch whose daemon is killed once the first result is back
+  dt.preferences.write(MODULE, "client", "string", os.getenv("LOWLIGHT_E2E_KILLER"))
+  step("daemon killed")
+  local killed = plugin.lowlight.enhance_images(more)
+  report.killed_run = { ok = killed.ok, failed = killed.failed, unprocessed = killed.unprocessed,
+    stop_reason = killed.stop_reason, shown = shown(killed.imported) }
+  report.killed_summary = report.toasts[#report.toasts]
+
   local log = io.open(plugin.lowlight.report_path(), "r")
   report.report_file = log and log:read("a") or nil
   if log then log:close() end
 
+  step("reload")
   -- script_manager switches the plugin off (destroy) and on again (require)
   plugin.destroy()
   package.loaded["lowlight/lowlight_enhance"] = nil
@@ -163,4 +229,6 @@ if out then
   out:write(json(report), "\n")
   out:close()
 end
+step("quit")
+trace:close()
 dt.gui.action("global/quit", 0, "", "", 1.0)

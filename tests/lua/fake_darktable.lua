@@ -14,11 +14,22 @@ function fake.new_image(dt, path, filename, fields)
     red = false, yellow = false, green = false, blue = false, purple = false,
     tags = {}, grouped_with = nil, leader = false,
   }
+  image.group = image -- its own group until grouped with another
   for key, value in pairs(fields or {}) do
     image[key] = value
   end
   function image:group_with(other)
     self.grouped_with = other
+    self.group = other.group
+  end
+  function image:get_group_members()
+    local members = {}
+    for _, member in ipairs(dt.all_images) do
+      if member.group == self.group then
+        members[#members + 1] = member
+      end
+    end
+    return members
   end
   function image:make_group_leader()
     self.leader = true
@@ -38,6 +49,8 @@ function fake.new(api)
   local dt = {
     messages = {}, log = {}, errors = {}, prefs = {}, registered_prefs = {},
     actions = {}, events = {}, jobs = {}, imports = {}, all_images = {}, selections = {},
+    collection = {}, -- the images the lighttable shows (set by tests and by collect.filter)
+    filters = {}, sensitive = {}, -- every collect.filter call; each action's sensitivity
     sleep_hook = nil, -- function(dt) called at every dt.control.sleep
     sleeps = 0,
   }
@@ -45,7 +58,10 @@ function fake.new(api)
     api_version_major = api[1], api_version_minor = api[2], api_version_patch = api[3],
     api_version_string = table.concat(api, "."), has_gui = true, config_dir = config_dir,
   }
-  dt.gettext = { gettext = function(msg) return msg end }
+  dt.gettext = {
+    gettext = function(msg) return msg end,
+    ngettext = function(singular, plural, n) return n == 1 and singular or plural end,
+  }
   function dt.print(msg) dt.messages[#dt.messages + 1] = msg end
   function dt.print_log(msg) dt.log[#dt.log + 1] = msg end
   function dt.print_error(msg) dt.errors[#dt.errors + 1] = msg end
@@ -74,7 +90,24 @@ function fake.new(api)
     dt.prefs[script .. "/" .. name] = value
   end
 
-  dt.gui = { libs = { image = {} }, action_images = {} }
+  dt.gui = { libs = { image = {}, collect = {} }, action_images = {} }
+  function dt.gui.libs.collect.new_rule()
+    return {}
+  end
+  function dt.gui.libs.collect.filter(rules)
+    dt.filters[#dt.filters + 1] = rules
+    local shown = {}
+    for _, image in ipairs(dt.all_images) do
+      if rules[1].item == "DT_COLLECTION_PROP_FILMROLL" and image.path == rules[1].data then
+        shown[#shown + 1] = image
+      end
+    end
+    dt.collection = shown
+  end
+  function dt.gui.libs.image.set_sensitive(name, sensitive)
+    assert(dt.actions[name], "set_sensitive of an unknown action " .. tostring(name))
+    dt.sensitive[name] = sensitive
+  end
   function dt.gui.selection(images)
     if images ~= nil then
       dt.selections[#dt.selections + 1] = images

@@ -86,6 +86,21 @@ local function fake_client(dir, mode)
   return path, record
 end
 
+-- every progress value set on any of the batch's jobs (a new job for each label), in order
+local function all_percents(dt)
+  local percents = {}
+  for _, job in ipairs(dt.jobs) do
+    for _, value in ipairs(job.percents) do
+      percents[#percents + 1] = value
+    end
+  end
+  return percents
+end
+
+local function basename(path)
+  return path:match("([^/]*)$")
+end
+
 -- the argument lists of every run of a fake client, in order
 local function recorded_runs(record)
   local runs = {}
@@ -324,8 +339,9 @@ test("exit_message_plain_words", function()
   local M = fake.load_plugin(fake.new(), PLUGIN).lowlight
   eq(M.exit_message(1, "", "lr-bridge"), nil, "per-file errors said it")
   eq(M.exit_message(130, "", "lr-bridge"), nil, "cancel")
-  contains(M.exit_message(3, "connection refused", "lr-bridge"), "could not reach or start the lowlight daemon: connection refused")
-  contains(M.exit_message(127, "", "/opt/lr-bridge"), "client '/opt/lr-bridge' not found")
+  eq(M.exit_message(3, "connection refused", "lr-bridge"), "no daemon: connection refused")
+  eq(M.exit_message(3, "lr-bridge: cannot connect", "/x/lr-bridge"), "no daemon: cannot connect", "the client's prefix goes")
+  contains(M.exit_message(127, "", "/opt/lr-bridge"), "client /opt/lr-bridge not found")
   contains(M.exit_message(126, "", "/opt/x"), "not executable")
   contains(M.exit_message(2, "usage: lr-bridge ...", "lr-bridge"), "failed (exit status 2): usage: lr-bridge ...")
 end)
@@ -364,7 +380,7 @@ test("old_api_is_refused_with_a_clear_message", function()
   eq(next(dt.actions), nil, "no button")
   eq(next(dt.events), nil, "no shortcut")
   eq(#dt.registered_prefs, 0, "no preferences")
-  local msg = find_message(dt.messages, "needs darktable 4.2 or newer")
+  local msg = find_message(dt.messages, "needs darktable 4.2+")
   contains(msg, "Lua API 9.0.0", "needed API")
   contains(msg, "8.2.1", "running API")
   find_message(dt.errors, "needs darktable 4.2")
@@ -390,7 +406,8 @@ test("preference_defaults", function()
   eq(kinds.model.kind, "enum", "model kind")
   eq(table.concat(kinds.model.extra, ","), "auto,fast,fast-licence-clean,quality", "model choices")
   local s = assert(M.read_settings())
-  eq(s.client, "lr-bridge", "client")
+  eq(s.client, "lr-bridge", "client: none recorded beside the script, so the one on PATH")
+  eq(s.again, false, "originals that already have a result are skipped")
   eq(s.format, "DNG", "format")
   eq(s.ev, "auto", "ev")
   eq(s.strength, 1.0, "strength")
@@ -409,7 +426,7 @@ test("preferences_read_in_a_natural_order", function()
   for i = #dt.registered_prefs, 1, -1 do
     shown[#shown + 1] = dt.registered_prefs[i].name
   end
-  eq(table.concat(shown, ","), "format,linear,ev,strength,model,output_folder,group_leader,client,endpoint",
+  eq(table.concat(shown, ","), "format,linear,ev,strength,model,output_folder,group_leader,again,client,endpoint",
     "order in preferences > lua options")
   eq(#M.PREFERENCES, #dt.registered_prefs, "every preference registered once")
 end)
@@ -474,22 +491,24 @@ test("enhance_imports_groups_and_copies_metadata", function()
 
   eq(sources[1].leader, false, "source untouched")
   eq(#sources[1].tags, 2, "source tags untouched")
-  local job = dt.jobs[1]
-  eq(job.valid, false, "job ended")
-  eq(job.percents[#job.percents], 1, "progress reached 1")
-  for i = 2, #job.percents do
-    assert(job.percents[i] >= job.percents[i - 1], "progress never goes back")
+  local percents = all_percents(dt)
+  for _, job in ipairs(dt.jobs) do
+    eq(job.valid, false, "every job ended")
   end
-  eq(job.percents[1], 0, "progress starts at 0")
-  local summary = find_message(dt.messages, "2 of 2 photo(s) enhanced")
-  contains(summary, "results selected, grouped with their sources in " .. folder, "says where the results went")
-  contains(summary, "report: " .. dt.configuration.config_dir .. "/lowlight_enhance.log", "names the report")
+  eq(percents[#percents], 1, "progress reached 1")
+  for i = 2, #percents do
+    assert(percents[i] >= percents[i - 1], "progress never goes back")
+  end
+  eq(percents[1], 0, "progress starts at 0")
+  local summary = find_message(dt.messages, "low light: 2 of 2 photos enhanced")
+  eq(summary, "low light: 2 of 2 photos enhanced, in " .. basename(folder), "the place is the folder's name")
+  contains(find_message(dt.log, "report: "), dt.configuration.config_dir .. "/lowlight_enhance.log", "report logged")
   eq(#dt.selections, 1, "one selection change")
   eq(dt.selections[1][1], dt.imports[1], "first result selected")
   eq(dt.selections[1][2], dt.imports[2], "second result selected")
   eq(#dt.selections[1], 2, "only the results are selected")
   local report = read_file(dt.configuration.config_dir .. "/lowlight_enhance.log")
-  contains(report, summary:gsub("; report: .*$", ""), "the report starts with the summary")
+  contains(report, "low light: 2 of 2 photos enhanced, in " .. folder .. "\n", "the report starts with the summary")
   contains(report, "ok      " .. folder .. "/it's dark 🌙.dng -> " .. folder .. "/it's dark 🌙_lowlight.tiff", "first line")
   contains(report, "ok      " .. folder .. "/plain.dng -> " .. folder .. "/plain_lowlight.tiff", "second line")
   eq(M.is_busy(), false, "not busy afterwards")
@@ -514,9 +533,9 @@ test("button_runs_the_same_batch_and_output_folder_pattern", function()
   eq(dt.imports[3].path, dir .. "/B ü/low light", "imported from the output folder")
   eq(dt.imports[3].grouped_with, b, "grouped across folders")
   eq(dt.imports[1].leader, true, "leader by default")
-  local percents = dt.jobs[1].percents
+  local percents = all_percents(dt)
   eq(percents[#percents], 1, "progress spans both runs")
-  find_message(dt.messages, "3 of 3 photo(s) enhanced")
+  eq(find_message(dt.messages, "3 of 3 photos enhanced"), "low light: 3 of 3 photos enhanced, in 2 folders")
 end)
 
 test("a_failed_file_is_reported_and_the_others_continue", function()
@@ -528,10 +547,10 @@ test("a_failed_file_is_reported_and_the_others_continue", function()
   dt.actions.lowlight_enhance.callback("clicked", { sources[1], sources[2], third })
   eq(#dt.imports, 2, "first and third imported")
   eq(dt.imports[2].grouped_with, third, "third grouped")
-  local msg = find_message(dt.messages, "plain.dng failed")
-  contains(msg, "not a raw file LibRaw can read", "reason shown")
-  find_message(dt.errors, "plain.dng failed")
-  find_message(dt.messages, "2 of 3 photo(s) enhanced, 1 failed")
+  local msg = find_message(dt.messages, "low light: plain.dng: ")
+  eq(msg, "low light: plain.dng: not a raw file LibRaw can read", "base name and reason, no path")
+  find_message(dt.errors, "plain.dng: not a raw file")
+  find_message(dt.messages, "low light: 2 of 3 photos enhanced, 1 failed, in ")
   local report = read_file(M.report_path())
   contains(report, "failed  " .. sources[2].path .. "/plain.dng: ", "the failure is kept in the report")
   contains(report, "not a raw file LibRaw can read", "with its reason")
@@ -558,13 +577,12 @@ test("own_results_and_non_raw_images_are_skipped_and_counted", function()
   eq(runs[1][#runs[1] - 1], dir .. "/lowlight_party.dng", "a name that merely contains lowlight is sent")
   eq(runs[1][#runs[1]], dir .. "/night.CR3", "any other raw is sent")
   eq(index_of(runs[1], dir .. "/night_lowlight.dng"), nil, "a result is not sent")
-  local summary = find_message(dt.messages, "3 of 3 photo(s) enhanced, 4 skipped (low light results or not raw)")
+  find_message(dt.messages, "low light: 3 of 3 photos enhanced, 4 skipped, in ")
   local report = read_file(M.report_path())
-  contains(report, "skipped " .. dir .. "/night_lowlight.dng: a low light result", "result skipped")
-  contains(report, "skipped " .. dir .. "/night_lowlight_2.tif: a low light result", "numbered result skipped")
+  contains(report, "skipped " .. dir .. "/night_lowlight.dng: a low light result whose original", "result skipped")
+  contains(report, "skipped " .. dir .. "/night_lowlight_2.tif: a low light result whose original", "numbered result")
   contains(report, "skipped " .. dir .. "/phone.jpg: not a raw file", "JPEG skipped")
   contains(report, "skipped " .. dir .. "/scan.TIFF: not a raw file", "TIFF skipped, any case")
-  contains(summary, "report: " .. M.report_path(), "report named")
 end)
 
 test("a_selection_of_results_only_starts_nothing", function()
@@ -578,7 +596,9 @@ test("a_selection_of_results_only_starts_nothing", function()
   eq(#recorded_runs(record), 0, "the client never ran")
   eq(#dt.jobs, 0, "no background job")
   eq(#dt.selections, 0, "the selection is left alone")
-  find_message(dt.messages, "nothing to enhance, 2 skipped (low light results or not raw)")
+  local summary = find_message(dt.messages, "nothing to enhance")
+  eq(utf8.len(summary), 80, "cut to fit a toast")
+  contains(summary, "low light: nothing to enhance, 2 skipped: a low light result whose original is", "one reason")
   contains(read_file(M.report_path()), "skipped " .. dir .. "/b_lowlight_1.jpg: a low light result", "report")
 end)
 
@@ -588,9 +608,9 @@ test("an_unwritable_report_is_said_and_the_batch_still_ends", function()
   dt.configuration.config_dir = dir .. "/no such folder"
   M.on_button("clicked", { fake.new_image(dt, dir, "a.dng") })
   eq(#dt.imports, 1, "the result is imported")
-  contains(find_message(dt.errors, "cannot write the report"), dir .. "/no such folder/lowlight_enhance.log", "names it")
-  local summary = find_message(dt.messages, "1 of 1 photo(s) enhanced")
-  eq(summary:find("report:", 1, true), nil, "no report is named")
+  find_message(dt.messages, "low light: cannot write the report lowlight_enhance.log")
+  contains(find_message(dt.errors, "no such folder"), dir .. "/no such folder/lowlight_enhance.log", "logs its path")
+  eq(find_message(dt.messages, "1 of 1 photo enhanced"), "low light: 1 of 1 photo enhanced, in " .. basename(dir))
 end)
 
 test("destroy_stops_a_running_batch_and_unregisters", function()
@@ -621,26 +641,26 @@ test("a_missing_result_file_is_not_imported", function()
   local image = fake.new_image(dt, dir, "a.dng")
   dt.actions.lowlight_enhance.callback("clicked", { image })
   eq(#dt.imports, 0, "nothing imported")
-  contains(find_message(dt.messages, "does not exist"), dir .. "/a_lowlight.dng", "names the missing file")
-  find_message(dt.messages, "0 of 1 photo(s) enhanced, 1 failed")
+  eq(find_message(dt.messages, "does not exist"), "low light: a.dng: the result a_lowlight.dng does not exist")
+  eq(find_message(dt.messages, "1 failed"), "low light: 0 of 1 photo enhanced, 1 failed")
 end)
 
 test("missing_client_is_explained", function()
   local dir = tmpdir()
-  local dt = plugin_with_client(dir .. "/no such lr-bridge")
+  local dt, M = plugin_with_client(dir .. "/no such lr-bridge")
   local image = fake.new_image(dt, dir, "a.dng")
   dt.actions.lowlight_enhance.callback("clicked", { image })
-  local msg = find_message(dt.messages, "not found")
-  contains(msg, "client '" .. dir .. "/no such lr-bridge' not found", "names the client")
-  contains(msg, "preferences > lua options", "says where to fix it")
-  find_message(dt.errors, "not found")
-  find_message(dt.messages, "0 of 1 photo(s) enhanced")
+  eq(#dt.messages, 1, "one message: the summary holds the reason")
+  eq(dt.messages[1], "low light: 1 not processed: client no such lr-bridge not found: set its path in…",
+    "the client by its base name")
+  contains(find_message(dt.errors, "not found"), dir .. "/no such lr-bridge", "the log has its path")
+  contains(read_file(M.report_path()), "not processed " .. dir .. "/a.dng", "the report counts it")
 end)
 
 test("unreachable_daemon_is_told_once_and_stops_the_batch", function()
   local dir = tmpdir()
   local client, record = fake_client(dir, "unreachable")
-  local dt = plugin_with_client(client, { output_folder = "$(FILE_FOLDER)/out" })
+  local dt, M = plugin_with_client(client, { output_folder = "$(FILE_FOLDER)/out" })
   local a = fake.new_image(dt, dir .. "/A", "a.dng")
   local b = fake.new_image(dt, dir .. "/B", "b.dng")
   dt.actions.lowlight_enhance.callback("clicked", { a, b })
@@ -650,14 +670,18 @@ test("unreachable_daemon_is_told_once_and_stops_the_batch", function()
     if msg:find("no weights found", 1, true) then count = count + 1 end
   end
   eq(count, 1, "the daemon's reason is shown once")
-  find_message(dt.messages, "0 of 2 photo(s) enhanced")
+  eq(dt.messages[#dt.messages], "low light: 2 not processed: the daemon did not start: no weights found",
+    "the final summary counts the photos never sent and says why")
+  local report = read_file(M.report_path())
+  contains(report, "not processed " .. dir .. "/A/a.dng", "the report names each")
+  contains(report, "not processed " .. dir .. "/B/b.dng", "the report names each")
 end)
 
 test("a_crash_with_stderr_only_is_explained", function()
   local dir = tmpdir()
   local dt = plugin_with_client((fake_client(dir, "silent_crash")))
   dt.actions.lowlight_enhance.callback("clicked", { fake.new_image(dt, dir, "a.dng") })
-  find_message(dt.messages, "could not reach or start the lowlight daemon: lr-bridge: cannot connect to tcp://127.0.0.1:1")
+  eq(dt.messages[#dt.messages], "low light: 1 not processed: no daemon: cannot connect to tcp://127.0.0.1:1")
 end)
 
 test("non_json_output_is_logged_and_ignored", function()
@@ -684,8 +708,8 @@ test("cancel_terminates_the_client_and_imports_nothing_more", function()
   assert(os.time() - started < 8, "the client stopped long before its 10 s run")
   assert(exists(marker), "the client got SIGTERM")
   eq(#dt.imports, 0, "nothing imported")
-  find_message(dt.messages, "0 of 1 photo(s) enhanced, cancelled")
-  eq(dt.jobs[1].valid, false, "job ended")
+  eq(dt.messages[#dt.messages], "low light: 1 not processed; cancelled")
+  eq(dt.jobs[#dt.jobs].valid, false, "job ended")
 end)
 
 test("second_batch_while_busy_is_refused", function()
@@ -702,7 +726,142 @@ test("second_batch_while_busy_is_refused", function()
   eq(inner, nil, "refused")
   find_message(dt.messages, "a batch is already running")
   eq(#dt.imports, 1, "first batch finished")
-  eq(#dt.jobs, 1, "one job")
+  for _, job in ipairs(dt.jobs) do
+    eq(job.text:find("a.dng", 1, true) ~= nil or job.text == "low light: waiting for the daemon", true, "the first batch's jobs only")
+  end
+end)
+
+test("summaries_fit_a_toast_with_real_plurals", function()
+  local dt = fake.new()
+  local M = fake.load_plugin(dt, PLUGIN).lowlight
+  local base = { total = 1, ok = 1, failed = 0, skipped = 0, unprocessed = 0, cancelled = false }
+  local function summary(changes, place)
+    local c = {}
+    for k, v in pairs(base) do c[k] = v end
+    for k, v in pairs(changes) do c[k] = v end
+    local whole, toast = M.summary(c, place)
+    assert(utf8.len(toast) <= M.CONSTANTS.toast_max, "toast too long: " .. toast)
+    return toast, whole
+  end
+  eq(summary({}, "lowlight"), "low light: 1 of 1 photo enhanced, in lowlight", "singular")
+  eq(summary({ total = 3, ok = 2, failed = 1 }, "night"), "low light: 2 of 3 photos enhanced, 1 failed, in night", "plural")
+  eq(summary({ total = 4, ok = 1, unprocessed = 3, stop_reason = "the daemon died" }, "x"),
+    "low light: 1 of 4 photos enhanced, 3 not processed, in x: the daemon died", "the stop reason inside")
+  local reason = "cannot load the engine: No module named 'numpy' (the daemon did not start; see /run/user/1000/lowlight-raw/daemon.log)"
+  local toast, whole = summary({ total = 2, ok = 0, unprocessed = 2, stop_reason = reason })
+  eq(toast, "low light: 2 not processed: cannot load the engine: No module named 'numpy' (th…", "the cause survives the cut")
+  contains(whole, "/run/user/1000/lowlight-raw/daemon.log", "the report keeps it whole")
+  eq(summary({ total = 0, ok = 0, skipped = 2, skip_reason = "already enhanced" }),
+    "low light: nothing to enhance, 2 skipped: already enhanced", "one shared reason")
+  eq(summary({ total = 2, ok = 1, unprocessed = 1, cancelled = true }, "a"), "low light: 1 of 2 photos enhanced, 1 not processed, in a; cancelled")
+  eq(M.fit("ünïcødé ☾ night", 9), "ünïcødé …", "cuts characters, not bytes")
+  eq(M.fit("abc\xff\xfedef", 5), "abc\xff…", "a name that is not UTF-8 is cut by bytes")
+  eq(M.short_reason("/a b/c.dng: cannot read (/a b/c.dng is short)", "/a b/c.dng"), "cannot read (c.dng is short)")
+  eq(M.base_names("/opt/w/lowlight-quality.pt: not shipped (see /run/user/1000/lowlight-raw/daemon.log), tcp://127.0.0.1:5"),
+    "lowlight-quality.pt: not shipped (see daemon.log), tcp://127.0.0.1:5", "paths shortened, addresses kept")
+end)
+
+test("a_selected_result_stands_for_its_original_and_enhanced_originals_wait", function()
+  local dir = tmpdir()
+  local client, record = fake_client(dir, "ok")
+  local dt, M = plugin_with_client(client)
+  local done = fake.new_image(dt, dir, "done.dng")
+  local result = fake.new_image(dt, dir, "done_lowlight.dng")
+  result:group_with(done)
+  local fresh = fake.new_image(dt, dir, "fresh.dng")
+  local fresh_result = fake.new_image(dt, dir, "fresh_lowlight_1.tif")
+  fresh_result:group_with(fresh)
+  local orphan = fake.new_image(dt, dir, "gone_lowlight.dng")
+  -- grouping on: the visible thumbnails are the results; select-all also takes the originals
+  local wanted, skipped = M.choose({ result, done, fresh_result, orphan, fresh }, false)
+  eq(#wanted, 0, "both originals already have a result")
+  eq(#skipped, 3, "each photo once")
+  eq(skipped[1].image, done, "the result stands for its original")
+  contains(skipped[1].reason, "already enhanced", "why")
+  eq(skipped[3].image, orphan, "a result without its original")
+  wanted = M.choose({ result, done, fresh_result, orphan, fresh }, true)
+  eq(#wanted, 2, "with 'enhance again' both originals go")
+  eq(wanted[1], done, "in selection order")
+  eq(wanted[2], fresh, "once each")
+
+  dt.preferences.write("lowlight_enhance", "again", "bool", true)
+  M.on_button("clicked", { result })
+  local runs = recorded_runs(record)
+  eq(runs[1][#runs[1]], dir .. "/done.dng", "clicking a result enhances its original")
+  eq(dt.imports[1].filename, "done_lowlight.dng", "the fake client names it like the engine")
+end)
+
+test("results_in_another_folder_are_shown", function()
+  local dir = tmpdir()
+  local dt, M = plugin_with_client((fake_client(dir, "ok")), { output_folder = "$(FILE_FOLDER)/lowlight" })
+  local a = fake.new_image(dt, dir, "a.dng")
+  dt.collection = { a } -- the lighttable shows the source's film roll
+  M.on_button("clicked", { a })
+  eq(#dt.filters, 1, "the collection was switched")
+  eq(dt.filters[1][1].item, "DT_COLLECTION_PROP_FILMROLL", "to a film roll")
+  eq(dt.filters[1][1].data, dir .. "/lowlight", "the results' one")
+  eq(dt.collection[1], dt.imports[1], "the result is in view")
+  eq(dt.messages[#dt.messages], "low light: 1 of 1 photo enhanced, in lowlight")
+  -- results beside their sources, already in view: the collection is left alone
+  local dt2, M2 = plugin_with_client((fake_client(dir, "ok")))
+  local b = fake.new_image(dt2, dir, "b.dng")
+  dt2.collection = { b }
+  local imported = dt2.database.import
+  dt2.database.import = function(path)
+    local image = imported(path)
+    table.insert(dt2.collection, image)
+    return image
+  end
+  M2.on_button("clicked", { b })
+  eq(#dt2.filters, 0, "no switch when they are already shown")
+end)
+
+test("progress_label_says_what_happens", function()
+  local dir = tmpdir()
+  local dt, M = plugin_with_client((fake_client(dir, "ok")))
+  M.on_button("clicked", { fake.new_image(dt, dir, "a.dng"), fake.new_image(dt, dir, "b ü.dng") })
+  eq(dt.jobs[1].text, "low light: waiting for the daemon", "while the daemon starts")
+  local labels = {}
+  for i = 2, #dt.jobs do
+    labels[#labels + 1] = dt.jobs[i].text
+  end
+  eq(table.concat(labels, " | "), "low light: 1/2 a.dng | low light: 2/2 b ü.dng", "then each file")
+end)
+
+test("button_follows_the_images_to_act_on", function()
+  local dt = fake.new()
+  local data = fake.load_plugin(dt, PLUGIN)
+  eq(dt.sensitive.lowlight_enhance, false, "nothing to act on at start")
+  dt.gui.action_images = { fake.new_image(dt, "/p", "a.dng") }
+  dt.events["lowlight_enhance/selection-changed"].callback("selection-changed")
+  eq(dt.sensitive.lowlight_enhance, true, "a selection")
+  dt.gui.action_images = {}
+  dt.events["lowlight_enhance/mouse-over-image-changed"].callback("mouse-over-image-changed", nil)
+  eq(dt.sensitive.lowlight_enhance, false, "nothing hovered or selected")
+  data.destroy()
+  eq(dt.events["lowlight_enhance/selection-changed"], nil, "events removed")
+end)
+
+test("install_record_names_the_client_and_the_shipped_models", function()
+  local dir = tmpdir()
+  os.execute("cp " .. q(PLUGIN) .. " " .. q(dir .. "/lowlight_enhance.lua"))
+  write_file(dir .. "/lowlight_enhance.json", '{"client": "/opt/venv/bin/lr-bridge", "models": ["auto", "fast", "fast-licence-clean"]}')
+  local dt = fake.new()
+  local M = fake.load_plugin(dt, dir .. "/lowlight_enhance.lua").lowlight
+  local models
+  for _, pref in ipairs(dt.registered_prefs) do
+    if pref.name == "model" then models = table.concat(pref.extra, ",") end
+  end
+  eq(models, "auto,fast,fast-licence-clean", "quality is not offered: not shipped")
+  local settings = assert(M.read_settings())
+  eq(settings.client, "/opt/venv/bin/lr-bridge", "the recorded client, no PATH needed")
+  dt.preferences.write("lowlight_enhance", "client", "string", "/my/lr-bridge")
+  eq(assert(M.read_settings()).client, "/my/lr-bridge", "the preference wins")
+  dt.preferences.write("lowlight_enhance", "model", "enum", "quality") -- chosen before an update
+  local none, err = M.read_settings()
+  eq(none, nil, "refused")
+  eq(err, "model 'quality' is not installed (preferences > lua options)")
+  eq(#M.install_info("not json").models, #M.CONSTANTS.models, "a damaged record offers every model")
 end)
 
 test("nothing_selected_and_bad_settings_start_no_client", function()
