@@ -26,7 +26,7 @@ from .options import EnhanceOptions
 from .raw import read_raw
 from .registry import is_named, resolve_model
 from .restore import restore
-from .tiling import DEFAULT_TILE, choose_device
+from .tiling import DEFAULT_TILE, choose_device, cpu_threads
 from .writers import OutputImage, make_output_dir, output_path_for, write_output
 
 Progress = Callable[[float, str], None]
@@ -55,7 +55,8 @@ class Enhancer:
         bf16: bool = True,
     ) -> None:
         """``model``: ``auto``, a shipped model's name or a weight file (see :mod:`.registry`);
-        ``bf16``: autocast the network on CUDA (see :func:`.tiling.run_tiled`).
+        ``bf16``: run the network in bf16 where the device computes it natively (CUDA, a CPU with
+        AVX512-BF16 or AMX; :func:`.tiling.use_bf16`), else float32.
 
         ``self.model``/``self.card``: the network loaded now (a name: its Bayer network; a file:
         that file's), the one status reports."""
@@ -100,15 +101,18 @@ class Enhancer:
         if options.output_dir is not None:
             make_output_dir(options.output_dir)
         output = output_path_for(source, options.output_format, options.output_dir, options.overwrite)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads())  # per file: the machine's load changes
         report(0.0, "decode")
         photo = read_raw(source)
         network, _ = self.network_for(source, photo.layout.kind)
-        packed = photo.layout.pack(photo.visible)
+        packed, photo = photo.packed()
         ev = options.ev if options.ev is not None else auto_ev(packed, photo.color, photo.layout)
         gain = 2.0**ev
         profile = profile_for(packed, photo.make, photo.model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
                               layout=photo.layout)
         inputs = network_input(packed, gain, profile)
+        del packed  # the network input holds the amplified planes
         seconds["decode"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -133,7 +137,8 @@ class Enhancer:
             amplified = np.clip(inputs[None, : photo.layout.channels], 0.0, 1.0)
             naive = photo.layout.naive_rgb(torch.from_numpy(amplified))[0].permute(1, 2, 0).numpy()
             full = options.strength * full + (1.0 - options.strength) * naive
-        camera_rgb = np.clip(photo.layout.crop_to_visible(full), 0.0, 1.0)
+        camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
+        np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
         seconds["network"] = time.perf_counter() - t1
 
         if should_cancel is not None and should_cancel():  # last chance before anything is written

@@ -21,9 +21,14 @@ def network_input(packed_norm: np.ndarray, gain: float, profile: NoiseProfile) -
     ``profile`` is the ``Var = a·x + b`` noise of that *un-amplified* raw. Channels 0…C−1 hold
     ``clip(gain · x, -1, 1)``, channels C…2C−1 the per-pixel noise sigma after amplification.
     """
-    x = np.clip(gain * np.asarray(packed_norm, dtype=np.float32), -1.0, 1.0)
-    sigma = noise_sigma_map(x, profile, gain)
-    return np.concatenate([x, sigma], axis=0).astype(np.float32, copy=False)
+    packed_norm = np.asarray(packed_norm, dtype=np.float32)
+    planes = len(packed_norm)
+    inputs = np.empty((2 * planes, *packed_norm.shape[1:]), dtype=np.float32)
+    for channel in range(planes):  # plane by plane, in place: no full-size temporaries
+        x = np.multiply(packed_norm[channel], np.float32(gain), out=inputs[channel])
+        np.clip(x, -1.0, 1.0, out=x)
+        inputs[planes + channel] = noise_sigma_map(x, profile, gain)
+    return inputs
 
 
 def network_input_torch(packed_norm: torch.Tensor, gain: torch.Tensor | float, profile: NoiseProfile) -> torch.Tensor:

@@ -14,7 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,11 @@ class RawPhoto:
     model: str
     iso: float | None
     masked: np.ndarray | None  # normalised masked (optical black) pixels, when LibRaw exposes them
+
+    def packed(self) -> tuple[np.ndarray, "RawPhoto"]:
+        """The layout's packed planes of :attr:`visible` (:meth:`SensorLayout.pack`), and this photo
+        without its decoded pixels (``visible`` empty), so that memory holds the pixels once."""
+        return self.layout.pack(self.visible), replace(self, visible=np.empty((0,) * self.visible.ndim, np.float32))
 
 
 def read_raw(path: Path) -> RawPhoto:
@@ -143,7 +148,9 @@ def _cfa_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[np.n
         raise UnsupportedSensor(path, f"{rows}×{cols} CFA: not supported yet")
     black_px = black[colors]
     scale = np.float32(1.0) / np.maximum(white - black_px, 1.0)
-    mosaic = (raw.raw_image_visible.astype(np.float32) - black_px) * scale
+    mosaic = raw.raw_image_visible.astype(np.float32)
+    mosaic -= black_px  # in place: one full-size float copy
+    mosaic *= scale
     return mosaic, make_layout(*mosaic.shape)
 
 
@@ -154,7 +161,9 @@ def _linear_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[n
         raise UnsupportedSensor(path, f"linear raw with {data.shape[2] if data.ndim == 3 else 1} samples per pixel: not supported yet")
     rgb_black = black[:3] if black.size >= 3 else np.full(3, float(black.flat[0]), np.float32)
     scale = np.float32(1.0) / np.maximum(white - rgb_black, 1.0)
-    rgb = (data[..., :3].astype(np.float32) - rgb_black) * scale
+    rgb = data[..., :3].astype(np.float32)
+    rgb -= rgb_black  # in place: one full-size float copy
+    rgb *= scale
     if min(rgb.shape[:2]) < 2:
         raise LowlightError(path, f"image too small ({rgb.shape[0]}×{rgb.shape[1]})")
     return rgb, LinearLayout(*rgb.shape[:2])

@@ -49,3 +49,22 @@ def test_cuda_table_compares_bf16_with_float32_against_the_targets(bench, capsys
     assert "q on cuda: NVIDIA H200: bf16 loses +0.030 dB against float32 (target ≤ 0.05: met)" in printed
     assert "bf16 network 40.0 ms (target ≤ 50: met); bf16 end-to-end 0.400 s (target ≤ 0.5: met)" in printed
     assert "n/a (no CUDA)" not in printed
+
+
+def test_cpu_table_reports_speedup_efficiency_and_the_targets(bench, capsys: pytest.CaptureFixture) -> None:
+    def row(layout, megapixels, code, seconds, network_s, peak):
+        return {"layout": layout, "megapixels": megapixels, "code": code, "seconds": seconds, "all_seconds": [seconds + 1.0, seconds],
+                "network_s": network_s, "network_gflop": 400.0, "precision": "bf16" if code == "this tree" else "fp32",
+                "peak_rss_gb": peak, "threads": 1, "conv_gflops": {"fp32": 100.0, "bf16": 1000.0}}
+
+    rows = [row("bayer", 24.0, "this tree", 4.0, 2.0, 1.3), row("bayer", 24.0, "HEAD", 12.0, 8.0, 1.7),
+            row("linear", 24.0, "this tree", 7.0, 2.5, 1.6), row("linear", 100.0, "this tree", 30.0, 10.0, 4.0)]
+    bench.print_cpu_table(rows)
+    printed = capsys.readouterr().out
+    assert "| bayer | 24 | this tree | 4.00 (5.0, 4.0) | 2.00 | 400 | 200 | 20% of 1000 | bf16, 1 thr | 1.30 | 3.00× |" in printed
+    assert "| bayer | 24 | HEAD | 12.00 (13.0, 12.0) | 8.00 | 400 | 50 | 50% of 100 | fp32, 1 thr | 1.70 |  |" in printed
+    assert "24 MP Bayer: 4.00 s, 3.00× the baseline (target ≤ 4 s or ≥ 2.5×: met)" in printed
+    assert "24 MP linear: 1.75× Bayer's time (target ≤ 1.5×: NOT met)" in printed
+    assert "linear 24 MP peak RSS 1.60 GB (target ≤ 1.5: NOT met)" in printed
+    assert "linear 100 MP peak RSS 4.00 GB (target ≤ 2: NOT met)" in printed
+    assert "bayer 24 MP network at 20% of the bf16 conv throughput (target ≥ 70%: NOT met)" in printed

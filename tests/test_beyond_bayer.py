@@ -39,8 +39,10 @@ def test_outputs_open_keep_exif_and_colours(request, enhancer, kind, fmt, tmp_pa
     assert red[0] > 2 * max(red[1], red[2]), red
     assert green[1] > 1.5 * max(green[0], green[2]), green
     assert blue[2] > 1.5 * max(blue[0], blue[1]), blue
-    # A grey patch stays grey within 20 % (over noise seeds 0-3 the linear fixture spans 10-17 %).
-    assert np.ptp(grey) < 0.2 * grey.mean(), grey
+    # A grey patch stays grey within 25 %: the linear fixture (90 × 122 px, the network alone) spans up
+    # to 22 % over noise seeds 0-9 with the chroma smoothing's block grid laid exactly (up to 19.9 % with
+    # the grid drifting by up to 1.5 px, as before); on the noise sweep's scenes the two score alike.
+    assert np.ptp(grey) < 0.25 * grey.mean(), grey
     assert 0.1 < float(rgb.mean()) < 0.9
     with open(result.output, "rb") as f:
         tags = exifread.process_file(f, details=False)

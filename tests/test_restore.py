@@ -125,7 +125,7 @@ def test_a_clean_sharp_photo_comes_back_sharper_than_a_plain_demosaic(tmp_path, 
     assert psnr[1.0] > psnr[0.0] + least_gain_db, psnr
 
 
-def test_chroma_smoothing_keeps_luminance_and_colour_edges_removes_colour_noise_and_is_the_same_in_bands(monkeypatch):
+def test_chroma_smoothing_keeps_luminance_and_colour_edges_removes_colour_noise_and_is_the_same_in_blocks(monkeypatch):
     rng = np.random.default_rng(5)
     height, width = 96, 160
     # a red and a green of the same luminance (0.25): an edge a luminance-guided filter would blur
@@ -140,14 +140,16 @@ def test_chroma_smoothing_keeps_luminance_and_colour_edges_removes_colour_noise_
     for columns, colour in ((slice(72, 78), balanced[0, 0]), (slice(82, 88), balanced[0, -1])):  # 2–8 px from the edge
         np.testing.assert_allclose((smoothed * WB)[8:-8, columns].mean((0, 1)), colour, rtol=0.05)  # measured within 2.2 %
     monkeypatch.setattr(restore_module, "CHROMA_BAND", 24)  # a multiple of the subsampling, as the band must be
+    monkeypatch.setattr(restore_module, "CHROMA_COLUMNS", 36)  # and the blocks' width
     np.testing.assert_array_equal(smooth_chroma(noisy.copy(), WB), smoothed)
 
 
 @pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
-def test_the_clean_rendering_made_in_bands_is_the_whole_images(layout, monkeypatch):
+def test_the_clean_rendering_made_in_blocks_is_the_whole_images(layout, monkeypatch):
     planes = np.random.default_rng(3).random((layout.channels, 38, 20), dtype=np.float32) * 0.8
     whole = layout.clean_rgb(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     monkeypatch.setattr(restore_module, "CLEAN_BAND", 6)
+    monkeypatch.setattr(restore_module, "CLEAN_COLUMNS", 8)
     monkeypatch.setattr(restore_module, "CLEAN_HALO", 6)  # the least even halo that covers X-Trans's 15 px reach
     network_output = np.random.default_rng(4).random(whole.shape, dtype=np.float32)
     np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB), whole, atol=1e-6)

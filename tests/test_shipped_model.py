@@ -69,12 +69,13 @@ def test_licence_clean_weights_are_shipped_and_trained_without_bsds500():
 
 @pytest.mark.parametrize("tile", [352, 416])
 def test_shipped_model_tiles_invisibly(shipped, make_dng, tile):
-    """With the default overlap, the tile size does not change the result (< 1e-3)."""
+    """With the default overlap, the tile size does not change the result (< 1e-3), in float32 (in
+    bf16 the rounding itself depends on a tile's shape, by up to 5e-3 here, seams or not)."""
     photo = read_raw(make_dng(height=640, width=960, ratio=100))
     packed = photo.layout.pack(photo.visible)
     x = network_input(packed, 100.0, estimate_profile(packed))
-    whole = run_tiled(shipped.model, x, torch.device("cpu"), tile=4096)
-    tiled = run_tiled(shipped.model, x, torch.device("cpu"), tile=tile)
+    whole = run_tiled(shipped.model, x, torch.device("cpu"), tile=4096, bf16=False)
+    tiled = run_tiled(shipped.model, x, torch.device("cpu"), tile=tile, bf16=False)
     assert np.abs(whole - tiled).max() < 1e-3
 
 
