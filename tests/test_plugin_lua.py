@@ -41,6 +41,7 @@ print("ev_range " .. string.format("%.17g %.17g", C.ev_range[1], C.ev_range[2]))
 print("strength_range " .. string.format("%.17g %.17g", C.strength_range[1], C.strength_range[2]))
 print("models " .. table.concat(C.models, " "))
 print("output_suffix " .. C.output_suffix)
+print("client " .. C.client)
 """
 
 
@@ -49,6 +50,7 @@ def test_the_plugins_constants_equal_the_python_definitions() -> None:
     from lowlight_raw.options import FORMATS, MAX_MANUAL_EV, MAX_STRENGTH, MIN_EV, MIN_STRENGTH
     from lowlight_raw.registry import MODEL_CHOICES
     from lowlight_raw.writers import OUTPUT_SUFFIX
+    from lr_bridge.darktable_install import CLIENT_NAME
 
     plugin = LUA_TESTS.parent.parent.parent / "plugin" / "lowlight_enhance.lua"
     run = subprocess.run([LUA, "-", str(LUA_TESTS.parent), str(plugin)], input=PLUGIN_CONSTANTS,
@@ -60,3 +62,4 @@ def test_the_plugins_constants_equal_the_python_definitions() -> None:
     assert [float(v) for v in constants["strength_range"].split()] == [MIN_STRENGTH, MAX_STRENGTH]
     assert tuple(constants["models"].split()) == MODEL_CHOICES
     assert constants["output_suffix"] == OUTPUT_SUFFIX
+    assert constants["client"] == CLIENT_NAME
