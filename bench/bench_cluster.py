@@ -28,7 +28,8 @@ import torch
 from lowlight_raw.backends import ClusterSpec, LocalBackend
 from lowlight_raw.cluster import connect
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lr_bridge.client import BridgeClient, JobSummary, connect as connect_daemon, run_job, start_daemon
+from lr_bridge.client import BridgeClient, JobSummary, run_job, start_daemon
+from lr_bridge.client import connect as connect_daemon
 from lr_bridge.state import read_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the engine loads torch; the cluster module loads distribute
     from distributed import Client, Future, LocalCluster
     from distributed.security import Security
 
-    from .engine import EnhanceResult, Enhancer
+    from .engine import Enhancer, EnhanceResult
 
 FileProgress = Callable[[int, float, str], None]  # (index of the file, fraction of it, stage)
 Outcome = tuple[int, "EnhanceResult | LowlightError"]

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .errors import LowlightError
 from .backends import ClusterSpec, add_cluster_arguments
+from .errors import LowlightError
 from .options import EnhanceOptions, add_arguments
 
 if TYPE_CHECKING:
@@ -117,6 +117,8 @@ def shown(value: object) -> str:
 
 def _interrupt(_signum: int, _frame) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: no partial output is left
+
+
 def _backend(args: argparse.Namespace, options: EnhanceOptions) -> Backend:
     """Where the files are enhanced: here (a warm engine) or on the Dask cluster the options name.
 

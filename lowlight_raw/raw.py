@@ -27,8 +27,8 @@ from .dngtags import D65
 from .errors import LowlightError, UnsupportedSensor
 from .layouts import SensorLayout
 from .linear_rgb import LinearLayout
-from .xtrans import XTransLayout, phase_of
 from .metadata import camera_iso, is_utf8_path, read_exif
+from .xtrans import XTransLayout, phase_of
 
 # tifffile complains per damaged tag; a damaged matrix is simply not used (see _dng_color_matrix).
 logging.getLogger("tifffile").setLevel(logging.CRITICAL)

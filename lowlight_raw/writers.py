@@ -31,10 +31,10 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageCms
 
-from .dngtags import camera_tags, rationals, valid_orientation
 from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
-from .local import pid_alive
+from .dngtags import camera_tags, rationals, valid_orientation
 from .errors import LowlightError
+from .local import pid_alive
 from .metadata import SOFTWARE, copy_metadata
 from .options import FORMATS
 

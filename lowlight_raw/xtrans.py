@@ -25,8 +25,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import (DIRECTION_EPS, SensorLayout, four_neighbours, neighbourhood_sum, normalised_convolution,
-                      register_layout, sample_density)
+from .layouts import (
+    DIRECTION_EPS,
+    SensorLayout,
+    four_neighbours,
+    neighbourhood_sum,
+    normalised_convolution,
+    register_layout,
+    sample_density,
+)
 
 # 0 = R, 1 = G, 2 = B (LibRaw's colour indices for an RGB CFA), the X-Trans I–V pattern.
 CANONICAL = np.array(

@@ -21,10 +21,10 @@ from typing import Any
 import zmq
 
 from lowlight_raw.backends import ClusterError, ClusterSpec, add_cluster_arguments
+from lowlight_raw.local import pid_alive
 from lowlight_raw.options import EnhanceOptions, add_arguments
 from lowlight_raw.registry import MODEL_METAVAR
 from lr_bridge import __version__, darktable_install
-from lr_bridge.logfile import BoundedLogHandler
 from lr_bridge.client import (
     BridgeClient,
     Connection,
@@ -45,6 +45,7 @@ from lr_bridge.keys import (
     read_keypair,
     read_public_key,
 )
+from lr_bridge.logfile import BoundedLogHandler
 from lr_bridge.protocol import BAD_OPTIONS, DEFAULT_MAX_HELD_BYTES
 from lr_bridge.settings import (
     DEFAULT_BIND,
@@ -58,7 +59,6 @@ from lr_bridge.settings import (
     pick_path,
     pick_state_dir,
 )
-from lowlight_raw.local import pid_alive
 from lr_bridge.state import EXIT_ALREADY_RUNNING, StateDirInsecure, StateDirLocked, read_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANCELLED = 0, 1, 2, 3, 130

@@ -27,12 +27,12 @@ from typing import Any
 
 import zmq
 
+from lowlight_raw.local import pid_alive
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.keys import KeyPair, make_curve_client
 from lr_bridge.output import write_new_file
 from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S, ProtocolError, Reply, encode, parse_reply
 from lr_bridge.settings import endpoint_is_local
-from lowlight_raw.local import pid_alive
 from lr_bridge.state import EXIT_ALREADY_RUNNING, LOG_FILE, DaemonState, private_dir, read_state
 
 Event = dict[str, Any]

@@ -37,6 +37,7 @@ from lowlight_raw.registry import MODEL_CHOICES, check_shipped
 from lr_bridge import __version__
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.keys import Admission, KeyPair, authorized_keys, make_curve_server, new_keypair
+from lr_bridge.memory import release_memory, return_large_blocks
 from lr_bridge.protocol import (
     BAD_OPTIONS,
     BUSY,
@@ -57,7 +58,6 @@ from lr_bridge.protocol import (
     error_frames,
     parse_request,
 )
-from lr_bridge.memory import release_memory, return_large_blocks
 from lr_bridge.state import DaemonState, lock_state_dir, remove_state, write_state
 from lr_bridge.worker import Worker, engine_options, remove_stale_scratch
 

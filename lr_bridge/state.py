@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-
 STATE_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
@@ -93,7 +92,6 @@ def remove_state(state_dir: Path, pid: int) -> None:
     state = read_state(state_dir)
     if state is not None and state.pid == pid:
         (state_dir / STATE_FILE).unlink(missing_ok=True)
-
 
 
 EXIT_ALREADY_RUNNING = 75  # the exit status of ``lr-bridge serve`` when another daemon holds the folder

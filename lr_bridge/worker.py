@@ -33,11 +33,11 @@ from typing import Any
 import zmq
 
 from lowlight_raw.backends import ClusterSpec, DaskBackend
+from lowlight_raw.local import pid_alive
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
-from lowlight_raw.local import pid_alive
 
 log = logging.getLogger("lr_bridge.worker")
 

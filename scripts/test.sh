@@ -13,6 +13,7 @@ if [[ $(id -u) == 0 ]]; then
   trap 'kill -- "-$build" 2>/dev/null || true' INT TERM  # an interrupted build resumes next time
 fi
 status=0
+.venv/bin/ruff check . || status=$?  # lint (pyproject.toml [tool.ruff]); the tests run either way
 .venv/bin/python -m pytest -q -ra "$@" || status=$?
 [[ -z $build ]] || wait "$build" || true
 exit "$status"

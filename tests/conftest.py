@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
-from lowlight_raw.synthetic import (DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng,
-                                    write_linear_dng)
+from lowlight_raw.synthetic import DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng, write_linear_dng
 from lowlight_raw.xtrans import pattern_letters
 
 torch.set_num_threads(1)

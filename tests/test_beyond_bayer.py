@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers import decode_output, file_sha256, finished_outputs, patch_means
 from lowlight_raw.cli import main
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.synthetic import DngSpec, dark_linear_exposure, test_scene, write_linear_dng
-
-from helpers import decode_output, file_sha256, finished_outputs, patch_means
 
 SIZES = {"xtrans": (91, 125), "linear": (90, 122)}  # the fixtures' visible sizes (conftest)
 EXTENSION = {"dng": "dng", "tiff": "tif", "jpeg": "jpg"}

@@ -18,11 +18,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S
-from lowlight_raw.local import pid_alive
-from lr_bridge.state import LOG_FILE, STATE_FILE, read_state
-
 from helpers import file_sha256, finished_outputs
+from lowlight_raw.local import pid_alive
+from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S
+from lr_bridge.state import LOG_FILE, STATE_FILE, read_state
 
 EVENT_KEYS = {
     "accepted": {"event", "job", "files"},
@@ -111,8 +110,6 @@ class LineReader:
         while not self.lines.empty():
             self.seen.append(json.loads(self.lines.get()))
         return self.seen
-
-
 
 
 def in_network_stage(event: dict) -> bool:

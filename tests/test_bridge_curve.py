@@ -66,7 +66,6 @@ def curve_daemon(curve_dir, tiny_weights, keys):
         log.close()
 
 
-
 def test_state_file_publishes_the_server_key(curve_daemon, keys):
     assert curve_daemon.server_key == read_public_key(keys / "server.key").decode()
 

@@ -13,6 +13,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from daemon_helpers import Mailbox, launch, terminate
+from helpers import file_sha256, finished_outputs
 from lr_bridge.client import open_socket, start_daemon
 from lr_bridge.protocol import (
     BAD_FRAMES,
@@ -28,10 +30,6 @@ from lr_bridge.protocol import (
 )
 from lr_bridge.state import STATE_FILE, read_state
 
-from daemon_helpers import Mailbox, launch, terminate
-from helpers import file_sha256, finished_outputs
-
-
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory, tiny_weights):
@@ -44,8 +42,6 @@ def daemon(tmp_path_factory, tiny_weights):
 def client(daemon):
     with Mailbox(daemon.connection) as bridge:
         yield bridge
-
-
 
 
 def test_ping_and_status_describe_the_daemon(daemon, client):

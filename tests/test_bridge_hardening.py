@@ -23,11 +23,10 @@ from pathlib import Path
 import pytest
 import zmq
 
+from daemon_helpers import OTHER_UID, Mailbox, fill, launch, other_user_python, small_tmpfs, terminate
 from lr_bridge.logfile import BoundedLogHandler
 from lr_bridge.protocol import BUSY, FILE_FAILED, TOO_LARGE, encode, parse_request
 from lr_bridge.state import LOG_FILE, STATE_FILE, StateDirInsecure, private_dir, read_state
-
-from daemon_helpers import OTHER_UID, Mailbox, fill, launch, other_user_python, small_tmpfs, terminate
 
 
 @pytest.fixture(scope="module")

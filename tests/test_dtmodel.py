@@ -24,8 +24,15 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from lowlight_raw.cli import main  # noqa: E402
 from lowlight_raw.darktable_ai.blind import BlindGraph  # noqa: E402
-from lowlight_raw.darktable_ai.emulate import (mirror, open_graphs, restore_bayer, restore_linear, seam_weights,  # noqa: E402
-                                               write_bayer_dng, write_linear_dng)
+from lowlight_raw.darktable_ai.emulate import (  # noqa: E402
+    mirror,
+    open_graphs,
+    restore_bayer,
+    restore_linear,
+    seam_weights,
+    write_bayer_dng,
+    write_linear_dng,
+)
 from lowlight_raw.darktable_ai.package import PACKAGE_ID, TILE, validate_package, write_package  # noqa: E402
 from lowlight_raw.errors import LowlightError  # noqa: E402
 from lowlight_raw.layouts import layout_class  # noqa: E402
@@ -33,8 +40,7 @@ from lowlight_raw.model import load_model  # noqa: E402
 from lowlight_raw.registry import shipped_weights  # noqa: E402
 from lowlight_raw.training.darktable_baseline import history_xmp  # noqa: E402
 from lowlight_raw.training.dataset import make_sample  # noqa: E402
-from lowlight_raw.training.evaluate import (HIGH_ISO_A, case_of, dark_raw, model_camera, naive_srgb, psnr,  # noqa: E402
-                                            render)
+from lowlight_raw.training.evaluate import HIGH_ISO_A, case_of, dark_raw, model_camera, naive_srgb, psnr, render  # noqa: E402
 from lowlight_raw.training.sensor_noise import sample_sensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers import decode_output, file_sha256, finished_outputs, patch_means
 from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.cli import main
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.errors import Cancelled
-
-from helpers import decode_output, file_sha256, finished_outputs, patch_means
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pytest
 import skimage.data
 
 from lowlight_raw.color import camera_to_linear
+from lowlight_raw.layouts import mosaic_from_rgb
 from lowlight_raw.model import SIDUNet, UNetConfig, load_model, save_weights
 from lowlight_raw.noise import NoiseProfile
 from lowlight_raw.training import darktable_baseline as dt
 from lowlight_raw.training import evaluate
-from lowlight_raw.layouts import mosaic_from_rgb
 from lowlight_raw.training.unprocess import sample_params
 from lowlight_raw.xtrans import pattern_letters
 

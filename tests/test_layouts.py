@@ -19,8 +19,7 @@ from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import NoiseProfile, estimate_profile, profile_for, read_variance_for
 from lowlight_raw.raw import read_raw
 from lowlight_raw.registry import SHIPPED_MODELS
-from lowlight_raw.synthetic import (DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng,
-                                    write_linear_dng)
+from lowlight_raw.synthetic import DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng, write_linear_dng
 from lowlight_raw.tiling import run_tiled
 from lowlight_raw.training import evaluate
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw

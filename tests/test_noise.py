@@ -9,17 +9,24 @@ import skimage.data
 import torch
 from scipy.ndimage import gaussian_filter
 
-from lowlight_raw.noise import (ISO_A_SPREAD, NoiseProfile, darktable_profile, estimate_profile, noise_sigma_map,
-                                profile_for, read_variance_for, typical_a_at_iso)
 from lowlight_raw.bayer import BayerLayout
 from lowlight_raw.layouts import layout_class, mosaic_from_rgb
 from lowlight_raw.linear_rgb import LinearLayout
+from lowlight_raw.noise import (
+    ISO_A_SPREAD,
+    NoiseProfile,
+    darktable_profile,
+    estimate_profile,
+    noise_sigma_map,
+    profile_for,
+    read_variance_for,
+    typical_a_at_iso,
+)
 from lowlight_raw.restore import network_share
 from lowlight_raw.training.dataset import packed_shot
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import sample_params, unprocess
 from lowlight_raw.xtrans import XTransLayout, pattern_letters
-
 
 OPTICS_BLUR = 0.8  # px: a lens and anti-aliasing filter; a photo resized to the sensor is sharper than any raw
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")

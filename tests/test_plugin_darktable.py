@@ -30,14 +30,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from helpers import file_sha256, finished_outputs
 from lowlight_raw.color import srgb_decode
+from lowlight_raw.local import pid_alive
 from lowlight_raw.registry import MODEL_CHOICES, shipped_weights
 from lr_bridge import darktable_install
 from lr_bridge.darktable_install import REQUIRE_LINE, install_plugin
-from lowlight_raw.local import pid_alive
 from lr_bridge.state import read_state
-
-from helpers import file_sha256, finished_outputs
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "plugin" / "lowlight_enhance.lua"
@@ -351,7 +350,7 @@ def _check_the_batch(report: dict, log: str, folder: Path) -> None:
     summary = report["killed_summary"]
     assert summary.startswith(f"low light: {killed['ok']} of 6 photos enhanced") and f"{killed['unprocessed']} not processed" in summary
     assert killed["stop_reason"].startswith("the daemon died or stalled")
-    assert f"not processed: the daemon died or stalled" in summary, summary
+    assert "not processed: the daemon died or stalled" in summary, summary
     assert report["report_file"].count("  not processed ") == killed["unprocessed"]
 
     print("toasts:", *(f"{len(t):3d} {t}" for t in toasts), sep="\n  ")

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
+from lowlight_raw import raw as raw_module
 from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.errors import LowlightError
 from lowlight_raw.metadata import camera_iso
-from lowlight_raw import raw as raw_module
 from lowlight_raw.raw import read_raw
 from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, dark_exposure, test_scene, write_cfa_dng
 

@@ -7,6 +7,7 @@ import tifffile
 import torch
 from scipy.ndimage import gaussian_filter
 
+import lowlight_raw.restore as restore_module
 from lowlight_raw.bayer import BayerLayout, directional_demosaic, simple_demosaic
 from lowlight_raw.color import camera_to_linear, srgb_encode
 from lowlight_raw.engine import EnhanceOptions, Enhancer
@@ -15,7 +16,6 @@ from lowlight_raw.linear_rgb import LinearLayout
 from lowlight_raw.model import SIDUNet, UNetConfig
 from lowlight_raw.noise import NoiseProfile, read_variance_for
 from lowlight_raw.raw import read_raw
-import lowlight_raw.restore as restore_module
 from lowlight_raw.restore import NETWORK_FROM_SIGMA, blend_clean_rendering, network_share, restore, smooth_chroma
 from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.tiling import run_tiled

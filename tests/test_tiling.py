@@ -11,8 +11,16 @@ import torch
 
 from lowlight_raw.errors import Cancelled
 from lowlight_raw.model import SIDUNet, UNetConfig
-from lowlight_raw.tiling import (DEFAULT_THREADS, PRECISION_VARIABLE, choose_device, cpu_has_bf16, cpu_threads, idle_cpus,
-                                  run_tiled, use_bf16)
+from lowlight_raw.tiling import (
+    DEFAULT_THREADS,
+    PRECISION_VARIABLE,
+    choose_device,
+    cpu_has_bf16,
+    cpu_threads,
+    idle_cpus,
+    run_tiled,
+    use_bf16,
+)
 
 
 @pytest.fixture(scope="module")

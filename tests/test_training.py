@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import subprocess
 import sys
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,13 +18,13 @@ import skimage.data
 import torch
 
 from lowlight_raw.bayer import PATTERNS
+from lowlight_raw.layouts import mosaic_from_rgb
 from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.network_input import network_input
 from lowlight_raw.noise import NoiseProfile
 from lowlight_raw.training import evaluate, sensor_noise, sources, train
 from lowlight_raw.training.dataset import SyntheticBatches, augment, make_sample
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
-from lowlight_raw.layouts import mosaic_from_rgb
 from lowlight_raw.training.unprocess import inverse_smoothstep, render_srgb, sample_params, unprocess
 
 REPO = Path(__file__).resolve().parents[1]

@@ -51,12 +51,11 @@ import cv2
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
-
 from torch import nn
 
-from ..layouts import SensorLayout, layout_class
 from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
+from ..layouts import SensorLayout, layout_class
 from ..model import load_model, write_card
 from ..registry import SHIPPED_MODELS
 from ..restore import restore
@@ -271,6 +270,7 @@ def mean_scores(outputs: list[np.ndarray], cases: list[TestCase]) -> tuple[float
 def flat_error_variances(out: np.ndarray, ref: np.ndarray) -> list[float]:
     """Error variance inside each flat ``FLAT_BLOCK²`` block of ``ref``."""
     h, w = (s // FLAT_BLOCK * FLAT_BLOCK for s in ref.shape[:2])
+
     def blocks(a: np.ndarray) -> np.ndarray:
         return a[:h, :w].reshape(h // FLAT_BLOCK, FLAT_BLOCK, w // FLAT_BLOCK, FLAT_BLOCK, 3).swapaxes(1, 2).reshape(-1, FLAT_BLOCK**2, 3)
     ref_b, err_b = blocks(ref), blocks(out - ref)

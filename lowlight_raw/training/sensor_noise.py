@@ -58,6 +58,7 @@ class SensorModel:
         span = 2.0**bits - 1.0 - black
         return cls(bits=bits, black=black, system_gain=a * span,
                    read_sigma=math.sqrt(max(b * span**2 - 1.0 / 12.0, 0.0)), row_fraction=0.0, tukey_lambda=None)
+
     @property
     def point_sigma(self) -> float:
         """Sigma (DN) of the per-pixel read noise: the read noise less its row part."""

@@ -46,15 +46,15 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from ..color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
 from ..errors import LowlightError
+from ..layouts import SensorLayout, layout_class
 from ..model import load_model
 from ..registry import SHIPPED_MODELS
-from ..color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
-from ..layouts import SensorLayout, layout_class
 from ..restore import blend_clean_rendering
 from . import darktable_baseline, debian_photos
 from .dataset import Sample, make_sample
-from .evaluate import BASELINES, TestCase, comma_separated, case_of, mean_scores, method_outputs, psnr, render
+from .evaluate import BASELINES, TestCase, case_of, comma_separated, mean_scores, method_outputs, psnr, render
 from .sensor_noise import SensorModel
 from .sources import DEFAULT_PHOTOS
 from .unprocess import UnprocessParams
@@ -308,19 +308,25 @@ def plot_sweep(tables: dict[str, dict], path: Path) -> Path:
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False, sharey=True)
-    for axis, (layout, table) in zip(axes[0], tables.items()):
+    columns = min(2, len(tables))
+    rows = math.ceil(len(tables) / columns)
+    figure, axes = pyplot.subplots(rows, columns, figsize=(6.0 * columns, 4.0 * rows), squeeze=False, sharey=True)
+    colours = dict(zip(SWEEP_METHODS, pyplot.rcParams["axes.prop_cycle"].by_key()["color"]))  # one colour a method
+    for axis, (layout, table) in zip(axes.flat, tables.items()):
         ratios = [float(name[1:]) for name in table]
-        methods = [m for m in SWEEP_METHODS if any(m in rows for rows in table.values())]
-        for method in methods:
-            axis.plot(ratios, [rows.get(method, {}).get("psnr", math.nan) for rows in table.values()], marker="o",
-                      label=method, linewidth=2.4 if method == "model" else 1.2)
+        for method in SWEEP_METHODS:
+            if any(method in rows_ for rows_ in table.values()):
+                axis.plot(ratios, [rows_.get(method, {}).get("psnr", math.nan) for rows_ in table.values()], marker="o",
+                          label=method, color=colours[method], linewidth=2.6 if method == "model" else 1.2)
         axis.set_xscale("log")
         axis.set_title(layout)
         axis.set_xlabel("darker by (×)")
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("sRGB PSNR (dB)")
-    axes[0][-1].legend(fontsize=8)
+        axis.legend(fontsize=8)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("sRGB PSNR (dB)")
+    for axis in axes.flat[len(tables):]:
+        axis.set_visible(False)
     figure.tight_layout()
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp.png")
