@@ -465,7 +465,7 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=24.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="fast,quality", help="shipped model names or weight files, comma list")
-    from lowlight_raw.layouts import layout_kinds
+    from lowlight_raw.all_layouts import layout_kinds
 
     parser.add_argument("--layout", choices=layout_kinds(), default="bayer", help="sensor layout of the raw")
     parser.add_argument("--exposure", choices=tuple(EXPOSURES), default="dark",

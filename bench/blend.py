@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from lowlight_raw import restore
-from lowlight_raw.layouts import layout_class
+from lowlight_raw.all_layouts import layout_class
 from lowlight_raw.model import load_model
 from lowlight_raw.registry import shipped_weights
 from lowlight_raw.training.evaluate import evaluate

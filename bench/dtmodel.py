@@ -40,10 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lowlight_raw.all_layouts import layout_class
 from lowlight_raw.color import srgb_encode
 from lowlight_raw.darktable_ai.emulate import Graph, open_graphs, restore_bayer, restore_linear
 from lowlight_raw.darktable_ai.package import OPSET, TILE, write_package
-from lowlight_raw.layouts import layout_class, mosaic_from_rgb
+from lowlight_raw.layouts import mosaic_from_rgb
 from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.registry import shipped_weights
 from lowlight_raw.training import darktable_baseline, evaluate

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lowlight_raw.all_layouts import layout_class
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.layouts import layout_class
 from lowlight_raw.model import load_model
 from lowlight_raw.registry import SHIPPED_MODELS
 from lowlight_raw.restore import blend_clean_rendering

@@ -5,10 +5,13 @@ finishes: ``(index, EnhanceResult)`` or ``(index, LowlightError)`` (a failing fi
 itself). ``lowlight-raw enhance`` drives either one the same way.
 
 - :class:`LocalBackend` runs a warm :class:`~lowlight_raw.engine.Enhancer` here, file by file.
-- :class:`DaskBackend` (made by :func:`lowlight_raw.cluster.connect`) sends each file as a task to a Dask cluster (``bytes in → output bytes
-  out``, :func:`lowlight_raw.cluster.enhance_task`) and writes every output here, atomically,
-  with the engine's naming rule; the workers never see the requesting side's folders. The
-  ``lr-bridge`` daemon uses :meth:`DaskBackend.outputs` for its jobs (see ``lr_bridge/worker.py``).
+- :class:`lowlight_raw.cluster.DaskBackend` (made by :func:`lowlight_raw.cluster.connect`) sends each
+  file as a task to a Dask cluster (``bytes in → output bytes out``,
+  :func:`lowlight_raw.cluster.enhance_task`) and writes every output here, atomically, with the
+  engine's naming rule; the workers never see the requesting side's folders. The ``lr-bridge``
+  daemon uses its :meth:`~lowlight_raw.cluster.DaskBackend.outputs` for its jobs (see
+  ``lr_bridge/worker.py``). It lives with the workers' side in :mod:`lowlight_raw.cluster`, which
+  imports this module (never the other way round).
 
 Tasks are pure, so when Dask reruns one (its worker died) nothing is written twice: only this
 side writes, once per finished file. Results are reported in the order of the sources (so
@@ -26,12 +29,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
-import warnings
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from .errors import Cancelled, LowlightError
@@ -39,14 +40,12 @@ from .local import is_loopback_host
 from .options import EnhanceOptions
 
 if TYPE_CHECKING:  # the engine loads torch; the cluster module loads distributed
-    from distributed import Client, Future, LocalCluster
     from distributed.security import Security
 
     from .engine import Enhancer, EnhanceResult
 
 FileProgress = Callable[[int, float, str], None]  # (index of the file, fraction of it, stage)
 Outcome = tuple[int, "EnhanceResult | LowlightError"]
-_POLL_S = 0.2  # how often a wait for a cluster result checks for cancellation
 
 
 @dataclass(frozen=True)
@@ -199,117 +198,3 @@ class ClusterSpec:
             raise ClusterError(f"refusing to send photos unencrypted to {address}: use tls:// with "
                                "--dask-tls-ca/--dask-tls-cert/--dask-tls-key, or pass --dask-insecure")
         return None
-
-
-class DaskBackend:
-    """Each file is one Dask task on the cluster behind ``client``; outputs are written here."""
-
-    def __init__(self, client: Client, model: str, cluster: LocalCluster | None = None) -> None:
-        """``model``: the default model for options without one; ``cluster``: a LocalCluster to close with this."""
-        self.client = client
-        self.model = model
-        self._cluster = cluster
-
-    def outputs(
-        self,
-        files: Sequence[FileInput],
-        options: EnhanceOptions,
-        progress: FileProgress | None = None,
-        should_cancel: Callable[[], bool] | None = None,
-    ) -> Iterator[tuple[int, EncodedOutput | LowlightError]]:
-        """Each file's encoded output (or its error, naming ``FileInput.name``), in order of ``files``.
-
-        Stops early, cancelling what is in flight, once ``should_cancel`` returns true.
-        """
-        from distributed import wait
-
-        from .cluster import enhance_task
-
-        report = progress or (lambda index, fraction, stage: None)
-        cancelled = should_cancel or (lambda: False)
-        model = options.model or self.model
-        wire_options = dataclasses.replace(options, output_dir=None, overwrite=True, model=model)
-        in_flight: deque[tuple[int, Future | LowlightError]] = deque()
-        upcoming = iter(enumerate(files))
-        try:
-            while True:
-                window = 2 * max(len(self.client.nthreads()), 1) + 2
-                while len(in_flight) < window and (item := next(upcoming, None)) is not None:
-                    index, file = item
-                    in_flight.append((index, self._submit(enhance_task, file, wire_options)))
-                if not in_flight:
-                    return
-                index, future = in_flight[0]
-                report(index, 0.0, "cluster")  # files are reported in order: this one is next
-                while not isinstance(future, LowlightError) and not future.done():
-                    if cancelled():
-                        return
-                    try:
-                        wait([future], timeout=_POLL_S)
-                    except TimeoutError:
-                        pass
-                in_flight.popleft()
-                yield index, self._outcome(files[index].name, future)
-        finally:
-            pending = [future for _, future in in_flight if not isinstance(future, LowlightError)]
-            if pending:
-                self.client.cancel(pending)
-
-    def _submit(self, task: Callable[..., Any], file: FileInput, options: EnhanceOptions) -> Future | LowlightError:
-        """Send one file as a task (its bytes travel inside it, so Dask can rerun it anywhere)."""
-        if file.data is not None:
-            data = file.data
-        else:
-            try:
-                data = Path(file.path or file.name).read_bytes()
-            except OSError as exc:
-                return LowlightError(file.name, f"cannot read ({exc.strerror or exc})")
-        with warnings.catch_warnings():  # a raw file is a "large graph" to Dask; that is the point
-            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
-            return self.client.submit(task, Path(file.name).name, data, options, pure=False)
-
-    @staticmethod
-    def _outcome(name: str, future: Future | LowlightError) -> EncodedOutput | LowlightError:
-        if isinstance(future, LowlightError):
-            return future
-        try:
-            value = future.result()
-        except Exception as exc:  # the worker died too often (KilledWorker), or a fault outside the engine
-            text = " ".join(str(exc).split()) or exc.__class__.__name__
-            return LowlightError(name, f"failed on the cluster ({exc.__class__.__name__}: {text})")
-        if isinstance(value, str):  # the engine's own one-line reason
-            return LowlightError(name, value)
-        return value
-
-    def enhance(
-        self,
-        sources: Sequence[Path],
-        options: EnhanceOptions,
-        progress: FileProgress | None = None,
-        should_cancel: Callable[[], bool] | None = None,
-    ) -> Iterator[Outcome]:
-        from .engine import EnhanceResult
-        from .writers import make_output_dir, output_path_for, write_encoded
-
-        options.validate()
-        files = [FileInput(str(source), path=Path(source)) for source in sources]
-        for index, output in self.outputs(files, options, progress, should_cancel):
-            if isinstance(output, LowlightError):
-                yield index, output
-                continue
-            source = Path(sources[index])
-            try:
-                if options.output_dir is not None:
-                    make_output_dir(options.output_dir)
-                target = output_path_for(source, options.output_format, options.output_dir, options.overwrite)
-                written = write_encoded(output.data, target, source, options.overwrite)
-            except LowlightError as exc:
-                yield index, exc
-                continue
-            yield index, EnhanceResult(source, written, output.ev, output.noise_source, output.seconds)
-
-    def close(self) -> None:
-        """Disconnect from the scheduler; stop the LocalCluster if this backend started it."""
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .all_layouts import layout_class
 from .errors import Cancelled, LowlightError
 from .exposure import auto_ev
-from .layouts import layout_class
 from .model import ModelCard, load_model
 from .network_input import network_input
 from .noise import profile_for

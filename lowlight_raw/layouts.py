@@ -155,29 +155,10 @@ LAYOUTS: dict[str, type[SensorLayout]] = {}
 
 
 def register_layout(cls: type[SensorLayout]) -> type[SensorLayout]:
-    """Class decorator: make a layout known by its ``kind``."""
+    """Class decorator: make a layout known by its ``kind`` (:mod:`.all_layouts` imports every layout
+    module, so its ``layout_class`` finds them all; this module imports none of them)."""
     LAYOUTS[cls.kind] = cls
     return cls
-
-
-def layout_class(kind: str) -> type[SensorLayout]:
-    """The layout registered as ``kind`` (``bayer``, ``xtrans``, ``linear``)."""
-    _load_all()
-    try:
-        return LAYOUTS[kind]
-    except KeyError:
-        raise ValueError(f"unknown sensor layout {kind!r} (known: {', '.join(sorted(LAYOUTS))})") from None
-
-
-def layout_kinds() -> tuple[str, ...]:
-    """Every registered layout's ``kind`` (``bayer``, ``linear``, ``xtrans``): command-line choices."""
-    _load_all()
-    return tuple(LAYOUTS)
-
-
-def _load_all() -> None:
-    """Import the layout modules (they register themselves)."""
-    from . import bayer, linear_rgb, xtrans  # noqa: F401
 
 
 COLOR_CODES = {"R": 0, "G": 1, "B": 2}  # LibRaw's colour indices of an RGB CFA

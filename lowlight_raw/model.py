@@ -41,8 +41,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .all_layouts import layout_class
 from .errors import LowlightError
-from .layouts import SensorLayout, layout_class
+from .layouts import SensorLayout
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ on. :attr:`Worker.last_progress` is when the worker last showed life; the daemon
 follow it.
 
 With a Dask cluster (``serve --dask-scheduler``) it loads no engine: it connects to the cluster
-and hands each job's files to :meth:`lowlight_raw.backends.DaskBackend.outputs`, then writes
+and hands each job's files to :meth:`lowlight_raw.cluster.DaskBackend.outputs`, then writes
 path jobs' outputs here and sends bytes jobs' outputs back, as without a cluster.
 """
 
@@ -28,16 +28,19 @@ import time
 import unicodedata
 from contextlib import nullcontext, suppress
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from lowlight_raw.backends import ClusterSpec, DaskBackend
+from lowlight_raw.backends import ClusterSpec
 from lowlight_raw.local import pid_alive
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
+
+if TYPE_CHECKING:  # the cluster module loads distributed: only when a job asks for the cluster
+    from lowlight_raw.cluster import DaskBackend
 
 log = logging.getLogger("lr_bridge.worker")
 

@@ -9,10 +9,11 @@ import skimage.data
 import torch
 from torch.nn import functional as F
 
+from lowlight_raw.all_layouts import layout_class
 from lowlight_raw.bayer import BayerLayout, simple_demosaic
 from lowlight_raw.errors import LowlightError, UnsupportedSensor
 from lowlight_raw.exposure import auto_ev
-from lowlight_raw.layouts import LAYOUTS, layout_class, mosaic_from_rgb
+from lowlight_raw.layouts import LAYOUTS, mosaic_from_rgb
 from lowlight_raw.linear_rgb import LinearLayout
 from lowlight_raw.model import SIDUNet, UNetConfig, load_model
 from lowlight_raw.network_input import network_input

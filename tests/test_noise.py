@@ -9,8 +9,9 @@ import skimage.data
 import torch
 from scipy.ndimage import gaussian_filter
 
+from lowlight_raw.all_layouts import layout_class
 from lowlight_raw.bayer import BayerLayout
-from lowlight_raw.layouts import layout_class, mosaic_from_rgb
+from lowlight_raw.layouts import mosaic_from_rgb
 from lowlight_raw.linear_rgb import LinearLayout
 from lowlight_raw.noise import (
     ISO_A_SPREAD,

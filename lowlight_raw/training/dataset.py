@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..all_layouts import layout_class
 from ..bayer import BayerLayout, pack_bayer
 from ..color import CameraColor
-from ..layouts import layout_class, mosaic_from_rgb
+from ..layouts import mosaic_from_rgb
 from ..network_input import network_input
 from .sensor_noise import SensorModel, sample_exposure, simulate_dark_raw
 from .unprocess import UnprocessParams, sample_params, unprocess

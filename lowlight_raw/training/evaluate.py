@@ -53,9 +53,10 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
+from ..all_layouts import layout_class
 from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
-from ..layouts import SensorLayout, layout_class
+from ..layouts import SensorLayout
 from ..model import load_model, write_card
 from ..registry import SHIPPED_MODELS
 from ..restore import restore

@@ -46,9 +46,10 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from ..all_layouts import layout_class
 from ..color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
 from ..errors import LowlightError
-from ..layouts import SensorLayout, layout_class
+from ..layouts import SensorLayout
 from ..model import load_model
 from ..registry import SHIPPED_MODELS
 from ..restore import blend_clean_rendering

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..all_layouts import layout_class, layout_kinds
 from ..color import srgb_encode_torch
-from ..layouts import layout_class, layout_kinds
 from ..model import ARCHITECTURES, RESIDUAL_BASES, ContextUNetConfig, SIDUNet, build_model, load_model, read_card, save_weights
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
