@@ -25,6 +25,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,8 +296,8 @@ class Daemon:
     def _handle(self, client: bytes, user: str | None, frames: list[bytes]) -> list[bytes] | None:
         """Validate and act on one request from ``user`` (its CURVE key); returns the reply (``None`` if sent)."""
         request = parse_request(frames)
-        handler = getattr(self, f"_on_{request.type}")
-        return handler(Caller(client, user, self._owner is None or user == self._owner.public.decode()), request)
+        handler = REQUEST_HANDLERS[request.type]  # parse_request admits only protocol.REQUEST_TYPES
+        return handler(self, Caller(client, user, self._owner is None or user == self._owner.public.decode()), request)
 
     def _on_ping(self, _caller: "Caller", request: Request) -> list[bytes]:
         worker = self._worker
@@ -392,6 +393,17 @@ class Caller:
     client: bytes  # the ROUTER identity
     user: str | None  # the Z85 public key ZAP authenticated (None in plaintext mode)
     owner: bool  # the owner's key (or plaintext mode): may stop the daemon, cancel any job, send paths
+
+
+# What the daemon does for each request type of the protocol (protocol.REQUEST_TYPES; a test holds
+# the two to each other).
+REQUEST_HANDLERS: dict[str, Callable[[Daemon, Caller, Request], list[bytes] | None]] = {
+    "ping": Daemon._on_ping,
+    "status": Daemon._on_status,
+    "enhance": Daemon._on_enhance,
+    "cancel": Daemon._on_cancel,
+    "shutdown": Daemon._on_shutdown,
+}
 
 
 def _user_id(frame: zmq.Frame) -> str | None:

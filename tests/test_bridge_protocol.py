@@ -184,3 +184,12 @@ def test_a_bad_config_file_is_named_in_the_error(tmp_path, text, complaint):
     assert str(config_file) in str(caught.value)
     with pytest.raises(SettingsError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_every_request_type_has_exactly_one_daemon_handler() -> None:
+    """The protocol's request table and the daemon's handler table name the same requests."""
+    from lr_bridge.daemon import REQUEST_HANDLERS
+    from lr_bridge.protocol import REQUEST_TYPES
+
+    assert set(REQUEST_HANDLERS) == set(REQUEST_TYPES)
+    assert all(callable(handler) for handler in REQUEST_HANDLERS.values())
