@@ -143,6 +143,10 @@ def test_cancel_running_and_queued_jobs(client, make_dng, long_job, tmp_path):
     out = tmp_path / "out"
     long_id = client.send("enhance", files=[{"path": str(p)} for p in long_job], options={"output_dir": str(out)})
     long_job = client.next_reply(long_id).header["job"]
+    deadline = time.monotonic() + 30  # the worker takes the job up (on a loaded machine, not at once)
+    while (client.request("status", 5).header["running"] or {}).get("job") != long_job:
+        assert time.monotonic() < deadline, "the first job never started"
+        time.sleep(0.05)
     queued_id = client.send("enhance", files=[{"path": str(make_dng("small.dng"))}], options={"output_dir": str(out)})
     queued = client.next_reply(queued_id)
     assert queued.type == "accepted" and queued.header["position"] == 0
