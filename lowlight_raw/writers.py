@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +39,6 @@ from .local import pid_alive
 from .metadata import SOFTWARE, copy_metadata
 from .options import FORMATS
 
-EXTENSIONS = {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
 OUTPUT_SUFFIX = "_lowlight"  # outputs are <stem>_lowlight<ext>, or <stem>_lowlight_<n><ext> beside an existing one
 JPEG_QUALITY = 95
 # Stops by which a DNG's pixels sit below the brightness the engine chose, written as its
@@ -113,12 +113,7 @@ def write_output(
         raise LowlightError(path, f"unknown colour space {space!r} (choose from {', '.join(SPACES)})")
     temp = _check_target(path, image.source, overwrite)
     try:
-        if fmt == "dng":
-            _write_dng(image, temp)
-        elif fmt == "tiff":
-            _write_tiff(image, temp, linear_tiff, space)
-        else:
-            _write_jpeg(image, temp)
+        OUTPUT_FORMATS[fmt].write(image, temp, linear_tiff, space)
         note = processing_note(image, fmt, linear_tiff, space)
         copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng",
                       linear_source=image.linear_source)
@@ -170,11 +165,7 @@ def make_output_dir(folder: Path) -> None:
 
 def processing_note(image: OutputImage, fmt: str, linear_tiff: bool = False, space: str = "srgb") -> str:
     """The one-line processing note recorded in the output's metadata."""
-    rendering = {
-        "dng": "linear camera RGB DNG",
-        "tiff": f"16-bit {'linear ' + space if linear_tiff else 'sRGB'} TIFF",
-        "jpeg": "sRGB JPEG",
-    }[fmt]
+    rendering = OUTPUT_FORMATS[fmt].rendering(linear_tiff, space)
     return (
         f"Low-light enhanced by {SOFTWARE} from {os.fsencode(image.source.name).decode('utf-8', 'replace')}: "
         f"exposure {image.ev:+.2f} EV, SID-style network denoise at strength {image.strength:g}, {rendering}"
@@ -416,3 +407,24 @@ def _icc_xyz(xyz) -> bytes:
 def _icc_desc(text: str) -> bytes:
     ascii_text = text.encode("ascii", "replace") + b"\0"
     return b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text + bytes(4 + 4 + 2 + 1 + 67)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """What one output format (a name of :data:`lowlight_raw.options.FORMATS`) is made of."""
+
+    extension: str
+    write: Callable[[OutputImage, Path, bool, str], None]  # (image, path, linear TIFF, colour space)
+    rendering: Callable[[bool, str], str]  # the processing note's words for it (linear TIFF, colour space)
+
+
+# The one table of output formats: adding one is a row here, its name in options.FORMATS (which the
+# command lines, the wire protocol and the plugin read; tests/test_writers.py holds the two equal).
+OUTPUT_FORMATS: dict[str, OutputFormat] = {
+    "dng": OutputFormat(".dng", lambda image, path, linear, space: _write_dng(image, path),
+                        lambda linear, space: "linear camera RGB DNG"),
+    "tiff": OutputFormat(".tif", _write_tiff, lambda linear, space: f"16-bit {'linear ' + space if linear else 'sRGB'} TIFF"),
+    "jpeg": OutputFormat(".jpg", lambda image, path, linear, space: _write_jpeg(image, path),
+                         lambda linear, space: "sRGB JPEG"),
+}
+EXTENSIONS = {name: output.extension for name, output in OUTPUT_FORMATS.items()}  # format → file extension

@@ -292,3 +292,11 @@ def test_dng_says_the_exposure_is_done(make_dng, tmp_path):
     assert read_exif(source)["EXIF ExposureBiasValue"] == "-3"
     assert read_exif(write_output(shot, tmp_path / "out.dng", "dng"))["EXIF ExposureBiasValue"] == "0"
     assert read_exif(write_output(shot, tmp_path / "out.jpg", "jpeg"))["EXIF ExposureBiasValue"] == "-3"
+
+
+def test_one_table_of_output_formats() -> None:
+    """writers.OUTPUT_FORMATS has a row for every name options.FORMATS offers, and no other."""
+    from lowlight_raw.options import FORMATS
+
+    assert tuple(writers.OUTPUT_FORMATS) == FORMATS
+    assert {name: f.extension for name, f in writers.OUTPUT_FORMATS.items()} == {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
