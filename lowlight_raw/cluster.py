@@ -27,7 +27,7 @@ import dask
 from distributed import Client, Future, LocalCluster, WorkerPlugin, get_worker, wait
 
 from .backends import ClusterError, ClusterSpec, EncodedOutput, FileInput, FileProgress, Outcome, enhance_encoded
-from .engine import Enhancer, EnhanceResult
+from .engine import EnginePool, Enhancer, EnhanceResult
 from .errors import LowlightError
 from .options import EnhanceOptions
 from .writers import make_output_dir, output_path_for, write_encoded
@@ -39,8 +39,8 @@ CONNECT_TIMEOUT_S = 5.0  # an unreachable scheduler fails within this
 POLL_S = 0.2  # how often a wait for a cluster result checks for cancellation
 
 
-_engines: dict[tuple[Path, str], Enhancer] = {}  # this worker process's warm engines, by weights and device
-_engines_lock = threading.Lock()  # one load or one file at a time: one engine's worth of device memory
+_pools: dict[str, EnginePool] = {}  # this worker process's warm engines, by the device asked for
+_pools_lock = threading.Lock()
 
 
 class EnginePlugin(WorkerPlugin):
@@ -61,21 +61,21 @@ class EnginePlugin(WorkerPlugin):
 
     def enhancer(self, model: str) -> Enhancer:
         """The warm engine for ``model`` (``auto``, a shipped name, or a weight file on the worker)."""
-        from .registry import resolve_model
-        from .tiling import choose_device
+        return self.pool.engine(model)
 
-        with _engines_lock:
-            key = (resolve_model(model, choose_device(self.device)), self.device)
-            if key not in _engines:
-                _engines[key] = Enhancer(model, device=self.device)
-                log.info("lowlight-raw: model %s ready on %s", _engines[key].card.name, _engines[key].device)
-            return _engines[key]
+    @property
+    def pool(self) -> EnginePool:
+        """This worker process's engines on this plugin's device (kept across plugins and clients)."""
+        with _pools_lock:
+            if self.device not in _pools:
+                _pools[self.device] = EnginePool(self.device, on_load=lambda name, engine: log.info(
+                    "lowlight-raw: model %s ready on %s", engine.card.name, engine.device))
+            return _pools[self.device]
 
     def run(self, name: str, data: bytes, options: EnhanceOptions) -> EncodedOutput:
-        """Enhance one file given as bytes with the engine for ``options.model``."""
-        enhancer = self.enhancer(options.model or self.model)
-        with _engines_lock:
-            return enhance_encoded(enhancer, name, data, options)
+        """Enhance one file given as bytes with the engine for ``options.model``, one file at a time."""
+        with self.pool.lock:
+            return enhance_encoded(self.enhancer(options.model or self.model), name, data, options)
 
     def describe(self, model: str) -> dict[str, str]:
         """The device and model card of the engine for ``model``, for ``lr-bridge status``."""
@@ -85,8 +85,7 @@ class EnginePlugin(WorkerPlugin):
 
 def warm_engines() -> list[str]:
     """The model names of this worker process's warm engines (each loaded once), sorted."""
-    with _engines_lock:
-        return sorted(engine.card.name for engine in _engines.values())
+    return sorted(name for pool in _pools.values() for name in pool.warm())
 
 
 def describe_workers(client: Client, model: str) -> tuple[str, dict[str, str]]:

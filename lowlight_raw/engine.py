@@ -8,6 +8,7 @@ one RAW into one output file and never touches the source.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,3 +168,35 @@ class Enhancer:
         seconds["total"] = time.perf_counter() - t0
         report(1.0, "done")
         return EnhanceResult(source=source, output=written, ev=ev, noise_source=profile.source, seconds=seconds)
+
+
+class EnginePool:
+    """Warm engines, one per weight file, all on one device: what the daemon and each Dask worker
+    process keep loaded. The first engine resolves the device (``auto``: CUDA, then MPS, then the
+    CPU); later ones load on that same device. ``lock`` (re-entrant) serialises loads; a caller may
+    also hold it around a file to run one at a time (one engine's worth of device memory)."""
+
+    def __init__(self, device: str = "auto", on_load: Callable[[str | Path, Enhancer], None] | None = None) -> None:
+        """``on_load(model, engine)`` is called after each engine loads (e.g. to log it)."""
+        self.device_request = device
+        self.on_load = on_load
+        self.device: torch.device | None = None  # resolved by the first engine
+        self.lock = threading.RLock()
+        self._engines: dict[Path, Enhancer] = {}
+
+    def engine(self, model: str | Path) -> Enhancer:
+        """The warm engine for ``model`` (``auto``, a shipped name or a weight file), loaded on first use."""
+        with self.lock:
+            device = self.device or choose_device(self.device_request)
+            weights = resolve_model(model, device)
+            if weights not in self._engines:
+                self._engines[weights] = Enhancer(model, device=str(device))
+                self.device = self._engines[weights].device
+                if self.on_load is not None:
+                    self.on_load(model, self._engines[weights])
+            return self._engines[weights]
+
+    def warm(self) -> list[str]:
+        """The model names of the engines loaded so far."""
+        with self.lock:
+            return [engine.card.name for engine in self._engines.values()]

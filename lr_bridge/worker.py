@@ -39,8 +39,9 @@ from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
 
-if TYPE_CHECKING:  # the cluster module loads distributed: only when a job asks for the cluster
+if TYPE_CHECKING:  # the cluster module loads distributed, the engine torch: only when a job needs them
     from lowlight_raw.cluster import DaskBackend
+    from lowlight_raw.engine import EnginePool
 
 log = logging.getLogger("lr_bridge.worker")
 
@@ -123,8 +124,7 @@ class Worker(threading.Thread):
         self.running: Job | None = None
         self.running_index = 0
         self.last_progress = time.monotonic()  # when the worker last showed life (monotonic clock)
-        self._enhancers: dict[Path, Any] = {}  # warm engines by resolved weight file
-        self._device = None  # the torch device every engine runs on, once the first has loaded
+        self._engines: EnginePool | None = None  # the warm engines (made on first use: it loads torch)
         self._push: zmq.Socket | None = None
         self._cluster = cluster
         self._backend: DaskBackend | None = None  # set once connected to the cluster
@@ -183,20 +183,12 @@ class Worker(threading.Thread):
 
     def _enhancer_for(self, model: str | None):
         """The warm engine for ``model`` (None: the daemon's default), loaded on first use."""
-        from lowlight_raw.engine import Enhancer
-        from lowlight_raw.registry import resolve_model
+        if self._engines is None:
+            from lowlight_raw.engine import EnginePool
 
-        model = model or self._model_request
-        if self._device is None:
-            enhancer = Enhancer(model, device=self._device_request)
-            self._device = enhancer.device
-            self._enhancers[resolve_model(model, self._device)] = enhancer
-            return enhancer
-        weights = resolve_model(model, self._device)
-        if weights not in self._enhancers:
-            self._enhancers[weights] = Enhancer(model, device=str(self._device))
-            log.info("model %s ready (%s)", model, self._enhancers[weights].card.name)
-        return self._enhancers[weights]
+            self._engines = EnginePool(self._device_request, on_load=lambda name, engine: log.info(
+                "model %s ready (%s)", name, engine.card.name))
+        return self._engines.engine(model or self._model_request)
 
     def _emit(self, job: Job, message_type: str, blobs: tuple[bytes, ...] = (), **fields: Any) -> None:
         assert self._push is not None

@@ -131,3 +131,17 @@ def test_training_tools_are_subcommands(tool, capsys):
         main([tool, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: lowlight-raw {tool}" in capsys.readouterr().out
+
+
+def test_the_engine_pool_loads_each_weight_file_once_on_one_device(tiny_weights) -> None:
+    """lowlight_raw.engine.EnginePool: what the daemon and each Dask worker keep warm."""
+    from lowlight_raw.engine import EnginePool
+
+    loaded = []
+    pool = EnginePool("cpu", on_load=lambda model, engine: loaded.append((str(model), engine.card.name)))
+    first = pool.engine(tiny_weights)
+    assert pool.engine(str(tiny_weights)) is first and pool.engine(tiny_weights) is first
+    fast = pool.engine("fast")
+    assert fast is not first and fast.device == first.device == pool.device
+    assert loaded == [(str(tiny_weights), first.card.name), ("fast", "lowlight-sid12")]
+    assert sorted(pool.warm()) == sorted([first.card.name, "lowlight-sid12"])
