@@ -117,6 +117,7 @@ def write_output(
         note = processing_note(image, fmt, linear_tiff, space)
         copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng",
                       linear_source=image.linear_source)
+        _flush_to_disk(temp)  # on disk before it gets its name: a crash leaves the old file or the whole new one
         _move_into_place(temp, path, overwrite)
     except OSError as exc:
         _remove(temp)
@@ -242,6 +243,12 @@ def remove_stale_partials(folder: Path) -> list[Path]:
             _remove(Path(entry.path))
             removed.append(Path(entry.path))
     return removed
+
+
+def _flush_to_disk(path: Path) -> None:
+    """fsync a file written by another library (tifffile, Pillow, exiv2) through a descriptor of our own."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -300,3 +301,20 @@ def test_one_table_of_output_formats() -> None:
 
     assert tuple(writers.OUTPUT_FORMATS) == FORMATS
     assert {name: f.extension for name, f in writers.OUTPUT_FORMATS.items()} == {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
+
+
+@pytest.mark.parametrize("fmt", ["dng", "tiff", "jpeg"])
+def test_an_output_is_on_disk_before_it_gets_its_name(image, tmp_path, monkeypatch, fmt):
+    """write_output fsyncs the finished temporary file, then renames it: a crash leaves no half file."""
+    target = tmp_path / f"out{writers.EXTENSIONS[fmt]}"
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        synced.append((os.readlink(f"/proc/self/fd/{descriptor}"), target.exists()))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(writers.os, "fsync", fsync)
+    write_output(image, target, fmt)
+    assert synced and all(Path(name).name.startswith(".out") and not named for name, named in synced)
+    assert target.is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial left
