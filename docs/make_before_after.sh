@@ -11,7 +11,8 @@ for name in coffee_dark coffee_dark_lowlight; do
   source=examples/$name.dng
   [[ $name == coffee_dark ]] || source=$work/$name.dng
   darktable-cli "$source" "$work/$name.png" --width 400 --height 400 \
-    --core --configdir "$work/config" --library :memory: --conf write_sidecar_files=never >/dev/null
+    --core --configdir "$work/config-$name" --cachedir "$work/cache-$name" --library :memory: \
+    --conf write_sidecar_files=never >/dev/null  # a config and cache each: darktable reused a stale cached render
 done
 .venv/bin/python - "$work/coffee_dark.png" "$work/coffee_dark_lowlight.png" docs/before_after.jpg <<'PY'
 import sys
