@@ -28,7 +28,7 @@ from lowlight_raw.restore import blend_clean_rendering
 from lowlight_raw.tiling import run_tiled
 from lowlight_raw.training import sweep
 
-NEAR_NOISELESS = sweep.Level(1, 400)  # the sweep's ×1: ISO 400, a fraction of a DN of noise at mid-grey
+NEAR_NOISELESS = sweep.LEVELS[0]  # the sweep's ×1 at ISO 400: a fraction of a DN of noise at mid-grey
 
 
 def channel_psnr(out: np.ndarray, truth: np.ndarray) -> list[float]:
