@@ -256,7 +256,7 @@ def score(outputs: list[np.ndarray], cases: list[TestCase]) -> dict[str, float]:
 SWEEP_METHODS = ("naive", "classical", "nlm", "bm3d", "darktable", "model")
 
 
-def oracle(case: TestCase, method: str, level: Level) -> np.ndarray:
+def oracle(case: TestCase, method: str) -> np.ndarray:
     """``method``'s output for ``case`` at the setting of its grid that scores best against the truth."""
     baseline = BASELINES[method]
     grid = baseline.grid
@@ -283,7 +283,7 @@ def sweep(network: nn.Module | None, scenes: list[Scene], layout: str, methods: 
             elif method == "classical":
                 outputs = [classical_srgb(c) for c in cases]
             else:
-                outputs = [oracle(c, method, level) for c in cases]
+                outputs = [oracle(c, method) for c in cases]
             row[method] = score(outputs, cases)
         table[level.name] = row
     return table
