@@ -42,6 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .all_layouts import layout_class
+from .atomic import write_atomically
 from .errors import LowlightError
 from .layouts import SensorLayout
 
@@ -280,10 +281,8 @@ def save_weights(
     fit a transfer limit); :func:`load_model` loads any of them into the float32 network.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, tmp)
-    tmp.replace(path)
+    write_atomically(path, lambda temp: torch.save(state, temp))
     card = ModelCard(name=name, arch=model.arch.name, config=model.config, sha256=file_sha256(path), extra=dict(extra or {}))
     write_card(card, path)
     return card
@@ -291,10 +290,7 @@ def save_weights(
 
 def write_card(card: ModelCard, weights: Path) -> None:
     """Write ``card`` beside ``weights`` (atomically), leaving the weight file and its sha256 as they are."""
-    cpath = card_path(Path(weights))
-    tmp = cpath.with_name(cpath.name + ".tmp")
-    tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
-    tmp.replace(cpath)
+    write_atomically(card_path(Path(weights)), json.dumps(card.to_json(), indent=2) + "\n")
 
 
 def read_card(weights: Path) -> ModelCard:

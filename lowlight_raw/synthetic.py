@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from .atomic import write_atomically
 from .dngtags import camera_tags
 from .layouts import COLOR_CODES, mosaic_from_rgb
 
@@ -73,19 +74,20 @@ def write_cfa_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value: n
         (50829, "I", 4, (top, left, top + h, left + w), True),  # ActiveArea
         *spec.raw_tags,
     ]
-    tmp = path.with_name(path.name + ".tmp")
-    with tifffile.TiffWriter(tmp) as tif:
-        if spec.raw_in_subifd:
-            preview = np.zeros((max(1, full_h // 8), max(1, full_w // 8), 3), np.uint8)
-            ifd0_tags = [tag for tag in extratags if tag[0] != 254]  # NewSubFileType: 1 here, set by subfiletype
-            tif.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0_tags, metadata=None)
-            tif.write(full, photometric=32803, subfiletype=0, extratags=raw_tags, metadata=None)
-        else:
-            tif.write(full, photometric=32803, extratags=extratags + raw_tags, metadata=None)
-    if spec.exif:
-        _write_exif(tmp, spec.exif)
-    tmp.replace(path)
-    return path
+
+    def write(temp: Path) -> None:
+        with tifffile.TiffWriter(temp) as tif:
+            if spec.raw_in_subifd:
+                preview = np.zeros((max(1, full_h // 8), max(1, full_w // 8), 3), np.uint8)
+                ifd0_tags = [tag for tag in extratags if tag[0] != 254]  # NewSubFileType: 1 here, set by subfiletype
+                tif.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=ifd0_tags, metadata=None)
+                tif.write(full, photometric=32803, subfiletype=0, extratags=raw_tags, metadata=None)
+            else:
+                tif.write(full, photometric=32803, extratags=extratags + raw_tags, metadata=None)
+        if spec.exif:
+            _write_exif(temp, spec.exif)
+
+    return write_atomically(path, write)
 
 
 def write_linear_dng(path: Path, active: np.ndarray, spec: DngSpec) -> Path:
@@ -104,14 +106,15 @@ def write_linear_dng(path: Path, active: np.ndarray, spec: DngSpec) -> Path:
         (50829, "I", 4, (0, 0, h, w), True),  # ActiveArea
         *spec.raw_tags,
     ]
-    tmp = path.with_name(path.name + ".tmp")
-    with tifffile.TiffWriter(tmp) as tif:
-        tif.write(np.ascontiguousarray(active, dtype=np.uint16), photometric=34892, planarconfig="contig",
-                  extratags=extratags + raw_tags, metadata=None)
-    if spec.exif:
-        _write_exif(tmp, spec.exif)
-    tmp.replace(path)
-    return path
+
+    def write(temp: Path) -> None:
+        with tifffile.TiffWriter(temp) as tif:
+            tif.write(np.ascontiguousarray(active, dtype=np.uint16), photometric=34892, planarconfig="contig",
+                      extratags=extratags + raw_tags, metadata=None)
+        if spec.exif:
+            _write_exif(temp, spec.exif)
+
+    return write_atomically(path, write)
 
 
 def _black_mosaic(h: int, w: int, black: tuple[int, int, int, int], top: int, left: int) -> np.ndarray:

@@ -32,6 +32,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageCms
 
+from .atomic import flush_to_disk
 from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
 from .dngtags import camera_tags, rationals, valid_orientation
 from .errors import LowlightError
@@ -117,7 +118,7 @@ def write_output(
         note = processing_note(image, fmt, linear_tiff, space)
         copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng",
                       linear_source=image.linear_source)
-        _flush_to_disk(temp)  # on disk before it gets its name: a crash leaves the old file or the whole new one
+        flush_to_disk(temp)  # on disk before it gets its name: a crash leaves the old file or the whole new one
         _move_into_place(temp, path, overwrite)
     except OSError as exc:
         _remove(temp)
@@ -243,12 +244,6 @@ def remove_stale_partials(folder: Path) -> list[Path]:
             _remove(Path(entry.path))
             removed.append(Path(entry.path))
     return removed
-
-
-def _flush_to_disk(path: Path) -> None:
-    """fsync a file written by another library (tifffile, Pillow, exiv2) through a descriptor of our own."""
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:

@@ -18,10 +18,10 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 
+from lowlight_raw.atomic import write_atomically
 from lowlight_raw.registry import MODEL_CHOICES, shipped_weights
 
 SCRIPT_NAME = "lowlight_enhance.lua"
@@ -52,19 +52,6 @@ def plugin_source() -> bytes:
     if (checkout / "pyproject.toml").is_file() and in_checkout.is_file():
         return in_checkout.read_bytes()
     raise PluginNotFound(f"{SCRIPT_NAME} is not part of this installation (looked in lr_bridge/plugin and {in_checkout})")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def luarc_requires_plugin(luarc_text: str) -> bool:
@@ -103,12 +90,13 @@ def install_plugin(configdir: Path | None = None) -> Path:
     script = configdir / "lua" / f"{MODULE_NAME}.lua"
     for path, data in ((script, plugin_source()), (script.with_name(INSTALL_INFO_NAME), install_info())):
         if not path.is_file() or path.read_bytes() != data:
-            _write_atomically(path, data)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, data)
     luarc = configdir / "luarc"
     current = luarc.read_bytes() if luarc.is_file() else b""
     if not luarc_requires_plugin(current.decode("utf-8", errors="replace")):
         separator = b"" if current == b"" or current.endswith(b"\n") else b"\n"
-        _write_atomically(luarc, current + separator + REQUIRE_LINE.encode() + b"\n")
+        write_atomically(luarc, current + separator + REQUIRE_LINE.encode() + b"\n")
     return script
 
 

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+from lowlight_raw.atomic import write_atomically
+
 STATE_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
@@ -69,13 +71,7 @@ def private_dir(path: Path) -> Path:
 
 def write_state(state_dir: Path, state: DaemonState) -> Path:
     """Write ``daemon.json`` (mode 600) atomically (temporary name, then rename); returns its path."""
-    path = state_dir / STATE_FILE
-    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
-        handle.write(json.dumps(asdict(state), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomically(state_dir / STATE_FILE, json.dumps(asdict(state), indent=2) + "\n", mode=0o600)
 
 
 def read_state(state_dir: Path) -> DaemonState | None:

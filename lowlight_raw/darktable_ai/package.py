@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_atomically
 from ..errors import LowlightError
 from ..model import ModelCard, load_model
 from ..registry import is_named, resolve_model
@@ -162,8 +163,9 @@ def write_package(output: Path, model: str | Path = "fast", tile: int = TILE, ov
     config = package_config({layout: card for layout, (_, card) in networks.items()}, tile)
     if not output.parent.is_dir():
         raise LowlightError(output, "its folder does not exist")
-    partial = output.with_name(f".{output.name}.partial")
-    try:
+    validated: list[PackageInfo] = []
+
+    def write(partial: Path) -> None:  # the whole package, checked before it gets its name
         with tempfile.TemporaryDirectory(prefix="dtmodel-") as work:
             with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
                 archive.writestr(f"{PACKAGE_ID}/config.json", json.dumps(config, indent=2) + "\n")
@@ -171,13 +173,13 @@ def write_package(output: Path, model: str | Path = "fast", tile: int = TILE, ov
                     graph = Path(work) / f"{SLOTS[layout]}.onnx"
                     export_graph(network, graph, tile)
                     archive.write(graph, f"{PACKAGE_ID}/{graph.name}")
-        info = validate_package(partial)
-        partial.replace(output)
+        validated.append(validate_package(partial))
+
+    try:
+        write_atomically(output, write)
     except OSError as exc:
         raise LowlightError(output, f"cannot write the package ({exc.strerror or exc})") from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    return PackageInfo(output, info.config, info.graphs)
+    return PackageInfo(output, validated[0].config, validated[0].graphs)
 
 
 def validate_package(path: Path) -> PackageInfo:

@@ -54,6 +54,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from ..all_layouts import layout_class
+from ..atomic import write_atomically
 from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
 from ..layouts import SensorLayout
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"({card.config.layout} raws: {args.count} crops of {side}×{side} per condition, BSDS500 test, seed {SEED}; "
           f"{time.monotonic() - start:.0f} s)")
     if args.json is not None:
-        args.json.write_text(json.dumps(table, indent=1) + "\n")
+        write_atomically(args.json, json.dumps(table, indent=1) + "\n")
     if args.write_card:
         evaluation = {"table": table, "crops_per_condition": args.count, "seed": SEED, "test_set": "BSDS500 test (held out)"}
         write_card(replace(card, extra={**card.extra, "evaluation": evaluation}), args.weights)

@@ -27,6 +27,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from ..atomic import write_atomically
 from . import debian_photos
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -163,16 +164,21 @@ def prepare_cache(cache_dir: Path = DEFAULT_CACHE, root: Path | None = None, pho
     manifest = {}
     for split in ("train", "validation", "test"):
         photos = load_split(split, root, photo_dir, max_mb)
-        tmp = cache_dir / f"{split}.tmp.npz"
-        np.savez(tmp, **{f"{i:04d}": np.frombuffer(p.encoded, dtype=np.uint8) for i, p in enumerate(photos)})
-        tmp.replace(cache_dir / f"{split}.npz")
+        arrays = {f"{i:04d}": np.frombuffer(p.encoded, dtype=np.uint8) for i, p in enumerate(photos)}
+        write_atomically(cache_dir / f"{split}.npz", lambda temp, arrays=arrays: _savez(temp, arrays))
         manifest[split] = [
             {"name": p.name, "source": p.source, "licence": p.licence, "attribution": p.attribution,
              "downscale": p.downscale, "size": list(p.size)}
             for p in photos
         ]
-    (cache_dir / "sources.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    write_atomically(cache_dir / "sources.json", json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return cache_dir
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` to exactly ``path`` (given a name, numpy would add ``.npz`` to it)."""
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def _selected_entries(cache_dir: Path, split: str, sources: str) -> list[tuple[int, dict]]:

@@ -47,6 +47,7 @@ from scipy import ndimage
 from torch import nn
 
 from ..all_layouts import layout_class
+from ..atomic import write_atomically
 from ..color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
 from ..errors import LowlightError
 from ..layouts import SensorLayout
@@ -329,12 +330,10 @@ def plot_sweep(tables: dict[str, dict], path: Path) -> Path:
     for axis in axes.flat[len(tables):]:
         axis.set_visible(False)
     figure.tight_layout()
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=110)
-    pyplot.close(figure)
-    temporary.replace(path)
-    return path
+    try:
+        return write_atomically(Path(path), lambda temp: figure.savefig(temp, dpi=110, format="png"))
+    finally:
+        pyplot.close(figure)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_sweep(tables))
     if args.json is not None:
-        args.json.write_text(json.dumps(tables, indent=1) + "\n")
+        write_atomically(args.json, json.dumps(tables, indent=1) + "\n")
     if args.plot is not None:
         plot_sweep(tables, args.plot)
     return 0

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..all_layouts import layout_class, layout_kinds
+from ..atomic import write_atomically
 from ..color import srgb_encode_torch
 from ..model import ARCHITECTURES, RESIDUAL_BASES, ContextUNetConfig, SIDUNet, build_model, load_model, read_card, save_weights
 from . import sensor_noise
@@ -230,9 +231,7 @@ class Trainer:
             "config": {"width": self.args.width, "depth": self.args.depth},
             "best_psnr": self.best_psnr,
         }
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint_path)
+        write_atomically(self.checkpoint_path, lambda temp: torch.save(state, temp))
 
     def load_checkpoint(self) -> None:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
