@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+TEMP_NAME_BYTES = 200  # of the file's name in its temporary name: with the rest, within NAME_MAX (255)
+
 
 def write_atomically(path: Path, content: bytes | str | Callable[[Path], None], mode: int = 0o644) -> Path:
     """Write ``content`` to ``path`` (replacing it) and return ``path``.
@@ -24,7 +26,8 @@ def write_atomically(path: Path, content: bytes | str | Callable[[Path], None], 
     from creation for bytes and text (``0o600`` for private state).
     """
     path = Path(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    name = os.fsdecode(os.fsencode(path.name)[:TEMP_NAME_BYTES])  # a long name's temporary one must fit too
+    temp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         if callable(content):
             content(temp)

@@ -51,3 +51,12 @@ def test_the_file_is_on_disk_before_it_gets_its_name(tmp_path: Path, monkeypatch
     atomic.write_atomically(path, lambda temp: temp.write_bytes(b"\x89PNG..."))
     assert len(synced) == 1 and Path(synced[0][0]).name.startswith(".plot.png.") and synced[0][1] is False
     assert path.read_bytes() == b"\x89PNG..." and stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_name_at_the_file_system_limit_is_written_too(tmp_path: Path) -> None:
+    path = tmp_path / ("x" * 245 + ".dng")  # 249 bytes: its temporary name must be shorter than ".NAME.PID…"
+    atomic.write_atomically(path, b"raw")
+    assert path.read_bytes() == b"raw" and leftovers(tmp_path) == []
+    accented = tmp_path / ("é" * 120 + ".json")  # 245 bytes in UTF-8, cut inside a character for the temporary
+    atomic.write_atomically(accented, "{}")
+    assert accented.read_text() == "{}" and leftovers(tmp_path) == []
