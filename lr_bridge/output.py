@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from lowlight_raw.atomic import TEMP_NAME_BYTES
+
 MAX_COLLISION_SUFFIX = 9999
 
 
@@ -19,7 +21,8 @@ def write_new_file(directory: Path, name: str, data: bytes, overwrite: bool = Fa
     if not name or Path(name).name != name or name in (".", ".."):
         raise OSError(f"{name!r} is not a plain file name")
     directory.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+    short = os.fsdecode(os.fsencode(name)[:TEMP_NAME_BYTES])  # a name near NAME_MAX leaves room for the rest
+    handle, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{short}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(handle, "wb") as f:

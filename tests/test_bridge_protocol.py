@@ -151,6 +151,12 @@ def test_write_new_file_never_overwrites_unless_asked(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_lowlight.jpg", "a_lowlight_1.jpg"]
 
 
+def test_write_new_file_takes_a_name_at_the_file_system_limit(tmp_path):
+    name = "x" * 242 + "_lowlight.jpg"  # 255 bytes: the temporary name is shortened, the file's is not
+    assert write_new_file(tmp_path, name, b"jpeg").name == name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
 @pytest.mark.parametrize("name", ["../escape.jpg", "sub/a.jpg", "", ".."])
 def test_write_new_file_refuses_names_that_are_not_plain(tmp_path, name):
     with pytest.raises(OSError):
