@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
-from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_cfa_dng
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.weights import save_weights
+from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, test_scene, write_cfa_dng
 from lr_bridge.client import BridgeClient, JobSummary, connect, run_job, start_daemon
 from lr_bridge.state import read_state
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-from lowlight_raw.backends import ClusterSpec, LocalBackend
-from lowlight_raw.cluster import connect
+from lowlight_raw.backends.base import LocalBackend
+from lowlight_raw.backends.dask_client import connect
+from lowlight_raw.backends.spec import ClusterSpec
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lr_bridge.client import BridgeClient, JobSummary, run_job, start_daemon
 from lr_bridge.client import connect as connect_daemon

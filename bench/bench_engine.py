@@ -61,7 +61,7 @@ TARGETS = {"e2e_s": 0.5, "network_s": 0.05, "bf16_psnr_loss_db": 0.05}  # GPU, q
 
 def bench_scene(megapixels: float) -> np.ndarray:
     """The clean linear camera-RGB scene ``(H, W, 3)`` of ``megapixels`` (3:2): the chart tiled."""
-    from lowlight_raw.synthetic import test_scene
+    from lowlight_raw.testing.synthetic import test_scene
 
     width = int(round(np.sqrt(megapixels * 1e6 * 1.5) / 2)) * 2
     height = int(round(width / 1.5 / 2)) * 2
@@ -70,8 +70,8 @@ def bench_scene(megapixels: float) -> np.ndarray:
 
 def synthesise_raw(path: Path, megapixels: float, layout: str = "bayer", exposure: str = "dark") -> Path:
     """A DNG of :func:`bench_scene` of sensor ``layout`` shot as ``exposure`` says (:data:`EXPOSURES`)."""
-    from lowlight_raw.synthetic import DngSpec, dark_exposure, dark_linear_exposure, write_cfa_dng, write_linear_dng
-    from lowlight_raw.xtrans import pattern_letters
+    from lowlight_raw.layouts.xtrans import pattern_letters
+    from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, dark_linear_exposure, write_cfa_dng, write_linear_dng
 
     ratio, a, b, iso = EXPOSURES[exposure]
     spec = DngSpec(exif={"Exif.Photo.ISOSpeedRatings": str(iso)}, pattern=pattern_letters() if layout == "xtrans" else "RGGB")
@@ -121,11 +121,11 @@ def network_alone(
     """
     import torch
 
-    from lowlight_raw.model import load_model
-    from lowlight_raw.network_input import network_input
-    from lowlight_raw.noise import estimate_profile
-    from lowlight_raw.raw import read_raw
-    from lowlight_raw.tiling import run_tiled
+    from lowlight_raw.files.raw import read_raw
+    from lowlight_raw.networks.weights import load_model
+    from lowlight_raw.pipeline.network_input import network_input
+    from lowlight_raw.pipeline.noise import estimate_profile
+    from lowlight_raw.pipeline.tiling import run_tiled
 
     photo = read_raw(source)
     packed = photo.layout.pack(photo.visible)
@@ -198,8 +198,8 @@ def measure(kind: str, weights: Path, source: Path, device: str, repeats: int, m
     """Run in the child: the rows of one ``kind`` ('e2e', 'network', 'daemon') for one model."""
     import torch
 
-    from lowlight_raw.model import read_card
-    from lowlight_raw.tiling import choose_device
+    from lowlight_raw.networks.weights import read_card
+    from lowlight_raw.pipeline.device import choose_device
 
     dev = choose_device(device)
     cuda = dev.type == "cuda"
@@ -228,8 +228,9 @@ def resolve(models: str, widths: str, folder: Path, layout: str = "bayer") -> tu
     ``layout``, and a line for each shipped model that is missing."""
     import torch
 
-    from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
-    from lowlight_raw.registry import SHIPPED_MODELS
+    from lowlight_raw.networks.catalog import SHIPPED_MODELS
+    from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+    from lowlight_raw.networks.weights import save_weights
 
     found, missing = [], []
     for name in filter(None, (m.strip() for m in models.split(","))):
@@ -316,8 +317,8 @@ def cpu_measure(root: Path, weights: Path, source: Path, warm_up: Path) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lowlight_raw import tiling
     from lowlight_raw.engine import EnhanceOptions, Enhancer
+    from lowlight_raw.pipeline import tiling
 
     enhancer = Enhancer(weights, device="cpu")
     network = enhancer.model
@@ -370,7 +371,7 @@ def baseline_tree(revision: str):
 def cpu_table(args: argparse.Namespace) -> int:
     """For each layout and size: this tree's code (and ``--baseline``'s, interleaved run by run, so
     both meet the same load) end to end in a fresh process each; prints the table and the targets."""
-    from lowlight_raw.registry import SHIPPED_MODELS
+    from lowlight_raw.networks.catalog import SHIPPED_MODELS
 
     sizes = [float(s) for s in args.sizes.split(",")]
     layouts = args.layouts.split(",")
@@ -465,7 +466,7 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=24.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="fast,quality", help="shipped model names or weight files, comma list")
-    from lowlight_raw.all_layouts import layout_kinds
+    from lowlight_raw.layouts.registry import layout_kinds
 
     parser.add_argument("--layout", choices=layout_kinds(), default="bayer", help="sensor layout of the raw")
     parser.add_argument("--exposure", choices=tuple(EXPOSURES), default="dark",

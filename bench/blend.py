@@ -1,8 +1,8 @@
 """Choose the clean-photo blend on the validation photos: ``python bench/blend.py [--weights W]``.
 
 The engine gives the network a share of the result that follows the noise of the amplified
-photo (:func:`lowlight_raw.restore.network_share`): the layout's ``clean_network_share`` for a
-clean photo, rising log-linearly from :data:`~lowlight_raw.restore.NETWORK_FROM_SIGMA` to all of
+photo (:func:`lowlight_raw.pipeline.restore.network_share`): the layout's ``clean_network_share`` for a
+clean photo, rising log-linearly from :data:`~lowlight_raw.pipeline.restore.NETWORK_FROM_SIGMA` to all of
 it at the layout's ``full_network_sigma``. This changes one of the three at a time from the
 shipped setting and scores each the way ``lowlight-raw evaluate`` scores the model (×1–×10 and
 clean raws, PSNR / SSIM in sRGB), on BSDS500's *validation* photos, so that the settings are
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from lowlight_raw import restore
-from lowlight_raw.all_layouts import layout_class
-from lowlight_raw.model import load_model
-from lowlight_raw.registry import shipped_weights
+from lowlight_raw.layouts.registry import layout_class
+from lowlight_raw.networks.catalog import shipped_weights
+from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline import restore
 from lowlight_raw.training.evaluate import evaluate
 from lowlight_raw.training.sources import cached_images
 
@@ -58,7 +58,7 @@ def main() -> None:
 
 
 def apply(layout, setting: dict[str, float]) -> None:
-    """Make ``setting`` the one :func:`lowlight_raw.restore.network_share` uses for ``layout``."""
+    """Make ``setting`` the one :func:`lowlight_raw.pipeline.restore.network_share` uses for ``layout``."""
     layout.clean_network_share, layout.full_network_sigma = setting["clean share"], setting["full network from σ"]
     restore.NETWORK_FROM_SIGMA = setting["network from σ"]
 

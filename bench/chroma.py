@@ -1,7 +1,7 @@
 """The chroma smoothing of noisy photos, on and off: ``python bench/chroma.py [--weights W]``.
 
 For a photo the network takes alone (its noise above the layout's full-network sigma), the
-engine smooths the result's chroma with a colour-guided filter (:func:`lowlight_raw.restore.smooth_chroma`).
+engine smooths the result's chroma with a colour-guided filter (:func:`lowlight_raw.pipeline.restore.smooth_chroma`).
 This scores the shipped setting, the filter off, and other windows and regularisations, the way
 ``lowlight-raw evaluate`` scores the model (PSNR / SSIM in sRGB), on three sets of photos:
 BSDS500's validation photos (JPEGs whose chroma was stored at half resolution, which flatters
@@ -17,9 +17,9 @@ import argparse
 
 import skimage.data
 
-from lowlight_raw import restore
-from lowlight_raw.model import load_model
-from lowlight_raw.registry import shipped_weights
+from lowlight_raw.networks.catalog import shipped_weights
+from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline import restore
 from lowlight_raw.training.evaluate import evaluate
 from lowlight_raw.training.sources import cached_images
 

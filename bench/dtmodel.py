@@ -9,7 +9,7 @@ conditions; :mod:`lowlight_raw.training.evaluate`), sRGB PSNR / SSIM against the
 * *naive*: the plain demosaic × the ratio;
 * *darktable denoise (tuned)*: darktable's denoise (profiled), told the true noise profile, its
   strength and transform tuned per condition on other photos, then exposure, in darktable-cli;
-* *lowlight-raw*: our own pipeline (the engine's :func:`~lowlight_raw.restore.restore`);
+* *lowlight-raw*: our own pipeline (the engine's :func:`~lowlight_raw.pipeline.restore.restore`);
 * *emulated .dtmodel → darktable*: the package's Bayer graph through the emulation of darktable's
   raw denoise (:func:`lowlight_raw.darktable_ai.emulate.restore_bayer`: tiles, ramps, re-mosaic, uint16
   CFA), the written CFA then rendered by darktable-cli with exposure ``+log2(ratio)`` only;
@@ -40,13 +40,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lowlight_raw.all_layouts import layout_class
-from lowlight_raw.color import srgb_encode
 from lowlight_raw.darktable_ai.emulate import Graph, open_graphs, restore_bayer, restore_linear
 from lowlight_raw.darktable_ai.package import OPSET, TILE, write_package
-from lowlight_raw.layouts import mosaic_from_rgb
-from lowlight_raw.model import SIDUNet, UNetConfig, load_model
-from lowlight_raw.registry import shipped_weights
+from lowlight_raw.layouts.base import mosaic_from_rgb
+from lowlight_raw.layouts.registry import layout_class
+from lowlight_raw.networks.catalog import shipped_weights
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline.color import srgb_encode
 from lowlight_raw.training import darktable_baseline, evaluate
 from lowlight_raw.training.sources import DEFAULT_CACHE, cached_images
 

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from lowlight_raw.model import load_model
-from lowlight_raw.registry import SHIPPED_MODELS
+from lowlight_raw.networks.catalog import SHIPPED_MODELS
+from lowlight_raw.networks.weights import load_model
 from lowlight_raw.training import evaluate
 from lowlight_raw.training.sources import DEFAULT_CACHE, cached_images
 

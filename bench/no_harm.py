@@ -5,7 +5,7 @@ gravel, brick; public domain / CC0), blurred as a lens would (0.5 px), are writt
 well-exposed Bayer (or X-Trans) DNGs with a typical camera's noise at ``--iso`` (200 unless
 given; :func:`typical_a_at_iso`; the ISO is in the EXIF, the camera unknown to darktable, so the
 noise is estimated from the photo) and enhanced at 0 EV through the engine, once as users get
-it (``--strength 1``: for such a clean raw, :mod:`lowlight_raw.restore` blends the layout's
+it (``--strength 1``: for such a clean raw, :mod:`lowlight_raw.pipeline.restore` blends the layout's
 clean share of the network, or more where the estimate reads texture as noise, into an
 edge-directed Bayer demosaic, or X-Trans's colour-difference demosaic) and once as the plain demosaic
 (``--strength 0``: bilinear, or its X-Trans analogue). Both are scored in sRGB against the true
@@ -25,13 +25,13 @@ import tifffile
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
-from lowlight_raw.color import camera_to_linear, srgb_encode
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.noise import read_variance_for, typical_a_at_iso
-from lowlight_raw.raw import read_raw
-from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
+from lowlight_raw.files.raw import read_raw
+from lowlight_raw.layouts.xtrans import pattern_letters
+from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
+from lowlight_raw.pipeline.noise import read_variance_for, typical_a_at_iso
+from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
-from lowlight_raw.xtrans import pattern_letters
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "grass", "gravel", "brick")  # the last three: grey textures
 BORDER = 4  # pixels left out of the score on every side

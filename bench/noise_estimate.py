@@ -33,10 +33,10 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from lowlight_raw.bayer import BayerLayout
-from lowlight_raw.color import srgb_encode
-from lowlight_raw.noise import NoiseProfile, estimate_profile, read_variance_for, typical_a_at_iso
-from lowlight_raw.restore import network_share
+from lowlight_raw.layouts.bayer import BayerLayout
+from lowlight_raw.pipeline.color import srgb_encode
+from lowlight_raw.pipeline.noise import NoiseProfile, estimate_profile, read_variance_for, typical_a_at_iso
+from lowlight_raw.pipeline.restore import network_share
 from lowlight_raw.training.dataset import packed_shot
 from lowlight_raw.training.debian_photos import downscale_linear, fetch_photos, load_manifest, read_rgb
 from lowlight_raw.training.sensor_noise import SensorModel

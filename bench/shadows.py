@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lowlight_raw.all_layouts import layout_class
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.model import load_model
-from lowlight_raw.registry import SHIPPED_MODELS
-from lowlight_raw.restore import blend_clean_rendering
-from lowlight_raw.tiling import run_tiled
+from lowlight_raw.layouts.registry import layout_class
+from lowlight_raw.networks.catalog import SHIPPED_MODELS
+from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline.restore import blend_clean_rendering
+from lowlight_raw.pipeline.tiling import run_tiled
 from lowlight_raw.training import sweep
 
 NEAR_NOISELESS = sweep.LEVELS[0]  # the sweep's ×1 at ISO 400: a fraction of a DN of noise at mid-grey

@@ -19,7 +19,7 @@ import skimage.data
 import torch
 
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.model import load_model
+from lowlight_raw.networks.weights import load_model
 from lowlight_raw.training import evaluate
 
 SEED = 99

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .backends import ClusterSpec, add_cluster_arguments
+from .backends.spec import ClusterSpec, add_cluster_arguments
 from .errors import LowlightError
 from .options import EnhanceOptions, add_arguments
 
 if TYPE_CHECKING:
-    from .backends import Backend
+    from .backends.base import Backend
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,16 +124,16 @@ def _backend(args: argparse.Namespace, options: EnhanceOptions) -> Backend:
 
     Raises ``ValueError`` / :class:`LowlightError` (exit 2) when neither can be used.
     """
-    from .backends import LocalBackend
-    from .tiling import DEFAULT_TILE
+    from .backends.base import LocalBackend
+    from .pipeline.tiling import DEFAULT_TILE
 
     spec = ClusterSpec.from_args(args)
     if spec is None:
         from .engine import Enhancer
 
         return LocalBackend(Enhancer(options.model or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles))
-    from .backends import ClusterError
-    from .cluster import connect
+    from .backends.dask_client import connect
+    from .backends.spec import ClusterError
 
     try:
         return connect(spec, options.model or "auto", args.device)

@@ -17,18 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .all_layouts import layout_class
 from .errors import Cancelled, LowlightError
-from .exposure import auto_ev
-from .model import ModelCard, load_model
-from .network_input import network_input
-from .noise import profile_for
+from .files.raw import read_raw
+from .files.writers import OutputImage, make_output_dir, output_path_for, write_output
+from .layouts.registry import layout_class
+from .networks.catalog import is_named, resolve_model
+from .networks.weights import ModelCard, load_model
 from .options import EnhanceOptions
-from .raw import read_raw
-from .registry import is_named, resolve_model
-from .restore import restore
-from .tiling import DEFAULT_TILE, choose_device, cpu_threads
-from .writers import OutputImage, make_output_dir, output_path_for, write_output
+from .pipeline.device import choose_device, cpu_threads
+from .pipeline.exposure import auto_ev
+from .pipeline.network_input import network_input
+from .pipeline.noise import profile_for
+from .pipeline.restore import restore
+from .pipeline.tiling import DEFAULT_TILE
 
 Progress = Callable[[float, str], None]
 

@@ -18,6 +18,10 @@ class LowlightError(Exception):
         super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
 
 
+class InternalError(LowlightError):
+    """A bug met while enhancing one file: that file fails with this line, the batch goes on."""
+
+
 class UnsupportedSensor(LowlightError):
     """The file decodes, but its sensor layout (X-Trans, Foveon, mono, linear) is not supported yet."""
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-from .registry import MODEL_CHOICES, MODEL_METAVAR
+from .files.formats import FORMATS
+from .networks.catalog import MODEL_CHOICES, MODEL_METAVAR
 
-FORMATS = ("dng", "tiff", "jpeg")
 MIN_EV, MAX_MANUAL_EV = -4.0, 12.0  # what a user may ask for; --ev auto stays within [0, MAX_EV]
 MIN_STRENGTH, MAX_STRENGTH = 0.0, 1.0
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import zmq
 
-from lowlight_raw.backends import ClusterError, ClusterSpec, add_cluster_arguments
-from lowlight_raw.local import pid_alive
+from lowlight_raw.backends.spec import ClusterError, ClusterSpec, add_cluster_arguments
+from lowlight_raw.machine import pid_alive
+from lowlight_raw.networks.catalog import MODEL_METAVAR
 from lowlight_raw.options import EnhanceOptions, add_arguments
-from lowlight_raw.registry import MODEL_METAVAR
 from lr_bridge import __version__, darktable_install
 from lr_bridge.client import (
     BridgeClient,

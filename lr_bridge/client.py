@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from lowlight_raw.local import pid_alive
+from lowlight_raw.machine import pid_alive
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.keys import KeyPair, make_curve_client
 from lr_bridge.output import write_new_file

@@ -32,9 +32,9 @@ from pathlib import Path
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from lowlight_raw.backends import ClusterSpec
+from lowlight_raw.backends.spec import ClusterSpec
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.registry import MODEL_CHOICES, check_shipped
+from lowlight_raw.networks.catalog import MODEL_CHOICES, check_shipped
 from lr_bridge import __version__
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.keys import Admission, KeyPair, authorized_keys, make_curve_server, new_keypair
@@ -78,7 +78,7 @@ class ServeSettings:
 
     bind: str
     state_dir: Path
-    model: str = "auto"  # auto, a shipped model (lowlight_raw.registry.MODEL_CHOICES) or a weight file
+    model: str = "auto"  # auto, a shipped model (lowlight_raw.networks.catalog.MODEL_CHOICES) or a weight file
     device: str = "auto"
     server_keys: KeyPair | None = None  # remote CURVE: the daemon's key pair …
     authorized_keys: Path | None = None  # … and the folder of authorised client public keys

@@ -21,8 +21,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from lowlight_raw.atomic import write_atomically
-from lowlight_raw.registry import MODEL_CHOICES, shipped_weights
+from lowlight_raw.files.atomic import write_atomically
+from lowlight_raw.networks.catalog import MODEL_CHOICES, shipped_weights
 
 SCRIPT_NAME = "lowlight_enhance.lua"
 # what the installer found, read by the plugin from beside its own script (same name, .json)

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from lowlight_raw.atomic import TEMP_NAME_BYTES
+from lowlight_raw.files.atomic import TEMP_NAME_BYTES
 
 MAX_COLLISION_SUFFIX = 9999
 

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lowlight_raw.local import is_loopback_host
+from lowlight_raw.machine import is_loopback_host
 from lowlight_raw.options import parse_model
 from lr_bridge.state import default_state_dir
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from lowlight_raw.atomic import write_atomically
+from lowlight_raw.files.atomic import write_atomically
 
 STATE_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"

@@ -11,7 +11,7 @@ on. :attr:`Worker.last_progress` is when the worker last showed life; the daemon
 follow it.
 
 With a Dask cluster (``serve --dask-scheduler``) it loads no engine: it connects to the cluster
-and hands each job's files to :meth:`lowlight_raw.cluster.DaskBackend.outputs`, then writes
+and hands each job's files to :meth:`lowlight_raw.backends.dask_client.DaskBackend.outputs`, then writes
 path jobs' outputs here and sends bytes jobs' outputs back, as without a cluster.
 """
 
@@ -25,22 +25,22 @@ import shutil
 import tempfile
 import threading
 import time
-import unicodedata
-from contextlib import nullcontext, suppress
-from pathlib import Path, PurePosixPath
+from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from lowlight_raw.backends import ClusterSpec
-from lowlight_raw.local import pid_alive
+from lowlight_raw.backends.spec import ClusterSpec
+from lowlight_raw.machine import pid_alive
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
 
 if TYPE_CHECKING:  # the cluster module loads distributed, the engine torch: only when a job needs them
-    from lowlight_raw.cluster import DaskBackend
+    from lowlight_raw.backends.base import Backend
+    from lowlight_raw.backends.dask_client import DaskBackend
     from lowlight_raw.engine import EnginePool
 
 log = logging.getLogger("lr_bridge.worker")
@@ -85,25 +85,9 @@ def remove_stale_scratch() -> list[Path]:
     return removed
 
 
-MAX_SCRATCH_NAME_BYTES = 160  # room left for "_lowlight_9999.ext" and a temporary suffix under NAME_MAX
-_FALLBACK_STEM = "raw"
-
-
-def scratch_name(name: str) -> str:
-    """A plain, short, valid UTF-8 file name for bytes the client called ``name``.
-
-    Its last component, keeping the client's stem (outputs are named after it) where it is
-    usable: ``..``, ``sub/..``, control characters, lone surrogates and over-long names all map
-    to something the daemon can create.
-    """
-    last = PurePosixPath(name.replace("\\", "/")).name
-    text = last.encode("utf-8", "replace").decode("utf-8")
-    text = "".join("_" if unicodedata.category(c)[0] == "C" else c for c in text).lstrip(".")
-    suffix = PurePosixPath(text).suffix if len(PurePosixPath(text).suffix) <= 10 else ""
-    stem = text[: len(text) - len(suffix)] if suffix else text
-    while len((stem + suffix).encode("utf-8")) > MAX_SCRATCH_NAME_BYTES:
-        stem = stem[:-1]
-    return (stem or _FALLBACK_STEM) + suffix
+def source_of(item: InputFile) -> Path:
+    """The file a path job's item names (its ``path``, else its ``name``)."""
+    return Path(item.path or item.name)
 
 
 class Worker(threading.Thread):
@@ -167,7 +151,7 @@ class Worker(threading.Thread):
         return True
 
     def _connect(self) -> bool:
-        from lowlight_raw.cluster import connect, describe_workers
+        from lowlight_raw.backends.dask_client import connect, describe_workers
 
         try:
             self._backend = connect(self._cluster, self._model_request, self._device_request)
@@ -197,12 +181,9 @@ class Worker(threading.Thread):
         self.last_progress = time.monotonic()
 
     def _run_job(self, job: Job) -> None:
-        ok = failed = 0
-        files = job.request.files
+        """Run ``job``'s files on the cluster or on the warm engine for its model, one :class:`Backend` either way."""
         if self._backend is not None:
-            ok, failed = self._run_on_cluster(job)
-            cancelled = job.cancel.is_set() and ok + failed < len(files)
-            self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)
+            self._run_files(job, self._backend)
             return
         try:
             enhancer = self._enhancer_for(job.request.options.model)
@@ -217,18 +198,10 @@ class Worker(threading.Thread):
         except OSError as exc:  # e.g. the temporary disk is full: every file fails, the worker goes on
             self._fail_all(job, f"the daemon has no temporary space ({exc.strerror or exc})")
             return
+        from lowlight_raw.backends.base import LocalBackend
+
         with scratch as scratch_dir:
-            for index, item in enumerate(files):
-                if job.cancel.is_set():
-                    break
-                self.running_index = index
-                outcome = self._run_file(job, enhancer, index, item, Path(scratch_dir) if scratch_dir else None)
-                if outcome is None:
-                    break
-                ok, failed = ok + outcome, failed + (not outcome)
-        cancelled = job.cancel.is_set() and ok + failed < len(files)
-        log.info("job %s: %d ok, %d failed%s", job.id, ok, failed, ", cancelled" if cancelled else "")
-        self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)
+            self._run_files(job, LocalBackend(enhancer, Path(scratch_dir) if scratch_dir else None))
 
     def _fail_all(self, job: Job, reason: str) -> None:
         """Every file of ``job`` fails with ``reason`` (the job could not start)."""
@@ -236,90 +209,41 @@ class Worker(threading.Thread):
             self._emit(job, "error", code=FILE_FAILED, index=index, file=item.name, message=_one_line(f"{item.name}: {reason}"))
         self._emit(job, "done", ok=0, failed=len(job.request.files), cancelled=False)
 
-    def _run_file(self, job: Job, enhancer, index: int, item: InputFile, scratch: Path | None) -> bool | None:
-        """Enhance one file; ``True`` done, ``False`` failed (error sent), ``None`` cancelled."""
-        from lowlight_raw.errors import Cancelled, LowlightError
+    def _run_files(self, job: Job, backend: Backend) -> None:
+        """Every file of ``job`` through ``backend``: a ``result`` or an ``error`` each, then ``done``."""
+        from lowlight_raw.backends.base import FileInput
+        from lowlight_raw.errors import InternalError, LowlightError
 
-        total = len(job.request.files)
-
-        def progress(fraction: float, stage: str) -> None:
-            fraction = min(max(float(fraction), 0.0), 1.0)
-            self._emit(job, "progress", index=index, total=total, file=item.name, fraction=fraction, stage=stage)
-
-        def fail(code: str, message: str) -> bool:
-            self._emit(job, "error", code=code, message=_one_line(message), index=index, file=item.name)
-            return False
-
-        source: Path | None = None
-        try:
-            if scratch is not None:
-                source = scratch / "in" / str(index) / scratch_name(item.name)
-                source.parent.mkdir(parents=True)
-                source.write_bytes(item.data or b"")
-                result = enhancer.enhance(source, engine_options(job.request, scratch / "out" / str(index)),
-                                          progress, job.cancel.is_set)
-                try:
-                    data = result.output.read_bytes()
-                finally:
-                    result.output.unlink(missing_ok=True)
-            else:
-                source = Path(item.path or item.name)
-                result = enhancer.enhance(source, engine_options(job.request), progress, job.cancel.is_set)
-        except Cancelled:
-            return None
-        except LowlightError as exc:
-            concerns_source = exc.path is None or exc.path == source
-            return fail(FILE_FAILED, f"{item.name}: {exc.reason if concerns_source else exc}")
-        except OSError as exc:  # the scratch copy: no space, no inodes …
-            return fail(FILE_FAILED, f"{item.name}: the daemon cannot store the file ({exc.strerror or exc})")
-        except Exception as exc:  # a bug must fail this file only, never the daemon
-            log.exception("job %s: unexpected failure on %s", job.id, ascii(item.name))
-            return fail(INTERNAL, f"{item.name}: internal error ({exc.__class__.__name__}: {exc})")
-        finally:
-            if scratch is not None and source is not None:
-                with suppress(OSError):
-                    source.unlink(missing_ok=True)
-        fields = {"index": index, "total": total, "file": item.name, "ev": result.ev,
-                  "seconds": result.seconds, "noise_source": result.noise_source}
-        if scratch is None:
-            self._emit(job, "result", output=str(result.output), **fields)
-        else:
-            self._emit(job, "result", (data,), output=result.output.name, bytes=True, **fields)
-        return True
-
-    def _run_on_cluster(self, job: Job) -> tuple[int, int]:
-        """Run ``job``'s files on the Dask cluster; the numbers of files done and failed."""
-        from lowlight_raw.backends import FileInput
-        from lowlight_raw.errors import LowlightError
-
-        assert self._backend is not None
-        files, total, ok = job.request.files, len(job.request.files), 0
+        files, total = job.request.files, len(job.request.files)
 
         def progress(index: int, fraction: float, stage: str) -> None:
             self.running_index = index
+            fraction = min(max(float(fraction), 0.0), 1.0)
             self._emit(job, "progress", index=index, total=total, file=files[index].name, fraction=fraction, stage=stage)
 
         options = engine_options(job.request)
         if job.request.as_bytes:
-            inputs = [FileInput(item.name, data=item.data or b"") for item in files]
-            outcomes = self._backend.outputs(inputs, options, progress, job.cancel.is_set)
+            outcomes = backend.outputs([FileInput(item.name, data=item.data or b"") for item in files], options, progress,
+                                       job.cancel.is_set)
         else:
-            outcomes = self._backend.enhance([Path(item.path or item.name) for item in files], options, progress,
-                                             job.cancel.is_set)
-        done = 0
+            outcomes = backend.enhance([source_of(item) for item in files], options, progress, job.cancel.is_set)
+        ok = failed = 0
         for index, outcome in outcomes:
-            done += 1
-            name = files[index].name
+            item = files[index]
             if isinstance(outcome, LowlightError):
-                reason = outcome.reason if outcome.path in (None, Path(name)) else str(outcome)
-                self._emit(job, "error", code=FILE_FAILED, message=_one_line(f"{name}: {reason}"), index=index,
-                           file=name)
+                failed += 1
+                concerns_file = outcome.path in (None, Path(item.name), source_of(item))
+                code = INTERNAL if isinstance(outcome, InternalError) else FILE_FAILED
+                self._emit(job, "error", code=code, index=index, file=item.name,
+                           message=_one_line(f"{item.name}: {outcome.reason if concerns_file else outcome}"))
                 continue
             ok += 1
-            fields = {"index": index, "total": total, "file": name, "ev": outcome.ev,
+            fields = {"index": index, "total": total, "file": item.name, "ev": outcome.ev,
                       "seconds": outcome.seconds, "noise_source": outcome.noise_source}
             if job.request.as_bytes:
                 self._emit(job, "result", (outcome.data,), output=outcome.name, bytes=True, **fields)
             else:
                 self._emit(job, "result", output=str(outcome.output), **fields)
-        return ok, done - ok
+        cancelled = job.cancel.is_set() and ok + failed < total
+        log.info("job %s: %d ok, %d failed%s", job.id, ok, failed, ", cancelled" if cancelled else "")
+        self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)

@@ -33,11 +33,11 @@ local POLL_MS = 200
 local EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_CANCELLED = 1, 3, 130
 local EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND = 126, 127
 -- facts the Python side defines; tests/test_plugin_lua.py checks these copies against them
-local FORMATS = { "DNG", "TIFF", "JPEG" } -- lowlight_raw.options.FORMATS, upper case
+local FORMATS = { "DNG", "TIFF", "JPEG" } -- lowlight_raw.files.formats.FORMATS, upper case
 local EV_RANGE = { -4, 12 } -- lowlight_raw.options.MIN_EV, MAX_MANUAL_EV
 local STRENGTH_RANGE = { 0.0, 1.0 } -- lowlight_raw.options.MIN_STRENGTH, MAX_STRENGTH
-local MODELS = { "auto", "fast", "fast-licence-clean", "quality" } -- lowlight_raw.registry.MODEL_CHOICES
-local OUTPUT_SUFFIX = "_lowlight" -- lowlight_raw.writers.OUTPUT_SUFFIX: <stem>_lowlight[_N].<ext>
+local MODELS = { "auto", "fast", "fast-licence-clean", "quality" } -- lowlight_raw.networks.catalog.MODEL_CHOICES
+local OUTPUT_SUFFIX = "_lowlight" -- lowlight_raw.files.writers.OUTPUT_SUFFIX: <stem>_lowlight[_N].<ext>
 -- images darktable imports that hold no camera mosaic (darktable's `is_raw` is only known once
 -- an image has been loaded, so the extension decides)
 local NOT_RAW_EXTENSIONS = {}

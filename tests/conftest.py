@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lowlight_raw.model import SIDUNet, UNetConfig, save_weights
-from lowlight_raw.synthetic import DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng, write_linear_dng
-from lowlight_raw.xtrans import pattern_letters
+from lowlight_raw.layouts.xtrans import pattern_letters
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.weights import save_weights
+from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng, write_linear_dng
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""lowlight_raw.atomic.write_atomically: the one way weights, cards, state, caches, packages and
+"""lowlight_raw.files.atomic.write_atomically: the one way weights, cards, state, caches, packages and
 plots are written: whole or not at all, flushed to disk before they get their name."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lowlight_raw import atomic
+from lowlight_raw.files import atomic
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lowlight_raw.bayer import PATTERNS, BayerLayout, pack_bayer, simple_demosaic, unpack_bayer
-from lowlight_raw.layouts import mosaic_from_rgb
+from lowlight_raw.layouts.base import mosaic_from_rgb
+from lowlight_raw.layouts.bayer import PATTERNS, BayerLayout, pack_bayer, simple_demosaic, unpack_bayer
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)

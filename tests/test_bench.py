@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lowlight_raw.registry import SHIPPED_MODELS
+from lowlight_raw.networks.catalog import SHIPPED_MODELS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_engine.py"
 

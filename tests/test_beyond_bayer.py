@@ -13,7 +13,7 @@ import tifffile
 from helpers import decode_output, file_sha256, finished_outputs, patch_means
 from lowlight_raw.cli import main
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.synthetic import DngSpec, dark_linear_exposure, test_scene, write_linear_dng
+from lowlight_raw.testing.synthetic import DngSpec, dark_linear_exposure, test_scene, write_linear_dng
 
 SIZES = {"xtrans": (91, 125), "linear": (90, 122)}  # the fixtures' visible sizes (conftest)
 EXTENSION = {"dng": "dng", "tiff": "tif", "jpeg": "jpg"}
@@ -131,7 +131,7 @@ def _jpeg_xl_dng(path):
 
 def _preview_only_dng(path):
     """A DNG (DNGVersion set) holding only an 8-bit RGB preview, as some phone apps write."""
-    from lowlight_raw.dngtags import camera_tags
+    from lowlight_raw.files.dngtags import camera_tags
 
     spec = DngSpec()
     tags = [t for t in camera_tags(spec.make, spec.model, spec.cam_xyz, np.asarray(spec.as_shot_neutral), 1) if t[0] != 254]

@@ -19,7 +19,7 @@ import pytest
 import tifffile
 
 from helpers import file_sha256, finished_outputs
-from lowlight_raw.local import pid_alive
+from lowlight_raw.machine import pid_alive
 from lr_bridge.protocol import HEARTBEAT_TIMEOUT_S
 from lr_bridge.state import LOG_FILE, STATE_FILE, read_state
 
@@ -314,7 +314,7 @@ def test_the_client_imports_neither_torch_nor_numpy(bridge, make_dng, tmp_path):
 
 
 def test_each_job_can_name_its_model_and_a_bad_one_fails_only_that_job(bridge, make_dng, tmp_path):
-    from lowlight_raw.registry import SHIPPED_MODELS
+    from lowlight_raw.networks.catalog import SHIPPED_MODELS
 
     source = make_dng("night.dng")
     default = bridge.run("enhance", "--json", "-o", str(tmp_path / "default"), str(source))

@@ -24,9 +24,10 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from helpers import file_sha256, finished_outputs
-from lowlight_raw.backends import ClusterError, ClusterSpec
+from lowlight_raw.backends.dask_client import connect, start_local_cluster
+from lowlight_raw.backends.dask_worker import warm_engines
+from lowlight_raw.backends.spec import ClusterError, ClusterSpec
 from lowlight_raw.cli import main
-from lowlight_raw.cluster import connect, start_local_cluster, warm_engines
 from lowlight_raw.engine import Enhancer
 from lowlight_raw.options import EnhanceOptions
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lowlight_raw.color import srgb_decode, srgb_decode_torch, srgb_encode, srgb_encode_torch
+from lowlight_raw.pipeline.color import srgb_decode, srgb_decode_torch, srgb_encode, srgb_encode_torch
 
 # linear → encoded, from the standard's formula evaluated in double precision
 REFERENCE = [(0.0, 0.0), (0.001, 0.01292), (0.0031308, 0.040449936), (0.01, 0.099852823),

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lowlight_raw.bayer import PATTERNS, BayerLayout
-from lowlight_raw.network_input import network_input, network_input_torch
-from lowlight_raw.noise import NoiseProfile
+from lowlight_raw.layouts.bayer import PATTERNS, BayerLayout
+from lowlight_raw.pipeline.network_input import network_input, network_input_torch
+from lowlight_raw.pipeline.noise import NoiseProfile
 from lowlight_raw.training.dataset import Choices, batch_arrays, draw_choices, draw_crop, draw_orientation, make_sample, orient
 from lowlight_raw.training.device_synth import SampleDraw, clean_pair, crops, dark_raw_torch, draw_samples, synthesize
 from lowlight_raw.training.sensor_noise import SensorModel

@@ -22,7 +22,6 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 skimage_data = pytest.importorskip("skimage.data")
 
-from lowlight_raw.all_layouts import layout_class  # noqa: E402
 from lowlight_raw.cli import main  # noqa: E402
 from lowlight_raw.darktable_ai.blind import BlindGraph  # noqa: E402
 from lowlight_raw.darktable_ai.emulate import (  # noqa: E402
@@ -36,8 +35,9 @@ from lowlight_raw.darktable_ai.emulate import (  # noqa: E402
 )
 from lowlight_raw.darktable_ai.package import PACKAGE_ID, TILE, validate_package, write_package  # noqa: E402
 from lowlight_raw.errors import LowlightError  # noqa: E402
-from lowlight_raw.model import load_model  # noqa: E402
-from lowlight_raw.registry import shipped_weights  # noqa: E402
+from lowlight_raw.layouts.registry import layout_class  # noqa: E402
+from lowlight_raw.networks.catalog import shipped_weights  # noqa: E402
+from lowlight_raw.networks.weights import load_model  # noqa: E402
 from lowlight_raw.training.darktable_baseline import history_xmp  # noqa: E402
 from lowlight_raw.training.dataset import make_sample  # noqa: E402
 from lowlight_raw.training.evaluate import HIGH_ISO_A, case_of, dark_raw, model_camera, naive_srgb, psnr, render  # noqa: E402

@@ -9,10 +9,10 @@ import pytest
 import tifffile
 
 from helpers import decode_output, file_sha256, finished_outputs, patch_means
-from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.cli import main
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.errors import Cancelled
+from lowlight_raw.layouts.bayer import PATTERNS
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 import skimage.data
 
-from lowlight_raw.color import camera_to_linear
-from lowlight_raw.layouts import mosaic_from_rgb
-from lowlight_raw.model import SIDUNet, UNetConfig, load_model, save_weights
-from lowlight_raw.noise import NoiseProfile
+from lowlight_raw.layouts.base import mosaic_from_rgb
+from lowlight_raw.layouts.xtrans import pattern_letters
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.weights import load_model, save_weights
+from lowlight_raw.pipeline.color import camera_to_linear
+from lowlight_raw.pipeline.noise import NoiseProfile
 from lowlight_raw.training import darktable_baseline as dt
 from lowlight_raw.training import evaluate
 from lowlight_raw.training.unprocess import sample_params
-from lowlight_raw.xtrans import pattern_letters
 
 HAVE_DARKTABLE = shutil.which("darktable-cli") is not None and shutil.which("exiftool") is not None
 HEIGHT, WIDTH = 64, 96

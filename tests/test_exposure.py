@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from lowlight_raw.bayer import BayerLayout
-from lowlight_raw.color import CameraColor
-from lowlight_raw.exposure import auto_ev
+from lowlight_raw.layouts.bayer import BayerLayout
 from lowlight_raw.options import check_manual_ev
+from lowlight_raw.pipeline.color import CameraColor
+from lowlight_raw.pipeline.exposure import auto_ev
 
 NEUTRAL = CameraColor(wb=np.ones(3), cam_xyz=np.eye(3))
 

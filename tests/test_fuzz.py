@@ -19,7 +19,7 @@ from conftest import FIXTURE_EXIF
 from daemon_helpers import Mailbox, launch, terminate
 from fuzz_dng import write_mutants
 from helpers import file_sha256, finished_outputs
-from lowlight_raw.synthetic import DngSpec, dark_exposure, test_scene, write_cfa_dng
+from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, test_scene, write_cfa_dng
 
 CASES = 160
 JOBS = 4  # the daemon gets the cases as this many bytes jobs

@@ -9,23 +9,24 @@ import skimage.data
 import torch
 from torch.nn import functional as F
 
-from lowlight_raw.all_layouts import layout_class
-from lowlight_raw.bayer import BayerLayout, simple_demosaic
 from lowlight_raw.errors import LowlightError, UnsupportedSensor
-from lowlight_raw.exposure import auto_ev
-from lowlight_raw.layouts import LAYOUTS, mosaic_from_rgb
-from lowlight_raw.linear_rgb import LinearLayout
-from lowlight_raw.model import SIDUNet, UNetConfig, load_model
-from lowlight_raw.network_input import network_input
-from lowlight_raw.noise import NoiseProfile, estimate_profile, profile_for, read_variance_for
-from lowlight_raw.raw import read_raw
-from lowlight_raw.registry import SHIPPED_MODELS
-from lowlight_raw.synthetic import DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng, write_linear_dng
-from lowlight_raw.tiling import run_tiled
+from lowlight_raw.files.raw import read_raw
+from lowlight_raw.layouts.base import mosaic_from_rgb
+from lowlight_raw.layouts.bayer import BayerLayout, simple_demosaic
+from lowlight_raw.layouts.linear import LinearLayout
+from lowlight_raw.layouts.registry import LAYOUTS, layout_class
+from lowlight_raw.layouts.xtrans import PERIOD, XTransLayout, pattern_letters, phase_of
+from lowlight_raw.networks.catalog import SHIPPED_MODELS
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline.exposure import auto_ev
+from lowlight_raw.pipeline.network_input import network_input
+from lowlight_raw.pipeline.noise import NoiseProfile, estimate_profile, profile_for, read_variance_for
+from lowlight_raw.pipeline.tiling import run_tiled
+from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, dark_linear_exposure, test_scene, write_cfa_dng, write_linear_dng
 from lowlight_raw.training import evaluate
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import sample_params, unprocess
-from lowlight_raw.xtrans import PERIOD, XTransLayout, pattern_letters, phase_of
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "coffee_dark.dng"
@@ -152,7 +153,7 @@ def test_linear_noise_estimate_and_exposure_use_the_green_plane():
 
 
 def _neutral():
-    from lowlight_raw.color import CameraColor
+    from lowlight_raw.pipeline.color import CameraColor
 
     return CameraColor(wb=np.ones(3), cam_xyz=np.eye(3))
 

@@ -14,11 +14,11 @@ import pytest
 import tifffile
 
 from conftest import FIXTURE_EXIF
-from lowlight_raw.color import CameraColor
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.metadata import SOFTWARE, camera_iso, copy_metadata, read_exif
-from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, test_scene, write_cfa_dng
-from lowlight_raw.writers import EXTENSIONS, FORMATS, OutputImage, write_output
+from lowlight_raw.files.metadata import SOFTWARE, camera_iso, copy_metadata, read_exif
+from lowlight_raw.files.writers import EXTENSIONS, FORMATS, OutputImage, write_output
+from lowlight_raw.pipeline.color import CameraColor
+from lowlight_raw.testing.synthetic import DEFAULT_CAM_XYZ, DngSpec, test_scene, write_cfa_dng
 
 HEIGHT, WIDTH = 40, 56
 MAKER_NOTE_BLOB = bytes(range(256)) + b"opaque maker note \x00\xff"
@@ -183,7 +183,7 @@ def test_unreadable_source_metadata_warns_and_still_records_the_software(tmp_pat
     bogus.write_bytes(b"\x00" * 64)
     target = tmp_path / "out.tif"
     tifffile.imwrite(target, np.zeros((8, 8, 3), np.uint16), photometric="rgb", metadata=None)
-    with caplog.at_level(logging.WARNING, logger="lowlight_raw.metadata"):
+    with caplog.at_level(logging.WARNING, logger="lowlight_raw.files.metadata"):
         copy_metadata(bogus, target, "note")
     assert "bogus.raw" in caplog.text
     exif, xmp, _ = exiv2_metadata(target)

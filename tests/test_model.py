@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.model import ARCHITECTURES, SIDUNet, UNetConfig, card_path, load_model, save_weights
-from lowlight_raw.registry import SHIPPED_MODELS, resolve_model
+from lowlight_raw.networks.catalog import SHIPPED_MODELS, resolve_model
+from lowlight_raw.networks.registry import ARCHITECTURES
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.weights import card_path, load_model, save_weights
 
 
 def test_output_is_full_resolution_rgb():
@@ -87,7 +89,7 @@ def test_context_unet_starts_as_the_unet_it_is_fine_tuned_from(tmp_path):
     """A trained sid-unet carries over into sid-unet-ctx whole: the gated blocks start as the
     identity, so the output is the same; the card names the new architecture and the loader
     builds it from that name."""
-    from lowlight_raw.model import ContextUNet, ContextUNetConfig
+    from lowlight_raw.networks.sid_unet import ContextUNet, ContextUNetConfig
     from lowlight_raw.training.train import transfer_weights
 
     torch.manual_seed(0)
@@ -110,8 +112,8 @@ def test_context_unet_tiles_like_one_pass():
     """No global pooling: a tiled run equals the whole-image pass (tiles must not see their size)."""
     import numpy as np
 
-    from lowlight_raw.model import ContextUNet, ContextUNetConfig
-    from lowlight_raw.tiling import run_tiled
+    from lowlight_raw.networks.sid_unet import ContextUNet, ContextUNetConfig
+    from lowlight_raw.pipeline.tiling import run_tiled
 
     torch.manual_seed(0)
     net = ContextUNet(ContextUNetConfig(width=8, depth=4)).eval()

@@ -9,11 +9,12 @@ import skimage.data
 import torch
 from scipy.ndimage import gaussian_filter
 
-from lowlight_raw.all_layouts import layout_class
-from lowlight_raw.bayer import BayerLayout
-from lowlight_raw.layouts import mosaic_from_rgb
-from lowlight_raw.linear_rgb import LinearLayout
-from lowlight_raw.noise import (
+from lowlight_raw.layouts.base import mosaic_from_rgb
+from lowlight_raw.layouts.bayer import BayerLayout
+from lowlight_raw.layouts.linear import LinearLayout
+from lowlight_raw.layouts.registry import layout_class
+from lowlight_raw.layouts.xtrans import XTransLayout, pattern_letters
+from lowlight_raw.pipeline.noise import (
     ISO_A_SPREAD,
     NoiseProfile,
     darktable_profile,
@@ -23,11 +24,10 @@ from lowlight_raw.noise import (
     read_variance_for,
     typical_a_at_iso,
 )
-from lowlight_raw.restore import network_share
+from lowlight_raw.pipeline.restore import network_share
 from lowlight_raw.training.dataset import packed_shot
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
 from lowlight_raw.training.unprocess import sample_params, unprocess
-from lowlight_raw.xtrans import XTransLayout, pattern_letters
 
 OPTICS_BLUR = 0.8  # px: a lens and anti-aliasing filter; a photo resized to the sensor is sharper than any raw
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")

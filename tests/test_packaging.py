@@ -20,7 +20,7 @@ import tomllib
 from PIL import Image
 
 import lowlight_raw
-from lowlight_raw.registry import SHIPPED_MODELS
+from lowlight_raw.networks.catalog import SHIPPED_MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "coffee_dark.dng"
@@ -89,7 +89,7 @@ def test_both_command_lines_say_the_installed_version(installed: Installed) -> N
 
 
 def test_the_installed_engine_uses_its_own_weights(installed: Installed) -> None:
-    done = installed.run("python", "-c", "import lowlight_raw.registry as r, json; "
+    done = installed.run("python", "-c", "import lowlight_raw.networks.catalog as r, json; "
                          "print(json.dumps([str(r.shipped_weights('fast')), r.__file__]))")
     weights, module = map(Path, json.loads(done.stdout))
     assert weights.is_file() and weights.is_relative_to(installed.root / "venv"), weights

@@ -31,9 +31,9 @@ import numpy as np
 import pytest
 
 from helpers import file_sha256, finished_outputs
-from lowlight_raw.color import srgb_decode
-from lowlight_raw.local import pid_alive
-from lowlight_raw.registry import MODEL_CHOICES, shipped_weights
+from lowlight_raw.machine import pid_alive
+from lowlight_raw.networks.catalog import MODEL_CHOICES, shipped_weights
+from lowlight_raw.pipeline.color import srgb_decode
 from lr_bridge import darktable_install
 from lr_bridge.darktable_install import REQUIRE_LINE, install_plugin
 from lr_bridge.state import read_state

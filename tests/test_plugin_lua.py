@@ -47,9 +47,9 @@ print("client " .. C.client)
 
 @pytest.mark.skipif(LUA is None, reason="lua5.4 is not installed")
 def test_the_plugins_constants_equal_the_python_definitions() -> None:
+    from lowlight_raw.files.writers import OUTPUT_SUFFIX
+    from lowlight_raw.networks.catalog import MODEL_CHOICES
     from lowlight_raw.options import FORMATS, MAX_MANUAL_EV, MAX_STRENGTH, MIN_EV, MIN_STRENGTH
-    from lowlight_raw.registry import MODEL_CHOICES
-    from lowlight_raw.writers import OUTPUT_SUFFIX
     from lr_bridge.darktable_install import CLIENT_NAME
 
     plugin = LUA_TESTS.parent.parent.parent / "plugin" / "lowlight_enhance.lua"

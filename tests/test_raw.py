@@ -5,12 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from lowlight_raw import raw as raw_module
-from lowlight_raw.bayer import PATTERNS
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.metadata import camera_iso
-from lowlight_raw.raw import read_raw
-from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, dark_exposure, test_scene, write_cfa_dng
+from lowlight_raw.files import raw as raw_module
+from lowlight_raw.files.metadata import camera_iso
+from lowlight_raw.files.raw import read_raw
+from lowlight_raw.layouts.bayer import PATTERNS
+from lowlight_raw.testing.synthetic import DEFAULT_CAM_XYZ, DngSpec, dark_exposure, test_scene, write_cfa_dng
 
 NEUTRAL = np.array(DngSpec().as_shot_neutral)
 

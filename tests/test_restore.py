@@ -7,20 +7,20 @@ import tifffile
 import torch
 from scipy.ndimage import gaussian_filter
 
-import lowlight_raw.restore as restore_module
-from lowlight_raw.bayer import BayerLayout, directional_demosaic, simple_demosaic
-from lowlight_raw.color import camera_to_linear, srgb_encode
+import lowlight_raw.pipeline.restore as restore_module
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.layouts import mosaic_from_rgb
-from lowlight_raw.linear_rgb import LinearLayout
-from lowlight_raw.model import SIDUNet, UNetConfig
-from lowlight_raw.noise import NoiseProfile, read_variance_for
-from lowlight_raw.raw import read_raw
-from lowlight_raw.restore import NETWORK_FROM_SIGMA, blend_clean_rendering, network_share, restore, smooth_chroma
-from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
-from lowlight_raw.tiling import run_tiled
+from lowlight_raw.files.raw import read_raw
+from lowlight_raw.layouts.base import mosaic_from_rgb
+from lowlight_raw.layouts.bayer import BayerLayout, directional_demosaic, simple_demosaic
+from lowlight_raw.layouts.linear import LinearLayout
+from lowlight_raw.layouts.xtrans import XTransLayout, pattern_letters
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
+from lowlight_raw.pipeline.noise import NoiseProfile, read_variance_for
+from lowlight_raw.pipeline.restore import NETWORK_FROM_SIGMA, blend_clean_rendering, network_share, restore, smooth_chroma
+from lowlight_raw.pipeline.tiling import run_tiled
+from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
-from lowlight_raw.xtrans import XTransLayout, pattern_letters
 
 WB = np.array([2.1, 1.0, 1.7])
 

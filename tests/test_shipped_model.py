@@ -6,13 +6,13 @@ import tifffile
 import torch
 
 from lowlight_raw.engine import EnhanceOptions, Enhancer
-from lowlight_raw.model import load_model
-from lowlight_raw.network_input import network_input
-from lowlight_raw.noise import estimate_profile
-from lowlight_raw.raw import read_raw
-from lowlight_raw.registry import SHIPPED_MODELS
-from lowlight_raw.synthetic import DngSpec, dark_exposure, write_cfa_dng
-from lowlight_raw.tiling import run_tiled
+from lowlight_raw.files.raw import read_raw
+from lowlight_raw.networks.catalog import SHIPPED_MODELS
+from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline.network_input import network_input
+from lowlight_raw.pipeline.noise import estimate_profile
+from lowlight_raw.pipeline.tiling import run_tiled
+from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, write_cfa_dng
 
 
 @pytest.fixture(scope="module")

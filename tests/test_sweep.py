@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lowlight_raw.color import srgb_decode, srgb_encode
+from lowlight_raw.pipeline.color import srgb_decode, srgb_encode
 from lowlight_raw.training import sweep
 
 SCENE = sweep.test_scene()

@@ -10,17 +10,9 @@ import pytest
 import torch
 
 from lowlight_raw.errors import Cancelled
-from lowlight_raw.model import SIDUNet, UNetConfig
-from lowlight_raw.tiling import (
-    DEFAULT_THREADS,
-    PRECISION_VARIABLE,
-    choose_device,
-    cpu_has_bf16,
-    cpu_threads,
-    idle_cpus,
-    run_tiled,
-    use_bf16,
-)
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.pipeline.device import DEFAULT_THREADS, PRECISION_VARIABLE, choose_device, cpu_has_bf16, cpu_threads, idle_cpus, use_bf16
+from lowlight_raw.pipeline.tiling import run_tiled
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +55,8 @@ def test_bf16_scores_as_float32_on_real_synthetic_raws(layout, monkeypatch):
     sRGB PSNR on three photos shot ×100 too dark moves by less than 0.05 dB (measured ≤ 0.02)."""
     from skimage import data
 
-    from lowlight_raw.model import load_model
-    from lowlight_raw.registry import SHIPPED_MODELS
+    from lowlight_raw.networks.catalog import SHIPPED_MODELS
+    from lowlight_raw.networks.weights import load_model
     from lowlight_raw.training.evaluate import model_camera, psnr, render, same_scene_cases
 
     cpu = torch.device("cpu")

@@ -17,11 +17,12 @@ import pytest
 import skimage.data
 import torch
 
-from lowlight_raw.bayer import PATTERNS
-from lowlight_raw.layouts import mosaic_from_rgb
-from lowlight_raw.model import SIDUNet, UNetConfig, load_model
-from lowlight_raw.network_input import network_input
-from lowlight_raw.noise import NoiseProfile
+from lowlight_raw.layouts.base import mosaic_from_rgb
+from lowlight_raw.layouts.bayer import PATTERNS
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline.network_input import network_input
+from lowlight_raw.pipeline.noise import NoiseProfile
 from lowlight_raw.training import evaluate, sensor_noise, sources, train
 from lowlight_raw.training.dataset import SyntheticBatches, augment, make_sample
 from lowlight_raw.training.sensor_noise import SensorModel, simulate_dark_raw
@@ -308,8 +309,8 @@ def test_another_layout_trains_from_a_bayer_network(tmp_path: Path, photo_cache:
 def test_a_linear_network_starts_as_the_bayer_network_on_the_bayer_sites(tiny_weights: Path) -> None:
     """:func:`train.transfer_weights`: a linear raw whose RGGB sites hold a Bayer raw's samples
     gets exactly the Bayer network's output from the freshly transferred linear network."""
-    from lowlight_raw.bayer import BayerLayout
-    from lowlight_raw.linear_rgb import LinearLayout
+    from lowlight_raw.layouts.bayer import BayerLayout
+    from lowlight_raw.layouts.linear import LinearLayout
 
     bayer, _ = load_model(tiny_weights)
     with torch.no_grad():

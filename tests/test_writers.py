@@ -16,12 +16,12 @@ import rawpy
 import tifffile
 from PIL import Image, ImageCms
 
-from lowlight_raw import writers
-from lowlight_raw.color import CameraColor, srgb_encode
 from lowlight_raw.errors import LowlightError
-from lowlight_raw.metadata import SOFTWARE, read_exif
-from lowlight_raw.synthetic import DEFAULT_CAM_XYZ, DngSpec, test_scene
-from lowlight_raw.writers import OutputImage, linear_icc_profile, output_path_for, write_output
+from lowlight_raw.files import writers
+from lowlight_raw.files.metadata import SOFTWARE, read_exif
+from lowlight_raw.files.writers import OutputImage, linear_icc_profile, output_path_for, write_output
+from lowlight_raw.pipeline.color import CameraColor, srgb_encode
+from lowlight_raw.testing.synthetic import DEFAULT_CAM_XYZ, DngSpec, test_scene
 
 HEIGHT, WIDTH = 90, 122
 NEUTRAL = np.array(DngSpec().as_shot_neutral)
@@ -296,11 +296,13 @@ def test_dng_says_the_exposure_is_done(make_dng, tmp_path):
 
 
 def test_one_table_of_output_formats() -> None:
-    """writers.OUTPUT_FORMATS has a row for every name options.FORMATS offers, and no other."""
+    """writers.OUTPUT_FORMATS has a writer for every name files.formats offers (the names the options and the
+    plugin offer), and no other."""
+    from lowlight_raw.files.formats import EXTENSIONS
     from lowlight_raw.options import FORMATS
 
-    assert tuple(writers.OUTPUT_FORMATS) == FORMATS
-    assert {name: f.extension for name, f in writers.OUTPUT_FORMATS.items()} == {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
+    assert tuple(writers.OUTPUT_FORMATS) == FORMATS == tuple(EXTENSIONS)
+    assert EXTENSIONS == {"dng": ".dng", "tiff": ".tif", "jpeg": ".jpg"}
 
 
 @pytest.mark.parametrize("fmt", ["dng", "tiff", "jpeg"])

@@ -2,19 +2,19 @@
 
 darktable hands a raw-denoise graph one tile, ``(raw − black) / (white − black)`` (Bayer: packed
 R, G1, G2, B; linear: the demosaiced RGB), and nothing else. Our networks want the amplified
-planes and the per-pixel noise sigma of the amplified raw (:mod:`lowlight_raw.network_input`), so
+planes and the per-pixel noise sigma of the amplified raw (:mod:`lowlight_raw.pipeline.network_input`), so
 the graph works both out from the tile, with the engine's own rules:
 
-* **gain**: :func:`lowlight_raw.exposure.auto_ev` on the tile: the mean of all but the brightest
+* **gain**: :func:`lowlight_raw.pipeline.exposure.auto_ev` on the tile: the mean of all but the brightest
   2 % of its luminance (here of 4 × 4 packed-pixel means, without white balance) brought to the
   engine's target brightness, capped so that the brightest 2 % stay below :data:`HEADROOM`,
   between ×1 and ×2^MAX_EV;
-* **noise**: :func:`lowlight_raw.noise.estimate_profile`'s measurement, as fixed tensor ops: the
+* **noise**: :func:`lowlight_raw.pipeline.noise.estimate_profile`'s measurement, as fixed tensor ops: the
   layout's green noise residual (a green pixel against its green neighbours, in which every
   quadratic scene cancels) in 8 × 8 blocks, each block's ``a`` solved for from its variance with
   ``b`` tied to ``a`` as darktable's camera profiles have it, and of the blocks without clipped
   highlights the flattest 10 % decide (corrected by what that quantile gives on pure noise);
-* **network share**: :func:`lowlight_raw.restore.network_share` of that profile and gain, blended
+* **network share**: :func:`lowlight_raw.pipeline.restore.network_share` of that profile and gain, blended
   with each site's own value (what the engine's clean rendering keeps at a sampled site), so a
   clean tile keeps its detail;
 * **highlights**: where the network's (amplified, denoised) result reaches :data:`HIGHLIGHT_FROM`
@@ -42,10 +42,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..exposure import HIGHLIGHT_PERCENTILE, MAX_EV, TARGET_MEAN
-from ..layouts import SensorLayout
-from ..noise import ESTIMATE_BLOCK, LOG_B_FIT, LOW_QUANTILE
-from ..restore import MID_GREY, NETWORK_FROM_SIGMA
+from ..layouts.base import SensorLayout
+from ..pipeline.exposure import HIGHLIGHT_PERCENTILE, MAX_EV, TARGET_MEAN
+from ..pipeline.noise import ESTIMATE_BLOCK, LOG_B_FIT, LOW_QUANTILE
+from ..pipeline.restore import MID_GREY, NETWORK_FROM_SIGMA
 
 HIGHLIGHT_FROM = 0.8  # amplified level from which the output fades to the tile's own values (reached at 1)
 LUMINANCE_POOL = 4  # the gain's statistics are taken on means of 4 × 4 packed pixels
@@ -57,7 +57,7 @@ _ABS_TO_VARIANCE = math.pi / 2  # (mean |r|)² · π/2 is σ² for Gaussian r
 
 
 def quincunx_residual(centre: torch.Tensor, diagonal: torch.Tensor, down_left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`lowlight_raw.layouts.quincunx_residual` for ``(N, 1, h, w)`` tensors: the noise
+    """:func:`lowlight_raw.layouts.base.quincunx_residual` for ``(N, 1, h, w)`` tensors: the noise
     residual of two green planes on a quincunx and the green level there, ``(N, 1, h − 2, w − 2)``."""
     h, w = int(centre.shape[-2]) - 2, int(centre.shape[-1]) - 2
     left = 1 if down_left else 0
@@ -69,14 +69,14 @@ def quincunx_residual(centre: torch.Tensor, diagonal: torch.Tensor, down_left: b
 
 
 def block_variances(residual: torch.Tensor) -> torch.Tensor:
-    """Each :data:`~lowlight_raw.noise.ESTIMATE_BLOCK`² block's noise variance from its residual
+    """Each :data:`~lowlight_raw.pipeline.noise.ESTIMATE_BLOCK`² block's noise variance from its residual
     ``(N, 1, h, w)`` → ``(N, blocks)`` (from the mean absolute value: robust, and cheap in a graph)."""
     return (F.avg_pool2d(residual.abs(), ESTIMATE_BLOCK) ** 2 * _ABS_TO_VARIANCE).flatten(1)
 
 
 @lru_cache(maxsize=8)
 def low_quantile_ratio(layout: type[SensorLayout], side: int) -> float:
-    """The :data:`~lowlight_raw.noise.LOW_QUANTILE` of :func:`block_variances` of unit white noise
+    """The :data:`~lowlight_raw.pipeline.noise.LOW_QUANTILE` of :func:`block_variances` of unit white noise
     through ``layout``'s green residual on a ``side``-packed-pixel tile, ÷ 1: what the flattest
     blocks of pure noise read (measured, as neighbouring residuals share pixels)."""
     noise = torch.from_numpy(np.random.default_rng(0).normal(size=(16, layout.channels, side, side)).astype(np.float32))
@@ -86,7 +86,7 @@ def low_quantile_ratio(layout: type[SensorLayout], side: int) -> float:
 
 def green_residual(layout: type[SensorLayout], planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The noise residual and green level of packed ``planes`` ``(N, C, h, w)`` of ``layout`` (its
-    :meth:`~lowlight_raw.layouts.SensorLayout.noise_residual`, as tensor ops): Bayer's G1 against
+    :meth:`~lowlight_raw.layouts.base.SensorLayout.noise_residual`, as tensor ops): Bayer's G1 against
     G2; for linear RGB the diagonal pair of greens that differs more (the measured one)."""
     if layout.kind == "bayer":
         return quincunx_residual(planes[:, 1:2], planes[:, 2:3], down_left=True)
@@ -101,7 +101,7 @@ def green_residual(layout: type[SensorLayout], planes: torch.Tensor) -> tuple[to
 
 
 def read_variance(a: torch.Tensor) -> torch.Tensor:
-    """:func:`lowlight_raw.noise.read_variance_for` of a tensor of slopes."""
+    """:func:`lowlight_raw.pipeline.noise.read_variance_for` of a tensor of slopes."""
     return torch.exp(LOG_B_FIT[0] * torch.log(a) + LOG_B_FIT[1])
 
 
@@ -131,7 +131,7 @@ def estimate_slope(layout: type[SensorLayout], planes: torch.Tensor, ratio: floa
 
 
 def tile_gain(luminance: torch.Tensor) -> torch.Tensor:
-    """:func:`lowlight_raw.exposure.auto_ev`'s gain (not its EV) for a tile's luminance ``(N, 1, h, w)``
+    """:func:`lowlight_raw.pipeline.exposure.auto_ev`'s gain (not its EV) for a tile's luminance ``(N, 1, h, w)``
     → ``(N, 1, 1, 1)``."""
     small = F.avg_pool2d(luminance, LUMINANCE_POOL).flatten(1)
     k = max(1, round((1.0 - HIGHLIGHT_PERCENTILE / 100.0) * int(small.shape[1])))
@@ -143,7 +143,7 @@ def tile_gain(luminance: torch.Tensor) -> torch.Tensor:
 
 
 def network_share(layout: type[SensorLayout], a: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-    """:func:`lowlight_raw.restore.network_share` of tensors (``b`` tied to ``a``)."""
+    """:func:`lowlight_raw.pipeline.restore.network_share` of tensors (``b`` tied to ``a``)."""
     sigma = torch.sqrt((gain * a * MID_GREY + gain * gain * read_variance(a)).clamp_min(1e-20))
     position = torch.log(sigma / NETWORK_FROM_SIGMA) / math.log(layout.full_network_sigma / NETWORK_FROM_SIGMA)
     return position.clamp(layout.clean_network_share, 1.0)
@@ -159,7 +159,7 @@ def own_site_rgb(packed: torch.Tensor) -> torch.Tensor:
 
 
 class BlindGraph(nn.Module):
-    """A trained Bayer or linear network (:class:`lowlight_raw.model.SIDUNet` or a subclass) as a
+    """A trained Bayer or linear network (:class:`lowlight_raw.networks.sid_unet.SIDUNet` or a subclass) as a
     blind graph of darktable's contract (see the module docs).
 
     Bayer: ``(1, 4, T, T)`` packed planes → ``(1, 3, 2T, 2T)`` camera RGB. Linear: ``(1, 3, T, T)``

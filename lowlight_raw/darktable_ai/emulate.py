@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..color import CameraColor
-from ..layouts import COLOR_CODES
-from ..synthetic import DngSpec, write_cfa_dng
-from ..synthetic import write_linear_dng as write_linear_raw_dng
+from ..layouts.base import COLOR_CODES
+from ..pipeline.color import CameraColor
+from ..testing.synthetic import DngSpec, write_cfa_dng
+from ..testing.synthetic import write_linear_dng as write_linear_raw_dng
 from .package import SLOTS
 
 OVERLAP = 32  # darktable's OVERLAP_PACKED (Bayer, packed pixels) and OVERLAP_LINEAR (pixels)
@@ -245,7 +245,7 @@ def restore_linear(graph: Graph, camera_rgb: np.ndarray, color: CameraColor, str
 def write_bayer_dng(path: Path, cfa: np.ndarray, pattern: str, black: tuple[float, float, float, float], white: float,
                     color: CameraColor, make: str = "Lowlight", model: str = "Synthetic Bayer") -> Path:
     """The uint16 CFA darktable writes, as a DNG of the source's CFA, levels, matrix and white balance
-    (:func:`lowlight_raw.synthetic.write_cfa_dng`: under a temporary name, then renamed)."""
+    (:func:`lowlight_raw.testing.synthetic.write_cfa_dng`: under a temporary name, then renamed)."""
     spec = DngSpec(pattern=pattern, black=tuple(int(round(b)) for b in black), white=int(white), cam_xyz=color.cam_xyz,
                    as_shot_neutral=tuple(float(v) for v in color.as_shot_neutral), make=make, model=model)
     return write_cfa_dng(Path(path), cfa, spec)

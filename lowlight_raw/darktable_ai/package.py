@@ -35,10 +35,10 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write_atomically
 from ..errors import LowlightError
-from ..model import ModelCard, load_model
-from ..registry import is_named, resolve_model
+from ..files.atomic import write_atomically
+from ..networks.catalog import is_named, resolve_model
+from ..networks.weights import ModelCard, load_model
 from .blind import BlindGraph
 
 PACKAGE_ID = "rawdenoise-lowlight-raw"

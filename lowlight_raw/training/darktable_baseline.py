@@ -1,6 +1,6 @@
 """darktable's own denoise as an evaluation baseline: what a darktable user already has.
 
-Each dark mosaic is written as a real Bayer or X-Trans DNG (:func:`lowlight_raw.synthetic.write_cfa_dng`,
+Each dark mosaic is written as a real Bayer or X-Trans DNG (:func:`lowlight_raw.testing.synthetic.write_cfa_dng`,
 with the case's black/white levels, camera matrix and white balance) plus an XMP sidecar whose
 history holds two modules on top of darktable's defaults:
 
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from ..color import CameraColor
 from ..errors import LowlightError
-from ..noise import NoiseProfile
-from ..synthetic import DngSpec, write_cfa_dng
+from ..pipeline.color import CameraColor
+from ..pipeline.noise import NoiseProfile
+from ..testing.synthetic import DngSpec, write_cfa_dng
 
 DARKTABLE_CLI = "darktable-cli"
 EXPOSURE_VERSION = 6
@@ -119,7 +119,7 @@ class DarkRaw:
     color: CameraColor
     ratio: float  # the exposure brings it up by this factor
     profile: NoiseProfile  # Var = a·x + b of the normalised mosaic
-    pattern: str = "RGGB"  # its CFA (lowlight_raw.layouts.mosaic_from_rgb letters: 4 for Bayer, 36 for X-Trans)
+    pattern: str = "RGGB"  # its CFA (lowlight_raw.layouts.base.mosaic_from_rgb letters: 4 for Bayer, 36 for X-Trans)
 
 
 def write_dng(path: Path, raw: DarkRaw) -> Path:

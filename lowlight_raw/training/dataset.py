@@ -2,10 +2,10 @@
 
 One sample: a random crop of a clean photo, a random flip/rotation (applied to the RGB crop
 *before* mosaicing, so the CFA stays right), unprocessed into a random camera, mosaiced in a
-random phase of the sensor layout's CFA (:mod:`lowlight_raw.layouts`; a linear raw is a Bayer
+random phase of the sensor layout's CFA (:mod:`lowlight_raw.layouts.base`; a linear raw is a Bayer
 mosaic the converter demosaiced), made dark and noisy by :mod:`.sensor_noise`, then packed
 exactly as the engine packs a real raw (the layout unifies the phase) and turned into network
-input by :func:`lowlight_raw.network_input.network_input`. The target is the clean linear
+input by :func:`lowlight_raw.pipeline.network_input.network_input`. The target is the clean linear
 camera RGB, padded the same way, in [0, 1].
 """
 
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..all_layouts import layout_class
-from ..bayer import BayerLayout, pack_bayer
-from ..color import CameraColor
-from ..layouts import mosaic_from_rgb
-from ..network_input import network_input
+from ..layouts.base import mosaic_from_rgb
+from ..layouts.bayer import BayerLayout, pack_bayer
+from ..layouts.registry import layout_class
+from ..pipeline.color import CameraColor
+from ..pipeline.network_input import network_input
 from .sensor_noise import SensorModel, sample_exposure, simulate_dark_raw
 from .unprocess import UnprocessParams, sample_params, unprocess
 
@@ -35,7 +35,7 @@ class Sample:
     color: CameraColor  # renders camera RGB to sRGB
     ratio: float
     sensor: SensorModel
-    layout: str = "bayer"  # the sensor layout it was made for (lowlight_raw.layouts)
+    layout: str = "bayer"  # the sensor layout it was made for (lowlight_raw.layouts.base)
 
 
 def draw_orientation(rng: np.random.Generator) -> tuple[int, bool]:
@@ -69,7 +69,7 @@ def random_crop(image: np.ndarray, height: int, width: int, rng: np.random.Gener
 class Choices:
     """The random choices that make one sample from a crop (besides the noise itself)."""
 
-    pattern: str  # CFA phase of the simulated sensor (see lowlight_raw.layouts.mosaic_from_rgb)
+    pattern: str  # CFA phase of the simulated sensor (see lowlight_raw.layouts.base.mosaic_from_rgb)
     params: UnprocessParams  # camera colour and brightness
     sensor: SensorModel
     ratio: float  # exposure ratio: how much darker than the clean crop

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..color import srgb_decode, srgb_encode
+from ..pipeline.color import srgb_decode, srgb_encode
 
 MANIFEST = Path(__file__).with_name("debian_photos.json")
 DOWNSCALE_FACTORS = (2, 3, 4)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..bayer import BayerLayout
-from ..color import srgb_decode_torch
-from ..network_input import network_input_torch
-from ..noise import NoiseProfile
+from ..layouts.bayer import BayerLayout
+from ..pipeline.color import srgb_decode_torch
+from ..pipeline.network_input import network_input_torch
+from ..pipeline.noise import NoiseProfile
 from .dataset import Choices, draw_choices, draw_crop, draw_orientation, render_matrix
 from .sensor_noise import TUKEY_U_MARGIN, tukey_lambda_from_uniform
 from .unprocess import camera_matrix_from_srgb
@@ -93,7 +93,7 @@ def unify_phase(full: torch.Tensor, draws: list[SampleDraw]) -> torch.Tensor:
     """Full-resolution ``(N, C, 2p, 2p)`` → the same in unified RGGB coordinates.
 
     :func:`.dataset.make_sample` keeps the visible mosaic ``crop[dy:, dx:]`` of each phase and
-    :func:`lowlight_raw.bayer.pack_bayer` mirrors one row/column back on top/left: row 0
+    :func:`lowlight_raw.layouts.bayer.pack_bayer` mirrors one row/column back on top/left: row 0
     becomes a copy of row 2 (and column 0 of column 2), the rest stays where it is.
     """
     offsets = _upload([BayerLayout(d.choices.pattern, 2, 2).offset for d in draws], full.device, torch.bool)

@@ -20,7 +20,7 @@ darktable baseline is Bayer-only). ``bench/layouts.py`` scores all three on the 
 
 Methods: **naive** (the layout's plain demosaic × gain, bilinear for Bayer: what an exposure
 slider gives), the tuned classical baselines, and **model** (the product, run exactly as the
-engine runs it: :func:`~lowlight_raw.restore.restore`, the network tiled with mirrored borders,
+engine runs it: :func:`~lowlight_raw.pipeline.restore.restore`, the network tiled with mirrored borders,
 blended with a clean demosaic where the raw is clean). Each tuned baseline has one
 setting chosen per condition from its grid for the best mean PSNR on a separate tuning subset
 of the test photos (:func:`tune`):
@@ -53,14 +53,14 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from ..all_layouts import layout_class
-from ..atomic import write_atomically
-from ..color import camera_to_linear, srgb_decode, srgb_encode
 from ..errors import LowlightError
-from ..layouts import SensorLayout
-from ..model import load_model, write_card
-from ..registry import SHIPPED_MODELS
-from ..restore import restore
+from ..files.atomic import write_atomically
+from ..layouts.base import SensorLayout
+from ..layouts.registry import layout_class
+from ..networks.catalog import SHIPPED_MODELS
+from ..networks.weights import load_model, write_card
+from ..pipeline.color import camera_to_linear, srgb_decode, srgb_encode
+from ..pipeline.restore import restore
 from . import darktable_baseline
 from .dataset import Sample, make_sample, random_crop
 from .sensor_noise import A_RANGE, sample_sensor
@@ -250,7 +250,7 @@ def describe(setting: Setting) -> str:
 
 def model_camera(model: nn.Module, sample: Sample) -> np.ndarray:
     """The product's ``(H, W, 3)`` camera RGB, computed the way the engine computes it: the network,
-    or for a clean raw the clean rendering it is blended with (:func:`lowlight_raw.restore.restore`)."""
+    or for a clean raw the clean rendering it is blended with (:func:`lowlight_raw.pipeline.restore.restore`)."""
     full, _ = restore(model, sample.inputs, layout_class(sample.layout), sample.sensor.profile(), sample.ratio,
                       sample.color.wb, torch.device("cpu"))
     return np.clip(full, 0.0, 1.0)

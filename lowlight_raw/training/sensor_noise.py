@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..noise import LOG_B_FIT, NoiseProfile
+from ..pipeline.noise import LOG_B_FIT, NoiseProfile
 
 A_RANGE = (9e-6, 8.5e-4)  # shot-noise slope a on the normalised scale, ISO 800–25600
 CLEAN_A_RANGE = (8e-7, 3e-5)  # the same at ISO 100–800 (darktable, 2nd–98th percentile)

@@ -27,7 +27,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from ..atomic import write_atomically
+from ..files.atomic import write_atomically
 from . import debian_photos
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ shadows and little fine dark detail:
 Methods: naive (the layout's plain demosaic × gain), classical (the clean rendering alone, no
 denoising: what the network is blended with), NLM, CBM3D and darktable's denoise (profiled), each
 **tuned per image against the truth** (the best a patient user could reach), and the model (the
-product's :func:`~lowlight_raw.restore.restore`).
+product's :func:`~lowlight_raw.pipeline.restore.restore`).
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from ..all_layouts import layout_class
-from ..atomic import write_atomically
-from ..color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
 from ..errors import LowlightError
-from ..layouts import SensorLayout
-from ..model import load_model
-from ..registry import SHIPPED_MODELS
-from ..restore import blend_clean_rendering
+from ..files.atomic import write_atomically
+from ..layouts.base import SensorLayout
+from ..layouts.registry import layout_class
+from ..networks.catalog import SHIPPED_MODELS
+from ..networks.weights import load_model
+from ..pipeline.color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
+from ..pipeline.restore import blend_clean_rendering
 from . import darktable_baseline, debian_photos
 from .dataset import Sample, make_sample
 from .evaluate import BASELINES, TestCase, case_of, comma_separated, mean_scores, method_outputs, psnr, render

@@ -7,7 +7,7 @@ of the weights (the exported model), checkpoints every few minutes and on SIGTER
 The loss is L1 in sRGB after the product's colour pipeline (each sample's white balance and
 camera matrix), the space the evaluation scores in, plus ``--ssim-weight`` × (1 − SSIM) with the
 SSIM the evaluation reports (:func:`ssim_torch`). ``--arch`` picks a registered architecture
-(:data:`lowlight_raw.model.ARCHITECTURES`).
+(:data:`lowlight_raw.networks.registry.ARCHITECTURES`).
 
 On a GPU, make the synthetic batches there (``--synth device``, :mod:`.device_synth`: the
 numpy reference draws each sample's choices, torch does the pixel work on the GPU) with bf16
@@ -33,10 +33,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..all_layouts import layout_class, layout_kinds
-from ..atomic import write_atomically
-from ..color import srgb_encode_torch
-from ..model import ARCHITECTURES, RESIDUAL_BASES, ContextUNetConfig, SIDUNet, build_model, load_model, read_card, save_weights
+from ..files.atomic import write_atomically
+from ..layouts.registry import layout_class, layout_kinds
+from ..networks.registry import ARCHITECTURES, build_model
+from ..networks.sid_unet import RESIDUAL_BASES, ContextUNetConfig, SIDUNet
+from ..networks.weights import load_model, read_card, save_weights
+from ..pipeline.color import srgb_encode_torch
 from . import sensor_noise
 from .dataset import Sample, SyntheticBatches, batch_arrays, make_batch, make_sample, random_crop
 from .device_synth import draw_samples, synthesize
@@ -174,7 +176,7 @@ def transfer_weights(trained: nn.Module, model: nn.Module) -> list[str]:
     """Copy every tensor of ``trained`` whose name and shape ``model`` shares; returns the names
     left at their fresh initialisation. Another layout's network differs at most in its first
     convolution and its head, so a trained Bayer network is a good start for the rest. Where the
-    new layout holds every Bayer site (:meth:`~lowlight_raw.layouts.SensorLayout.bayer_sites`),
+    new layout holds every Bayer site (:meth:`~lowlight_raw.layouts.base.SensorLayout.bayer_sites`),
     the first convolution carries over too, reading those planes as the Bayer network read its
     own and ignoring the rest until trained: for linear RGB (whose residual base is Bayer's, on
     those sites) the whole network then starts as the Bayer one; X-Trans keeps a fresh head."""
@@ -270,7 +272,7 @@ class Trainer:
         return loss.detach()
 
     def export(self, path: Path, extra: dict | None = None) -> None:
-        """Write the EMA weights and their card via :func:`lowlight_raw.model.save_weights`."""
+        """Write the EMA weights and their card via :func:`lowlight_raw.networks.weights.save_weights`."""
         card_extra = {
             "training": {
                 "steps": self.step,
@@ -352,11 +354,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sources", choices=list(SOURCE_SELECTIONS), default="all",
                         help="training photos: all, or licence-clean (all but BSDS500); validation is BSDS500 either way")
     parser.add_argument("--layout", choices=layout_kinds(), default="bayer",
-                        help="sensor layout the network is for (lowlight_raw.layouts)")
+                        help="sensor layout the network is for (lowlight_raw.layouts.base)")
     parser.add_argument("--remosaic", action="store_true",
                         help="the network re-mosaics its input to Bayer planes first (X-Trans; UNetConfig.remosaic)")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="sid-unet",
-                        help="network architecture (lowlight_raw.model.ARCHITECTURES)")
+                        help="network architecture (lowlight_raw.networks.registry.ARCHITECTURES)")
     parser.add_argument("--context-levels", type=int, default=ContextUNetConfig.context_levels,
                         help="sid-unet-ctx: the lowest-resolution levels that get gated blocks")
     parser.add_argument("--context-blocks", type=int, default=ContextUNetConfig.context_blocks,

@@ -3,8 +3,8 @@
 After Brooks et al., "Unprocessing Images for Learned Raw Denoising" (CVPR 2019): undo the
 tone curve (inverse smoothstep), the sRGB transfer curve, a randomly sampled camera colour
 matrix and random white-balance / brightness gains. The result is what a sensor would have
-recorded (normalised raw scale, not white balanced); :func:`lowlight_raw.layouts.mosaic_from_rgb`
-samples it in a CFA phase. The sampled :class:`CameraColor` renders it back with :mod:`lowlight_raw.color`.
+recorded (normalised raw scale, not white balanced); :func:`lowlight_raw.layouts.base.mosaic_from_rgb`
+samples it in a CFA phase. The sampled :class:`CameraColor` renders it back with :mod:`lowlight_raw.pipeline.color`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..color import XYZ_FROM_SRGB, CameraColor, camera_to_linear, srgb_decode, srgb_encode
+from ..pipeline.color import XYZ_FROM_SRGB, CameraColor, camera_to_linear, srgb_decode, srgb_encode
 
 # XYZ(D65) → camera matrices (Adobe DNG ColorMatrix convention) of four real cameras, the
 # set Brooks et al. mix; a random convex combination gives a plausible new camera.

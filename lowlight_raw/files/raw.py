@@ -1,7 +1,7 @@
 """Decode a camera RAW with LibRaw (rawpy) into normalised visible data, its sensor layout and metadata.
 
 :func:`read_raw` is the one dispatch point from a file to a sensor layout
-(:mod:`lowlight_raw.layouts`): a 2×2 CFA is Bayer, a 6×6 one X-Trans, 3 or 4 samples per pixel
+(:mod:`lowlight_raw.layouts.base`): a 2×2 CFA is Bayer, a 6×6 one X-Trans, 3 or 4 samples per pixel
 (LibRaw's ``Stack``, e.g. a LinearRaw DNG) linear RGB.
 """
 
@@ -21,14 +21,14 @@ import numpy as np
 import rawpy
 import tifffile
 
-from .bayer import PATTERNS, BayerLayout, pattern_from_colors
-from .color import CameraColor
+from ..errors import LowlightError, UnsupportedSensor
+from ..layouts.base import SensorLayout
+from ..layouts.bayer import PATTERNS, BayerLayout, pattern_from_colors
+from ..layouts.linear import LinearLayout
+from ..layouts.xtrans import XTransLayout, phase_of
+from ..pipeline.color import CameraColor
 from .dngtags import D65
-from .errors import LowlightError, UnsupportedSensor
-from .layouts import SensorLayout
-from .linear_rgb import LinearLayout
 from .metadata import camera_iso, is_utf8_path, read_exif
-from .xtrans import XTransLayout, phase_of
 
 # tifffile complains per damaged tag; a damaged matrix is simply not used (see _dng_color_matrix).
 logging.getLogger("tifffile").setLevel(logging.CRITICAL)

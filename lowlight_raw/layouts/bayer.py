@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import DIRECTION_EPS, SensorLayout, neighbourhood_sum, quincunx_residual, register_layout
+from .base import DIRECTION_EPS, SensorLayout, neighbourhood_sum, quincunx_residual
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 PLANES = ("R", "G1", "G2", "B")  # canonical packed order: G1 shares rows with R, G2 with B
 
 
-@register_layout
 @dataclass(frozen=True)
 class BayerLayout(SensorLayout):
     """How a visible mosaic of ``height × width`` with ``pattern`` maps to packed RGGB planes."""

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
+from ..layouts.base import SensorLayout
 from .color import CameraColor
-from .layouts import SensorLayout
 
 TARGET_MEAN = 0.15  # linear mean brightness of a "typical" well-exposed scene after white balance
 HIGHLIGHT_PERCENTILE = 98.0  # at most this share of pixels may be pushed to clipping

@@ -1,13 +1,17 @@
-"""Every sensor layout, registered: the one module that imports them all.
+"""Every sensor layout by its ``kind``: the one table of them (:data:`LAYOUTS`) and its lookups.
 
-:mod:`.layouts` holds the base class and the registry (and imports no layout); each layout module
-registers itself on import. Look layouts up here: :func:`layout_class`, :func:`layout_kinds`.
+:mod:`.base` holds the base class and what the layouts share; each layout module defines one
+subclass; adding a layout is a module and a row here.
 """
 
 from __future__ import annotations
 
-from . import bayer, linear_rgb, xtrans  # noqa: F401 - each registers itself
-from .layouts import LAYOUTS, SensorLayout
+from .base import SensorLayout
+from .bayer import BayerLayout
+from .linear import LinearLayout
+from .xtrans import XTransLayout
+
+LAYOUTS: dict[str, type[SensorLayout]] = {layout.kind: layout for layout in (BayerLayout, LinearLayout, XTransLayout)}
 
 
 def layout_class(kind: str) -> type[SensorLayout]:

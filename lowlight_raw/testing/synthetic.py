@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from .atomic import write_atomically
-from .dngtags import camera_tags
-from .layouts import COLOR_CODES, mosaic_from_rgb
+from ..files.atomic import write_atomically
+from ..files.dngtags import camera_tags
+from ..layouts.base import COLOR_CODES, mosaic_from_rgb
 
 # XYZ(D65) → camera matrix of a plausible camera (Sony-like), used when none is given.
 DEFAULT_CAM_XYZ = np.array(
@@ -189,7 +189,7 @@ def dark_linear_exposure(
 ) -> np.ndarray:
     """What a converter makes of :func:`dark_exposure` on an RGGB sensor: the noisy mosaic
     demosaiced (bilinear), ``(H, W, 3)`` uint16 with ``spec.black[:3]`` added (even H and W)."""
-    from .linear_rgb import LinearLayout
+    from ..layouts.linear import LinearLayout
 
     x = _noisy(mosaic_from_rgb(scene, "RGGB").astype(np.float64) / ratio, a, b, rng)
     rgb = LinearLayout.as_stored(x.astype(np.float32)).astype(np.float64)

@@ -2,7 +2,7 @@
 
 ``fast`` is small enough for a laptop CPU (24 MP in seconds); ``quality`` is a larger network
 meant for a GPU (it also runs on a CPU, slowly). Each name has one network per sensor layout
-(:mod:`lowlight_raw.layouts`): a Fujifilm raw gets the X-Trans network of the model the user
+(:mod:`lowlight_raw.layouts.base`): a Fujifilm raw gets the X-Trans network of the model the user
 chose, a LinearRaw DNG the linear one. ``auto`` picks ``quality`` on CUDA or Apple MPS when its
 weights are shipped, else ``fast``; where ``quality`` has no network for a layout, ``fast``'s is
 used. ``fast-licence-clean`` is ``fast`` trained without BSDS500 (research use only), on openly
@@ -16,12 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import LowlightError
+from ..errors import LowlightError
 
 if TYPE_CHECKING:  # the client imports MODEL_CHOICES and must not load torch
     import torch
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # package data: the wheel carries them
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # package data (lowlight_raw/weights): the wheel carries them
 SHIPPED_MODELS: dict[str, dict[str, Path]] = {
     "fast": {
         "bayer": WEIGHTS_DIR / "lowlight-sid12.pt",

@@ -4,7 +4,7 @@ A crash or Ctrl-C leaves the previous file or the complete new one, never half o
 failure leaves no temporary file behind (a killed process's leftovers are ``.NAME.PID.*.tmp``).
 Weights, cards, state, caches, packages, plugin files and plots go through :func:`write_atomically`;
 the engine's outputs, which must never replace a file unasked, add their own link-if-absent
-placement in :mod:`lowlight_raw.writers` and share :func:`flush_to_disk`.
+placement in :mod:`lowlight_raw.files.writers` and share :func:`flush_to_disk`.
 """
 
 from __future__ import annotations

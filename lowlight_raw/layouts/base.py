@@ -15,7 +15,7 @@ Every layout brings its phase to a canonical one by padding, packs into planes a
 result back to exactly the visible area (:meth:`SensorLayout.crop_to_visible`). The class-level
 functions work on packed data alone: the network's residual base (:meth:`base_rgb`), the plain
 demosaic (:meth:`naive_rgb`), what the noise estimate and the auto exposure measure. The one
-dispatch point from a file to a layout is :func:`lowlight_raw.raw.read_raw`; a model's card
+dispatch point from a file to a layout is :func:`lowlight_raw.files.raw.read_raw`; a model's card
 names the layout it was trained for (:data:`LAYOUTS` keys).
 """
 
@@ -127,7 +127,7 @@ class SensorLayout(ABC):
     @abstractmethod
     def clean_rgb(cls, packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
         """``(N, channels, h, w)`` → ``(N, 3, scale·h, scale·w)``: a sharp classical rendering (white
-        balance ``wb``), for a photo too clean to need the network (:mod:`lowlight_raw.restore`)."""
+        balance ``wb``), for a photo too clean to need the network (:mod:`lowlight_raw.pipeline.restore`)."""
 
     # How much of the network a photo gets (restore.network_share), chosen per layout by
     # bench/blend.py on the validation photos. The clean rendering's errors (a demosaic's aliasing,
@@ -140,7 +140,7 @@ class SensorLayout(ABC):
     @classmethod
     @abstractmethod
     def noise_residual(cls, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """What the noise estimate measures (:func:`lowlight_raw.noise.estimate_profile`): a green
+        """What the noise estimate measures (:func:`lowlight_raw.pipeline.noise.estimate_profile`): a green
         pixel against its green neighbours, weighted so that every quadratic scene (flat, linearly
         or quadratically changing) cancels and only noise is left there, scaled so that its
         variance is one pixel's; and the green level there. Two float32 ``(h', w')`` arrays."""
@@ -149,16 +149,6 @@ class SensorLayout(ABC):
     @abstractmethod
     def luminance(cls, packed: np.ndarray, wb: np.ndarray) -> np.ndarray:
         """A white-balanced luminance proxy ``(h, w)`` of (subsampled) packed planes (auto exposure)."""
-
-
-LAYOUTS: dict[str, type[SensorLayout]] = {}
-
-
-def register_layout(cls: type[SensorLayout]) -> type[SensorLayout]:
-    """Class decorator: make a layout known by its ``kind`` (:mod:`.all_layouts` imports every layout
-    module, so its ``layout_class`` finds them all; this module imports none of them)."""
-    LAYOUTS[cls.kind] = cls
-    return cls
 
 
 COLOR_CODES = {"R": 0, "G": 1, "B": 2}  # LibRaw's colour indices of an RGB CFA

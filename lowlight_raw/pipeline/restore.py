@@ -6,7 +6,7 @@ blend, ``share · network + (1 − share) · clean rendering``, where ``share`` 
 amplified photo has at mid-grey, ``σ = sqrt(gain·a·0.18 + gain²·b)``: the layout's
 ``clean_network_share`` until the log-linear ramp from 0 at :data:`NETWORK_FROM_SIGMA` to 1 at the
 layout's ``full_network_sigma`` passes it. The clean rendering is the layout's
-(:meth:`~lowlight_raw.layouts.SensorLayout.clean_rgb`: Bayer: an edge-directed demosaic on
+(:meth:`~lowlight_raw.layouts.base.SensorLayout.clean_rgb`: Bayer: an edge-directed demosaic on
 white-balanced planes; X-Trans: an iterated colour-difference demosaic; linear RGB: the file's own
 pixels).
 The two err differently (aliasing and noise against softness), so even a clean photo is better
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layouts import SensorLayout, separable_filter
+from ..layouts.base import SensorLayout, separable_filter
 from .noise import NoiseProfile
 from .tiling import DEFAULT_TILE, run_tiled
 
@@ -228,7 +228,7 @@ def _upsample(planes: torch.Tensor, step: int, axis: int) -> torch.Tensor:
 
 def _window_mean(planes: torch.Tensor) -> torch.Tensor:
     """The mean over each pixel's (2·:data:`CHROMA_RADIUS` + 1)² window, of the pixels inside: box
-    sums of shifted slices (:func:`~lowlight_raw.layouts.separable_filter`, several times faster
+    sums of shifted slices (:func:`~lowlight_raw.layouts.base.separable_filter`, several times faster
     than ``avg_pool2d`` here) over the number of pixels each window holds."""
     box = torch.ones(2 * CHROMA_RADIUS + 1)
     inside = separable_filter(torch.ones((1, 1) + planes.shape[-2:]), box)

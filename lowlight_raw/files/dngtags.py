@@ -1,7 +1,7 @@
 """The DNG tags that describe a camera, shared by every DNG this project writes.
 
-Both the enhanced LinearRaw output (:mod:`lowlight_raw.writers`) and the CFA test fixtures
-(:mod:`lowlight_raw.synthetic`) carry them, as tifffile ``extratags`` tuples.
+Both the enhanced LinearRaw output (:mod:`lowlight_raw.files.writers`) and the CFA test fixtures
+(:mod:`lowlight_raw.testing.synthetic`) carry them, as tifffile ``extratags`` tuples.
 """
 
 from __future__ import annotations

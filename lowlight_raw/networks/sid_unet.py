@@ -1,15 +1,11 @@
-"""The networks, the architecture registry, and the one function that loads weights.
+"""The SID-style U-Nets, each a plain ``nn.Module`` built from its frozen config (:mod:`.registry` names them).
 
-Every architecture is a plain ``nn.Module`` built from a frozen config dataclass and registered
-under a name with :func:`register`; a weight file's card names the architecture, its version and
-its config, and :func:`load_model` builds exactly that (checking the file's sha256).
-
-The SID-style U-Net (``sid-unet``), for any sensor layout (:mod:`lowlight_raw.layouts`, named in
+The SID-style U-Net (``sid-unet``), for any sensor layout (:mod:`lowlight_raw.layouts.base`, named in
 the config):
 
 Input: ``(N, 2·C, h, w)`` — the layout's C packed planes in canonical phase (Bayer: R, G on red
 rows, G on blue rows, B), already amplified, followed by their C noise-sigma planes
-(:func:`lowlight_raw.noise.noise_sigma_map`); the layout may add planes of its own (X-Trans: the
+(:func:`lowlight_raw.pipeline.noise.noise_sigma_map`); the layout may add planes of its own (X-Trans: the
 cell kind). Output: ``(N, 3, s·h, s·w)`` linear camera RGB (not white balanced, no colour matrix),
 the same scale as the amplified input, ``s`` the layout's packing factor.
 
@@ -19,7 +15,7 @@ sites); pixel-shuffle then lays the channels out at full resolution, as in Chen 
 "Learning to See in the Dark" (CVPR 2018).
 
 With ``remosaic`` (X-Trans) the network first turns its input into Bayer planes at half the full
-resolution (:meth:`~lowlight_raw.layouts.SensorLayout.to_bayer`: the plain demosaic of the
+resolution (:meth:`~lowlight_raw.layouts.base.SensorLayout.to_bayer`: the plain demosaic of the
 values and of their noise sigma, sampled at RGGB sites) and then is a Bayer U-Net: a trained
 Bayer network carries over whole, and fine-tuning on X-Trans raws adapts it.
 
@@ -32,46 +28,14 @@ scales are zero), so a trained ``sid-unet`` fine-tunes into one without a step b
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .all_layouts import layout_class
-from .atomic import write_atomically
-from .errors import LowlightError
-from .layouts import SensorLayout
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """A registered network: its module class, its config class and the version of its layout."""
-
-    name: str
-    version: int
-    module: type[nn.Module]
-    config: type
-
-
-ARCHITECTURES: dict[str, Architecture] = {}
-
-
-def register(name: str, version: int, config: type):
-    """Class decorator: register an ``nn.Module`` built as ``cls(config)`` under ``name``.
-
-    Bump ``version`` whenever a change makes old weight files load into a different network.
-    """
-
-    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
-        ARCHITECTURES[name] = Architecture(name, version, cls, config)
-        cls.arch = ARCHITECTURES[name]
-        return cls
-
-    return decorate
+from ..layouts.base import SensorLayout
+from ..layouts.registry import layout_class
 
 
 @dataclass(frozen=True)
@@ -117,7 +81,6 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-@register("sid-unet", version=1, config=UNetConfig)
 class SIDUNet(nn.Module):
     """U-Net from packed, noise-conditioned planes to full-resolution linear RGB."""
 
@@ -221,7 +184,6 @@ class GatedBlock(nn.Module):
         return x + self.channel_project(y) * self.channel_scale
 
 
-@register("sid-unet-ctx", version=1, config=ContextUNetConfig)
 class ContextUNet(SIDUNet):
     """:class:`SIDUNet` with :class:`GatedBlock` s after the encoders of its lowest levels."""
 
@@ -231,123 +193,3 @@ class ContextUNet(SIDUNet):
         if level < self.config.depth - self.config.context_levels:
             return nn.Identity()
         return nn.Sequential(*(GatedBlock(channels) for _ in range(self.config.context_blocks)))
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What the JSON card beside a weight file says about it."""
-
-    name: str
-    arch: str  # a key of ARCHITECTURES
-    config: object  # that architecture's config dataclass
-    sha256: str
-    extra: dict
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "arch": self.arch,
-            "arch_version": ARCHITECTURES[self.arch].version,
-            "config": asdict(self.config),
-            "sha256": self.sha256,
-            **self.extra,
-        }
-
-
-def card_path(weights: Path) -> Path:
-    """The model card that belongs to a weight file: ``name.pt`` → ``name.json``."""
-    return weights.with_suffix(".json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def build_model(arch: str, config: object) -> nn.Module:
-    """A freshly initialised network of a registered architecture."""
-    return ARCHITECTURES[arch].module(config)
-
-
-def save_weights(
-    model: nn.Module, path: Path, name: str, extra: dict | None = None, dtype: torch.dtype = torch.float32
-) -> ModelCard:
-    """Write ``model``'s weights to ``path`` and its card beside it (atomically, each).
-
-    ``dtype``: how floating-point weights are stored (``torch.float16`` halves the file, e.g. to
-    fit a transfer limit); :func:`load_model` loads any of them into the float32 network.
-    """
-    path = Path(path)
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_atomically(path, lambda temp: torch.save(state, temp))
-    card = ModelCard(name=name, arch=model.arch.name, config=model.config, sha256=file_sha256(path), extra=dict(extra or {}))
-    write_card(card, path)
-    return card
-
-
-def write_card(card: ModelCard, weights: Path) -> None:
-    """Write ``card`` beside ``weights`` (atomically), leaving the weight file and its sha256 as they are."""
-    write_atomically(card_path(Path(weights)), json.dumps(card.to_json(), indent=2) + "\n")
-
-
-def read_card(weights: Path) -> ModelCard:
-    """Read and check the card of ``weights``; raises :class:`LowlightError` on any mismatch."""
-    weights = Path(weights)
-    cpath = card_path(weights)
-    if not weights.is_file():
-        raise LowlightError(weights, "weight file not found")
-    if not cpath.is_file():
-        raise LowlightError(cpath, "model card not found (every weight file needs its .json card)")
-    try:
-        data = json.loads(cpath.read_text())
-        arch = ARCHITECTURES.get(data.get("arch"))
-        if arch is None:
-            raise LowlightError(
-                cpath, f"unknown architecture {data.get('arch')!r} (this engine has {', '.join(sorted(ARCHITECTURES))})"
-            )
-        if data.get("arch_version") != arch.version:
-            raise LowlightError(
-                cpath,
-                f"architecture version {data.get('arch_version')} does not match this engine's "
-                f"{arch.name} version {arch.version}",
-            )
-        config = arch.config(**data["config"])
-        extra = {k: v for k, v in data.items() if k not in {"name", "arch", "arch_version", "config", "sha256"}}
-        card = ModelCard(name=data["name"], arch=arch.name, config=config, sha256=data["sha256"], extra=extra)
-    except LowlightError:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LowlightError(cpath, f"malformed model card ({exc})") from exc
-    actual = file_sha256(weights)
-    if actual != card.sha256:
-        raise LowlightError(weights, f"sha256 {actual[:12]}… does not match the card's {card.sha256[:12]}…")
-    return card
-
-
-def load_model(weights: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:
-    """Build the network its card describes and load ``weights`` into it.
-
-    Checks the architecture name and version and the file's sha256 against the card. Shipped
-    models by name (``fast``, ``fast-licence-clean``, ``quality``): :func:`lowlight_raw.registry.resolve_model`.
-    """
-    weights = Path(weights)
-    card = read_card(weights)
-    model = build_model(card.arch, card.config)
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-    except Exception as exc:  # torch raises many types for a bad file; all mean the same to a user
-        raise LowlightError(weights, f"cannot load weights ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from exc
-    return for_inference(model, device), card
-
-
-def for_inference(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """Eval mode, no gradients, channels-last on ``device``: how the engine runs every model.
-
-    Channels-last runs the convolutions ~1.5× faster on CPU (oneDNN) and suits GPU tensor cores.
-    """
-    model.eval().requires_grad_(False)
-    return model.to(device, memory_format=torch.channels_last)

@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import SensorLayout, quincunx_residual, register_layout
+from .base import SensorLayout, quincunx_residual
 
 BLOCK = 2
 
 
-@register_layout
 @dataclass(frozen=True)
 class LinearLayout(SensorLayout):
     """A visible ``height × width`` linear camera-RGB image."""

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bayer import BayerLayout
-from .layouts import SensorLayout
+from ..layouts.base import SensorLayout
+from ..layouts.bayer import BayerLayout
 
 DARKTABLE_PROFILES = (
     Path("/usr/share/darktable/noiseprofiles.json"),
@@ -190,7 +190,7 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     """Estimate ``a`` and ``b`` from normalised packed planes of one photo (``layout``'s, RGGB by default).
 
     Texture, not noise, is what fools an estimator, so: the noise is measured in the layout's
-    :meth:`~lowlight_raw.layouts.SensorLayout.noise_residual` (a green pixel against its green
+    :meth:`~lowlight_raw.layouts.base.SensorLayout.noise_residual` (a green pixel against its green
     neighbours, in which every quadratic scene cancels), robustly (median absolute deviation) in
     blocks; per brightness bin only the flattest blocks count (each block's variance first brought
     to its bin's level); texture can only *add* variance, so of the bins' answers the lowest

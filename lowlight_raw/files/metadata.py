@@ -34,8 +34,8 @@ from pathlib import Path
 import exifread
 import exiv2
 
-from . import __version__
-from .errors import LowlightError
+from .. import __version__
+from ..errors import LowlightError
 
 SOFTWARE = f"lowlight-raw {__version__}"
 

@@ -2,7 +2,7 @@
 
 Every writer makes a hidden temporary file next to the final one
 (``.NAME.partial-PID-XXXXXXXX``), copies the source's metadata into it
-(:func:`lowlight_raw.metadata.copy_metadata`) and only then renames it into place, so a failure,
+(:func:`lowlight_raw.files.metadata.copy_metadata`) and only then renames it into place, so a failure,
 Ctrl-C or SIGTERM never leaves a half-written output, and an existing file is replaced only on
 request. Partial files of ours whose writer process is gone (a crash, SIGKILL) are removed
 from the folder before the next write into it. Pixels keep the sensor orientation; the source's orientation is written as a tag.
@@ -32,13 +32,13 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageCms
 
+from ..errors import LowlightError
+from ..machine import pid_alive
+from ..pipeline.color import SPACES, CameraColor, camera_to_linear, srgb_encode
 from .atomic import flush_to_disk
-from .color import SPACES, CameraColor, camera_to_linear, srgb_encode
 from .dngtags import camera_tags, rationals, valid_orientation
-from .errors import LowlightError
-from .local import pid_alive
+from .formats import EXTENSIONS, FORMATS
 from .metadata import SOFTWARE, copy_metadata
-from .options import FORMATS
 
 OUTPUT_SUFFIX = "_lowlight"  # outputs are <stem>_lowlight<ext>, or <stem>_lowlight_<n><ext> beside an existing one
 JPEG_QUALITY = 95
@@ -413,20 +413,17 @@ def _icc_desc(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """What one output format (a name of :data:`lowlight_raw.options.FORMATS`) is made of."""
+    """How one output format (a name of :data:`.formats.FORMATS`) is written."""
 
-    extension: str
     write: Callable[[OutputImage, Path, bool, str], None]  # (image, path, linear TIFF, colour space)
     rendering: Callable[[bool, str], str]  # the processing note's words for it (linear TIFF, colour space)
 
 
-# The one table of output formats: adding one is a row here, its name in options.FORMATS (which the
-# command lines, the wire protocol and the plugin read; tests/test_writers.py holds the two equal).
+# A writer for every format of .formats.FORMATS (tests/test_writers.py holds the two equal).
 OUTPUT_FORMATS: dict[str, OutputFormat] = {
-    "dng": OutputFormat(".dng", lambda image, path, linear, space: _write_dng(image, path),
+    "dng": OutputFormat(lambda image, path, linear, space: _write_dng(image, path),
                         lambda linear, space: "linear camera RGB DNG"),
-    "tiff": OutputFormat(".tif", _write_tiff, lambda linear, space: f"16-bit {'linear ' + space if linear else 'sRGB'} TIFF"),
-    "jpeg": OutputFormat(".jpg", lambda image, path, linear, space: _write_jpeg(image, path),
+    "tiff": OutputFormat(_write_tiff, lambda linear, space: f"16-bit {'linear ' + space if linear else 'sRGB'} TIFF"),
+    "jpeg": OutputFormat(lambda image, path, linear, space: _write_jpeg(image, path),
                          lambda linear, space: "sRGB JPEG"),
 }
-EXTENSIONS = {name: output.extension for name, output in OUTPUT_FORMATS.items()}  # format → file extension

@@ -25,15 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .layouts import (
-    DIRECTION_EPS,
-    SensorLayout,
-    four_neighbours,
-    neighbourhood_sum,
-    normalised_convolution,
-    register_layout,
-    sample_density,
-)
+from .base import DIRECTION_EPS, SensorLayout, four_neighbours, neighbourhood_sum, normalised_convolution, sample_density
 
 # 0 = R, 1 = G, 2 = B (LibRaw's colour indices for an RGB CFA), the X-Trans I–V pattern.
 CANONICAL = np.array(
@@ -81,7 +73,6 @@ def pattern_letters(phase: tuple[int, int] = (0, 0)) -> str:
     return "".join("RGB"[c] for c in cfa_colors(PERIOD, PERIOD, phase).ravel())
 
 
-@register_layout
 @dataclass(frozen=True)
 class XTransLayout(SensorLayout):
     """A visible X-Trans mosaic of ``height × width`` whose top-left pixel is canonical ``phase``."""
@@ -241,7 +232,7 @@ def _sampled(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.
 
 @lru_cache(maxsize=4)
 def _density(h: int, w: int, device: torch.device, dtype: torch.dtype, smooth: bool) -> torch.Tensor:
-    """``(1, 3, 3h, 3w)``: :func:`~lowlight_raw.layouts.sample_density` of each colour's sites of
+    """``(1, 3, 3h, 3w)``: :func:`~lowlight_raw.layouts.base.sample_density` of each colour's sites of
     :func:`_sampled` under the bilinear weights, or ``smooth``: the colour differences' Gaussian
     (cached like the sites: every tile and band of an image has the same size)."""
     return sample_density(_sampled(h, w, device, dtype), _GAUSS_TAPS if smooth else _TENT_TAPS)

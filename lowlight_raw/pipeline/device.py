@@ -1,0 +1,86 @@
+"""Where and how the network runs: the device, bf16 or float32, and how many CPU threads.
+
+``auto`` picks CUDA, then Apple MPS, then the CPU; bf16 runs where the hardware computes it
+natively; the thread count follows the cores idle right now, so a busy or shared machine is not
+made to spin.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then CPU; otherwise the named device (must be available)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: Apple MPS is not available")
+    return device
+
+
+PRECISION_VARIABLE = "LOWLIGHT_PRECISION"  # "fp32": never bf16 (a CPU or GPU whose bf16 misbehaves)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX): there bf16 convolutions
+    run ≈ 2× faster than float32 (``bench/bench_engine.py``); elsewhere oneDNN would emulate
+    them, slower than float32."""
+    capability = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return torch.backends.mkldnn.is_available() and any(check is not None and check() for check in (capability, amx))
+
+
+def use_bf16(device: torch.device, bf16: bool = True) -> bool:
+    """Whether the network runs under bf16 autocast on ``device``: on CUDA, and on a CPU with native
+    bf16 (:func:`cpu_has_bf16`), unless ``bf16`` is false or :data:`PRECISION_VARIABLE` is ``fp32``.
+    Either way the output is float32; bf16 and float32 agree within 0.05 dB (tested)."""
+    if not bf16 or os.environ.get(PRECISION_VARIABLE, "").lower() == "fp32":
+        return False
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+
+
+DEFAULT_THREADS = torch.get_num_threads()  # torch's choice at start: the physical cores (or OMP_NUM_THREADS)
+
+
+CPU_SAMPLE_S = 0.05  # how long cpu_threads() watches the machine
+
+
+def idle_cpus(sample_s: float = CPU_SAMPLE_S) -> float | None:
+    """How many of the CPUs this process may run on were idle over the last ``sample_s`` seconds
+    (``/proc/stat``); ``None`` where there is no ``/proc/stat``."""
+    def idle_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(t) for t in stat.readline().split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks[:8])  # idle + iowait; user … steal
+
+    try:
+        idle_before, total_before = idle_and_total()
+        time.sleep(sample_s)
+        idle_after, total_after = idle_and_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    idle_share = (idle_after - idle_before) / max(total_after - total_before, 1)
+    return idle_share * len(os.sched_getaffinity(0))
+
+
+def cpu_threads() -> int:
+    """Threads for the network and the array work around it on the CPU: torch's default (the
+    physical cores), but no more than the CPUs idle right now, at least one; ``OMP_NUM_THREADS``,
+    where set, decides alone. On a shared machine a thread that has to wait for a busy core stalls
+    every parallel step until it runs: on this project's 2-core machine under load, 2 threads
+    smoothed a 24 MP photo's chroma 2–8× slower than 1, and ran the network no faster."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return DEFAULT_THREADS
+    idle = idle_cpus()
+    return DEFAULT_THREADS if idle is None else max(1, min(DEFAULT_THREADS, round(idle)))

@@ -1,0 +1,1 @@
+"""Test fixtures the tests, benchmarks and evaluation share: synthetic DNG files."""
