@@ -321,7 +321,7 @@ def cpu_measure(root: Path, weights: Path, source: Path, warm_up: Path) -> dict:
     from lowlight_raw.pipeline import tiling
 
     enhancer = Enhancer(weights, device="cpu")
-    network = enhancer.model
+    network = enhancer.network
     probe = torch.zeros(1, 2 * network.layout.channels, 128, 128)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         network(probe)

@@ -83,7 +83,7 @@ def true_profile(path: Path, spec: DngSpec, iso: int, a: float) -> Path:
     """A ``noiseprofiles.json`` (darktable's format) that gives the engine the raws' true noise."""
     b = read_variance_for(a)
     profile = {"iso": iso, "a": [a, a, a], "b": [b, b, b]}
-    path.write_text(json.dumps({"noiseprofiles": [{"maker": spec.make, "models": [{"model": spec.model,
+    path.write_text(json.dumps({"noiseprofiles": [{"maker": spec.make, "models": [{"model": spec.camera_model,
                                                                                      "profiles": [profile]}]}]}))
     return path
 

@@ -131,12 +131,12 @@ def _backend(args: argparse.Namespace, options: EnhanceOptions) -> Backend:
     if spec is None:
         from .engine import Enhancer
 
-        return LocalBackend(Enhancer(options.model or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles))
+        return LocalBackend(Enhancer(options.model_choice or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles))
     from .backends.dask_client import connect
     from .backends.spec import ClusterError
 
     try:
-        return connect(spec, options.model or "auto", args.device)
+        return connect(spec, options.model_choice or "auto", args.device)
     except ClusterError as exc:
         raise ValueError(str(exc)) from None
 

@@ -60,12 +60,12 @@ class Enhancer:
         ``bf16``: run the network in bf16 where the device computes it natively (CUDA, a CPU with
         AVX512-BF16 or AMX; :func:`.tiling.use_bf16`), else float32.
 
-        ``self.model``/``self.card``: the network loaded now (a name: its Bayer network; a file:
+        ``self.network``/``self.card``: the network loaded now (a name: its Bayer network; a file:
         that file's), the one status reports."""
         self.device = choose_device(device)
         self.choice = model
-        self.model, self.card = load_model(resolve_model(model, self.device), self.device)
-        self._networks: dict[str, tuple[torch.nn.Module, ModelCard]] = {self.model.config.layout: (self.model, self.card)}
+        self.network, self.card = load_model(resolve_model(model, self.device), self.device)
+        self._networks: dict[str, tuple[torch.nn.Module, ModelCard]] = {self.network.config.layout: (self.network, self.card)}
         self.tile = tile
         self.noiseprofiles = noiseprofiles
         self.bf16 = bf16
@@ -76,7 +76,7 @@ class Enhancer:
         if layout not in self._networks:
             if not is_named(self.choice):
                 raise LowlightError(source, f"{layout_class(layout).label} sensor, but the model {self.choice} is for "
-                                            f"{self.model.layout.label} sensors")
+                                            f"{self.network.layout.label} sensors")
             try:
                 weights = resolve_model(self.choice, self.device, layout)
             except LowlightError as exc:  # the user chose the model for a batch: name the photo
@@ -93,7 +93,7 @@ class Enhancer:
     ) -> EnhanceResult:
         """Enhance ``source`` into a new file; raises :class:`LowlightError` naming the file on failure.
 
-        ``options.model`` is not read here: it chose which :class:`Enhancer` the caller uses.
+        ``options.model_choice`` is not read here: it chose which :class:`Enhancer` the caller uses.
         """
         report = progress or (lambda fraction, stage: None)
         source = Path(source)
@@ -111,7 +111,7 @@ class Enhancer:
         packed, photo = photo.packed()
         ev = options.ev if options.ev is not None else auto_ev(packed, photo.color, photo.layout)
         gain = 2.0**ev
-        profile = profile_for(packed, photo.make, photo.model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
+        profile = profile_for(packed, photo.make, photo.camera_model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
                               layout=photo.layout)
         inputs = network_input(packed, gain, profile)
         del packed  # the network input holds the amplified planes
@@ -152,7 +152,7 @@ class Enhancer:
             color=photo.color,
             orientation=photo.orientation,
             make=photo.make,
-            model=photo.model,
+            camera_model=photo.camera_model,
             source=source,
             ev=ev,
             strength=options.strength,

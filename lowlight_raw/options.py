@@ -152,7 +152,7 @@ class EnhanceOptions:
     linear_tiff: bool = _option(False, OptionSpec(
         ("--linear",), "linear", "TIFF: write linear values (with a linear ICC profile) instead of the sRGB curve",
         _wire_bool("linear")))
-    model: str | None = _option(None, OptionSpec(
+    model_choice: str | None = _option(None, OptionSpec(
         ("--model",), "model", "auto (quality on a GPU when shipped, else fast), a shipped model "
         "(fast-licence-clean: trained on openly licensed photos only), or a weight file "
         "(default: auto; through the daemon: the daemon's own --model)", _wire_model, parse_model,

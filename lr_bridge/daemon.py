@@ -322,7 +322,7 @@ class Daemon:
             endpoint=self.endpoint,
             curve=self.settings.server_keys is not None,
             device=worker.device,
-            model=worker.model,
+            model=worker.model_info,
             load_error=worker.load_error,
             uptime_s=round(time.monotonic() - self._started, 3),
             running=None if running is None else {
@@ -339,7 +339,7 @@ class Daemon:
         if not caller.owner and not enhance.as_bytes:
             raise ProtocolError(PATHS_REFUSED, "this daemon takes files from remote clients as bytes, not paths",
                                 request.id)
-        model = enhance.options.model
+        model = enhance.options.model_choice
         if not caller.owner and model not in (None, *MODEL_CHOICES):
             raise ProtocolError(PATHS_REFUSED, "this daemon takes a shipped model's name from remote clients, not a path",
                                 request.id)

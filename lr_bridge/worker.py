@@ -104,7 +104,7 @@ class Worker(threading.Thread):
         self.state = "loading"  # → "ready" | "failed"
         self.load_error: str | None = None
         self.device: str | None = None
-        self.model: dict[str, Any] | None = None
+        self.model_info: dict[str, Any] | None = None
         self.running: Job | None = None
         self.running_index = 0
         self.last_progress = time.monotonic()  # when the worker last showed life (monotonic clock)
@@ -145,7 +145,7 @@ class Worker(threading.Thread):
             return False
         card = enhancer.card
         self.device = str(enhancer.device)
-        self.model = {"name": card.name, "sha256": card.sha256}
+        self.model_info = {"name": card.name, "sha256": card.sha256}
         self.state = "ready"
         log.info("engine ready on %s (model %s)", self.device, card.name)
         return True
@@ -155,14 +155,14 @@ class Worker(threading.Thread):
 
         try:
             self._backend = connect(self._cluster, self._model_request, self._device_request)
-            self.device, self.model = describe_workers(self._backend.client, self._model_request)
+            self.device, self.model_info = describe_workers(self._backend.client, self._model_request)
         except Exception as exc:  # unreachable, refused, or the workers cannot load the model
             self.load_error = _one_line(str(exc)) or exc.__class__.__name__
             self.state = "failed"
             log.error("cannot use the Dask cluster: %s", self.load_error)
             return False
         self.state = "ready"
-        log.info("engine ready on %s (model %s)", self.device, self.model["name"])
+        log.info("engine ready on %s (model %s)", self.device, self.model_info["name"])
         return True
 
     def _enhancer_for(self, model: str | None):
@@ -183,13 +183,13 @@ class Worker(threading.Thread):
     def _run_job(self, job: Job) -> None:
         """Run ``job``'s files on the cluster or on the warm engine for its model, one :class:`Backend` either way."""
         if self._backend is not None:
-            self._run_files(job, self._backend)
+            self._done(job, *self._run_files(job, self._backend))
             return
         try:
-            enhancer = self._enhancer_for(job.request.options.model)
+            enhancer = self._enhancer_for(job.request.options.model_choice)
         except Exception as exc:  # a model that cannot load fails this job's files, never the daemon
             reason = _one_line(str(exc)) or exc.__class__.__name__
-            log.error("job %s: cannot load model %s: %s", job.id, job.request.options.model, reason)
+            log.error("job %s: cannot load model %s: %s", job.id, job.request.options.model_choice, reason)
             self._fail_all(job, f"cannot load the model: {reason}")
             return
         try:
@@ -201,7 +201,8 @@ class Worker(threading.Thread):
         from lowlight_raw.backends.base import LocalBackend
 
         with scratch as scratch_dir:
-            self._run_files(job, LocalBackend(enhancer, Path(scratch_dir) if scratch_dir else None))
+            ok, failed = self._run_files(job, LocalBackend(enhancer, Path(scratch_dir) if scratch_dir else None))
+        self._done(job, ok, failed)  # after the scratch folder is gone
 
     def _fail_all(self, job: Job, reason: str) -> None:
         """Every file of ``job`` fails with ``reason`` (the job could not start)."""
@@ -209,8 +210,8 @@ class Worker(threading.Thread):
             self._emit(job, "error", code=FILE_FAILED, index=index, file=item.name, message=_one_line(f"{item.name}: {reason}"))
         self._emit(job, "done", ok=0, failed=len(job.request.files), cancelled=False)
 
-    def _run_files(self, job: Job, backend: Backend) -> None:
-        """Every file of ``job`` through ``backend``: a ``result`` or an ``error`` each, then ``done``."""
+    def _run_files(self, job: Job, backend: Backend) -> tuple[int, int]:
+        """Every file of ``job`` through ``backend``: a ``result`` or an ``error`` each; the numbers done and failed."""
         from lowlight_raw.backends.base import FileInput
         from lowlight_raw.errors import InternalError, LowlightError
 
@@ -244,6 +245,10 @@ class Worker(threading.Thread):
                 self._emit(job, "result", (outcome.data,), output=outcome.name, bytes=True, **fields)
             else:
                 self._emit(job, "result", output=str(outcome.output), **fields)
-        cancelled = job.cancel.is_set() and ok + failed < total
+        return ok, failed
+
+    def _done(self, job: Job, ok: int, failed: int) -> None:
+        """``job`` is over: ``done``, cancelled when files were left."""
+        cancelled = job.cancel.is_set() and ok + failed < len(job.request.files)
         log.info("job %s: %d ok, %d failed%s", job.id, ok, failed, ", cancelled" if cancelled else "")
         self._emit(job, "done", ok=ok, failed=failed, cancelled=cancelled)

@@ -134,7 +134,7 @@ def _preview_only_dng(path):
     from lowlight_raw.files.dngtags import camera_tags
 
     spec = DngSpec()
-    tags = [t for t in camera_tags(spec.make, spec.model, spec.cam_xyz, np.asarray(spec.as_shot_neutral), 1) if t[0] != 254]
+    tags = [t for t in camera_tags(spec.make, spec.camera_model, spec.cam_xyz, np.asarray(spec.as_shot_neutral), 1) if t[0] != 254]
     with tifffile.TiffWriter(path) as tif:
         tif.write(np.zeros((30, 40, 3), np.uint8), photometric="rgb", subfiletype=1, extratags=tags, metadata=None)
     return path

@@ -152,7 +152,7 @@ def test_authorised_client_sends_bytes_and_writes_the_result(curve_daemon, keys,
     output = tmp_path / "remote_lowlight_1.jpg"
     assert result["output"] == str(output) and output.read_bytes()[:2] == b"\xff\xd8"
     assert (tmp_path / "remote_lowlight.jpg").read_bytes() == b"keep me"
-    assert not list(tmp_path.glob(".*.part"))
+    assert not list(tmp_path.glob(".*.tmp"))
     assert not (tmp_path / "unused-state").exists()  # a remote daemon is never autostarted
 
 

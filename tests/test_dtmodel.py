@@ -104,7 +104,7 @@ def test_the_package_has_darktables_layout_and_contract(package: Path) -> None:
         "model_linear": ((1, 3, TILE, TILE), (1, 3, TILE, TILE)),
     }
     assert all(g.opset <= 20 for g in info.graphs.values())
-    assert not list(package.parent.glob(".*partial")), "no temporary file left"
+    assert not list(package.parent.glob(".*.tmp")), "no temporary file left"
 
 
 def test_the_sdk_validates_it(package: Path, tmp_path: Path) -> None:

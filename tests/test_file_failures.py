@@ -20,7 +20,7 @@ from helpers import file_sha256, finished_outputs
 from lowlight_raw.cli import main
 from lowlight_raw.files.metadata import is_well_formed
 from lowlight_raw.files.raw import read_raw
-from lowlight_raw.files.writers import remove_stale_partials
+from lowlight_raw.files.atomic import remove_stale_temporaries
 
 
 def _errors(stderr: str) -> list[str]:
@@ -93,7 +93,7 @@ def test_sigterm_during_writes_leaves_no_partial_file(make_dng, tiny_weights, tm
                                 "--model", str(tiny_weights), "-o", str(out), *map(str, sources)],
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not any(".partial-" in p.name for p in out.iterdir()):  # a file is being written now
+    while not any(p.name.endswith(".tmp") for p in out.iterdir()):  # a file is being written now
         assert process.poll() is None and time.monotonic() < deadline, "no write seen"
         time.sleep(0.002)
     process.send_signal(signal.SIGTERM)
@@ -102,17 +102,17 @@ def test_sigterm_during_writes_leaves_no_partial_file(make_dng, tiny_weights, tm
     assert len(finished_outputs(out)) < len(sources)  # (asserts no partial file is left)
 
 
-def test_stale_partials_of_dead_writers_are_removed(make_dng, tiny_weights, tmp_path):
+def test_stale_temporaries_of_dead_writers_are_removed(make_dng, tiny_weights, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     dead = subprocess.Popen(["true"])  # a pid whose process is gone
     dead.wait()
-    stale = out / f".shot_lowlight.dng.partial-{dead.pid}-0123abcd"
-    live = out / f".shot_lowlight.dng.partial-{os.getpid()}-0123abcd"  # a writer still at work
-    foreign = out / ".notes.partial-1-x"  # not our naming
+    stale = out / f".shot_lowlight.dng.{dead.pid}.0123abcd.tmp"
+    live = out / f".shot_lowlight.dng.{os.getpid()}.0123abcd.tmp"  # a writer still at work
+    foreign = out / ".notes.1.x.tmp"  # not our naming
     for path in (stale, live, foreign):
         path.write_bytes(b"half")
-    assert remove_stale_partials(out) == [stale]
+    assert remove_stale_temporaries(out) == [stale]
     assert sorted(p.name for p in out.iterdir()) == sorted([live.name, foreign.name])
     stale.write_bytes(b"half")
     assert main(["enhance", "-q", "--model", str(tiny_weights), "-o", str(out), str(make_dng())]) == 0

@@ -63,7 +63,7 @@ def test_bayer_path_is_unchanged_by_the_layout_seam(key, path):
     assert ev == float(ref[f"{key}_ev"])
     # The noise estimate has changed on purpose since (the quincunx residual): close, not equal;
     # the rest is checked with the recorded profile.
-    profile = profile_for(packed, photo.make, photo.model, photo.iso or 0.0, photo.masked, layout=photo.layout)
+    profile = profile_for(packed, photo.make, photo.camera_model, photo.iso or 0.0, photo.masked, layout=photo.layout)
     recorded = NoiseProfile(float(ref[f"{key}_a"]), float(ref[f"{key}_b"]), "recorded")
     assert profile.a == pytest.approx(recorded.a, rel=0.1)
     inputs = network_input(packed, 2.0**ev, recorded)
@@ -91,7 +91,7 @@ def test_every_xtrans_phase_and_odd_crop_keeps_its_colours(tmp_path, dy, dx):
     X-Trans, packing round-trips exactly, and a red patch stays red through the plain demosaic
     and through an untrained network (its residual base)."""
     scene = test_scene(67, 95)
-    spec = DngSpec(pattern=pattern_letters((dy, dx)), margins=(dy % 3, dx % 2 + 1, 1, 2), model="Synthetic X-Trans")
+    spec = DngSpec(pattern=pattern_letters((dy, dx)), margins=(dy % 3, dx % 2 + 1, 1, 2), camera_model="Synthetic X-Trans")
     path = write_cfa_dng(tmp_path / "xt.dng", dark_exposure(scene, spec, 1.0, 0.0, 0.0, np.random.default_rng(0)), spec)
     photo = read_raw(path)
     assert isinstance(photo.layout, XTransLayout) and photo.visible.shape == (67, 95)
@@ -128,7 +128,7 @@ def test_a_6x6_cfa_that_is_not_xtrans_is_refused_clearly(tmp_path):
 
 def test_linear_dng_decodes_to_its_colours(tmp_path):
     scene = test_scene(60, 91)
-    spec = DngSpec(black=(256, 512, 384, 0), model="Synthetic Linear")
+    spec = DngSpec(black=(256, 512, 384, 0), camera_model="Synthetic Linear")
     active = dark_linear_exposure(scene[:, :90], spec, 1.0, 0.0, 0.0, np.random.default_rng(0))
     path = write_linear_dng(tmp_path / "lin.dng", np.concatenate([active, active[:, -1:]], axis=1), spec)
     photo = read_raw(path)

@@ -145,7 +145,7 @@ def test_opaque_maker_note_survives_byte_equal(make_dng, tmp_path, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_decoded_maker_note_is_re_encoded(tmp_path, fmt):
     """A Canon maker note (an IFD exiv2 understands) keeps its tags in every format."""
-    spec = DngSpec(make="Canon", model="EOS R6", exif={
+    spec = DngSpec(make="Canon", camera_model="EOS R6", exif={
         **FIXTURE_EXIF, "Exif.Canon.OwnerName": "Night Owl", "Exif.Canon.FirmwareVersion": "Firmware 1.0.2"})
     source = write_cfa_dng(tmp_path / "canon.dng", np.full((HEIGHT, WIDTH), 1000, np.uint16), spec)
     out = write_output_from(source, fmt, tmp_path)

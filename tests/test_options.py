@@ -29,7 +29,7 @@ def test_both_command_lines_spell_every_option_as_its_definition_says() -> None:
     assert _spellings(lowlight_raw_parser()) == expected
     assert _spellings(lr_bridge_parser()) == expected
     assert expected["output_dir"] == ["-o", "--output-dir"] and expected["output_format"] == ["-f", "--format"]
-    assert expected["linear_tiff"] == ["--linear"] and expected["model"] == ["--model"]
+    assert expected["linear_tiff"] == ["--linear"] and expected["model_choice"] == ["--model"]
 
 
 @pytest.mark.parametrize("argv", [
@@ -66,8 +66,8 @@ def test_both_command_lines_refuse_the_same_values(argv, message, capsys) -> Non
 def test_a_weight_file_is_named_by_its_absolute_path(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     args = lr_bridge_parser().parse_args(["enhance", "--model", "mine.pt", "a.dng"])
-    assert args.model == str(tmp_path / "mine.pt")
-    assert lr_bridge_parser().parse_args(["enhance", "--model", "quality", "a.dng"]).model == "quality"
+    assert args.model_choice == str(tmp_path / "mine.pt")
+    assert lr_bridge_parser().parse_args(["enhance", "--model", "quality", "a.dng"]).model_choice == "quality"
 
 
 def test_the_wire_round_trips_every_option(tmp_path) -> None:

@@ -36,7 +36,7 @@ def test_every_phase_and_crop_puts_colours_in_the_right_planes(tmp_path, pattern
 
 def test_metadata_and_colour(tmp_path):
     photo = read_raw(_write(tmp_path, "RGGB", (0, 0, 0, 0)))
-    assert (photo.make, photo.model, photo.iso) == ("Lowlight", "Synthetic Bayer", 3200.0)
+    assert (photo.make, photo.camera_model, photo.iso) == ("Lowlight", "Synthetic Bayer", 3200.0)
     assert photo.layout.height == 64 and photo.layout.width == 96 and photo.visible.dtype == np.float32
     np.testing.assert_allclose(photo.color.wb, 1 / NEUTRAL, rtol=1e-4)
     np.testing.assert_allclose(photo.color.cam_xyz, DEFAULT_CAM_XYZ, atol=1e-4)
@@ -109,7 +109,7 @@ ISO_FIXTURES = {  # where the ISO is recorded → what the writer puts there
     "EXIF ISOSpeedRatings": dict(exif={"Exif.Photo.ISOSpeedRatings": "6400"}),
     "EXIF RecommendedExposureIndex": dict(exif={"Exif.Photo.RecommendedExposureIndex": "1600"}),
     "IFD0 ISOSpeedRatings (pidng)": dict(raw_tags=((0x8827, "H", 1, 800, True),)),
-    "Nikon maker note (LibRaw and exiv2)": dict(make="NIKON CORPORATION", model="NIKON D750",
+    "Nikon maker note (LibRaw and exiv2)": dict(make="NIKON CORPORATION", camera_model="NIKON D750",
                                                 exif={"Exif.Nikon3.ISOSpeed": "0 3200"}),
 }
 

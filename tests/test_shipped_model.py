@@ -74,8 +74,8 @@ def test_shipped_model_tiles_invisibly(shipped, make_dng, tile):
     photo = read_raw(make_dng(height=640, width=960, ratio=100))
     packed = photo.layout.pack(photo.visible)
     x = network_input(packed, 100.0, estimate_profile(packed))
-    whole = run_tiled(shipped.model, x, torch.device("cpu"), tile=4096, bf16=False)
-    tiled = run_tiled(shipped.model, x, torch.device("cpu"), tile=tile, bf16=False)
+    whole = run_tiled(shipped.network, x, torch.device("cpu"), tile=4096, bf16=False)
+    tiled = run_tiled(shipped.network, x, torch.device("cpu"), tile=tile, bf16=False)
     assert np.abs(whole - tiled).max() < 1e-3
 
 

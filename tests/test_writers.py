@@ -55,7 +55,7 @@ def image(make_dng) -> OutputImage:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
 
 
 # ---------------------------------------------------------------- naming and safety

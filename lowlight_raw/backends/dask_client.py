@@ -90,7 +90,7 @@ class DaskBackend:
     def __init__(self, client: Client, model: str, cluster: LocalCluster | None = None) -> None:
         """``model``: the default model for options without one; ``cluster``: a LocalCluster to close with this."""
         self.client = client
-        self.model = model
+        self.default_model = model
         self._cluster = cluster
 
     def outputs(
@@ -106,8 +106,8 @@ class DaskBackend:
         """
         report = progress or (lambda index, fraction, stage: None)
         cancelled = should_cancel or (lambda: False)
-        model = options.model or self.model
-        wire_options = dataclasses.replace(options, output_dir=None, overwrite=True, model=model)
+        model = options.model_choice or self.default_model
+        wire_options = dataclasses.replace(options, output_dir=None, overwrite=True, model_choice=model)
         in_flight: deque[tuple[int, Future | LowlightError]] = deque()
         upcoming = iter(enumerate(files))
         try:

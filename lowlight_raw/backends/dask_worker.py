@@ -45,11 +45,11 @@ class EnginePlugin(WorkerPlugin):
 
     def __init__(self, model: str = "auto", device: str = "auto") -> None:
         """``model``: loaded at setup (others on first use); ``device``: auto picks the worker's GPU, else CPU."""
-        self.model = model
+        self.default_model = model
         self.device = device
 
     def setup(self, worker=None) -> None:
-        self.enhancer(self.model)
+        self.enhancer(self.default_model)
 
     def enhancer(self, model: str) -> Enhancer:
         """The warm engine for ``model`` (``auto``, a shipped name, or a weight file on the worker)."""
@@ -65,9 +65,9 @@ class EnginePlugin(WorkerPlugin):
             return _pools[self.device]
 
     def run(self, name: str, data: bytes, options: EnhanceOptions) -> EncodedOutput:
-        """Enhance one file given as bytes with the engine for ``options.model``, one file at a time."""
+        """Enhance one file given as bytes with the engine for ``options.model_choice``, one file at a time."""
         with self.pool.lock:
-            return enhance_encoded(self.enhancer(options.model or self.model), FileInput(name, data=data), options)
+            return enhance_encoded(self.enhancer(options.model_choice or self.default_model), FileInput(name, data=data), options)
 
     def describe(self, model: str) -> dict[str, str]:
         """The device and model card of the engine for ``model``, for ``lr-bridge status``."""

@@ -243,19 +243,19 @@ def restore_linear(graph: Graph, camera_rgb: np.ndarray, color: CameraColor, str
 
 
 def write_bayer_dng(path: Path, cfa: np.ndarray, pattern: str, black: tuple[float, float, float, float], white: float,
-                    color: CameraColor, make: str = "Lowlight", model: str = "Synthetic Bayer") -> Path:
+                    color: CameraColor, make: str = "Lowlight", camera_model: str = "Synthetic Bayer") -> Path:
     """The uint16 CFA darktable writes, as a DNG of the source's CFA, levels, matrix and white balance
     (:func:`lowlight_raw.testing.synthetic.write_cfa_dng`: under a temporary name, then renamed)."""
     spec = DngSpec(pattern=pattern, black=tuple(int(round(b)) for b in black), white=int(white), cam_xyz=color.cam_xyz,
-                   as_shot_neutral=tuple(float(v) for v in color.as_shot_neutral), make=make, model=model)
+                   as_shot_neutral=tuple(float(v) for v in color.as_shot_neutral), make=make, camera_model=camera_model)
     return write_cfa_dng(Path(path), cfa, spec)
 
 
 def write_linear_dng(path: Path, camera_rgb: np.ndarray, color: CameraColor, make: str = "Lowlight",
-                     model: str = "Synthetic linear") -> Path:
+                     camera_model: str = "Synthetic linear") -> Path:
     """Camera RGB from :func:`restore_linear` as a 16-bit LinearRaw DNG (clipped to ``[0, 1]``, black 0,
     white 65535) with the source's matrix and white balance."""
     codes = np.rint(np.clip(camera_rgb, 0.0, 1.0) * 65535.0).astype(np.uint16)
     spec = DngSpec(black=(0, 0, 0, 0), white=65535, cam_xyz=color.cam_xyz,
-                   as_shot_neutral=tuple(float(v) for v in color.as_shot_neutral), make=make, model=model)
+                   as_shot_neutral=tuple(float(v) for v in color.as_shot_neutral), make=make, camera_model=camera_model)
     return write_linear_raw_dng(Path(path), codes, spec)

@@ -47,7 +47,7 @@ class RawPhoto:
     color: CameraColor
     orientation: int
     make: str
-    model: str
+    camera_model: str
     iso: float | None
     masked: np.ndarray | None  # normalised masked (optical black) pixels, when LibRaw exposes them
 
@@ -120,7 +120,7 @@ def _decode(path: Path, raw) -> RawPhoto:
         color=color,
         orientation=_FLIP_TO_ORIENTATION.get(int(raw.sizes.flip), 1),
         make=make,
-        model=model,
+        camera_model=model,
         iso=iso,
         masked=masked,
     )

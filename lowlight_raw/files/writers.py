@@ -1,11 +1,12 @@
 """Output files: a LinearRaw DNG (default), a 16-bit TIFF or a JPEG, written safely.
 
-Every writer makes a hidden temporary file next to the final one
-(``.NAME.partial-PID-XXXXXXXX``), copies the source's metadata into it
-(:func:`lowlight_raw.files.metadata.copy_metadata`) and only then renames it into place, so a failure,
-Ctrl-C or SIGTERM never leaves a half-written output, and an existing file is replaced only on
-request. Partial files of ours whose writer process is gone (a crash, SIGKILL) are removed
-from the folder before the next write into it. Pixels keep the sensor orientation; the source's orientation is written as a tag.
+Every output is written through :func:`lowlight_raw.files.atomic.write_atomically`: a hidden
+temporary file next to the final one gets the pixels and the source's metadata
+(:func:`lowlight_raw.files.metadata.copy_metadata`), is flushed to disk and only then takes its
+name, so a failure, Ctrl-C or SIGTERM never leaves a half-written output, and an existing file is
+replaced only on request (even one that appears while the output is written). Temporary files of
+ours whose writer process is gone (a crash, SIGKILL) are removed from the folder before the next
+write into it. Pixels keep the sensor orientation; the source's orientation is written as a tag.
 
 - **DNG**: camera RGB (not white balanced) as 3 × uint16 LinearRaw, uncompressed strips, with
   the camera's ColorMatrix1 (D65) and AsShotNeutral, so raw editors develop it like the source.
@@ -20,8 +21,6 @@ from the folder before the next write into it. Pixels keep the sensor orientatio
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,9 +32,8 @@ import tifffile
 from PIL import Image, ImageCms
 
 from ..errors import LowlightError
-from ..machine import pid_alive
 from ..pipeline.color import SPACES, CameraColor, camera_to_linear, srgb_encode
-from .atomic import flush_to_disk
+from .atomic import write_atomically
 from .dngtags import camera_tags, rationals, valid_orientation
 from .formats import EXTENSIONS, FORMATS
 from .metadata import SOFTWARE, copy_metadata
@@ -53,8 +51,6 @@ _DNG_ROWS_PER_STRIP = 64
 _ROWS_PER_BAND = 128  # rows converted at a time
 _ENCODE_LUT_BITS = 20  # linear → encoded lookup table size: error < ½ code of a 16-bit output
 MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
-_PARTIAL_NAME_BYTES = 200  # the output name's share of a temporary file name
-_PARTIAL = re.compile(r"^\..*\.partial-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,7 @@ class OutputImage:
     color: CameraColor  # white balance and XYZ → camera matrix of the source
     orientation: int  # EXIF orientation 1..8 of the source, written as a tag
     make: str
-    model: str
+    camera_model: str
     source: Path  # the source RAW: its metadata is copied into the output
     ev: float = 0.0  # the exposure the engine applied, recorded in the processing note
     strength: float = 1.0  # the network's share of the result, recorded in the processing note
@@ -112,26 +108,19 @@ def write_output(
     _check_format(fmt)
     if space not in SPACES:
         raise LowlightError(path, f"unknown colour space {space!r} (choose from {', '.join(SPACES)})")
-    temp = _check_target(path, image.source, overwrite)
-    try:
+
+    def write(temp: Path) -> None:
         OUTPUT_FORMATS[fmt].write(image, temp, linear_tiff, space)
         note = processing_note(image, fmt, linear_tiff, space)
-        copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng",
-                      linear_source=image.linear_source)
-        flush_to_disk(temp)  # on disk before it gets its name: a crash leaves the old file or the whole new one
-        _move_into_place(temp, path, overwrite)
-    except OSError as exc:
-        _remove(temp)
-        raise LowlightError(path, f"cannot write ({exc.strerror or exc})") from exc
-    except LowlightError as exc:
-        _remove(temp)
-        if exc.path == temp:  # name the output the user asked for, not our temporary file
-            raise LowlightError(path, exc.reason) from exc
-        raise
-    except BaseException:
-        _remove(temp)
-        raise
-    return path
+        try:
+            copy_metadata(image.source, temp, note, _format_exif(image, fmt, linear_tiff), dng_output=fmt == "dng",
+                          linear_source=image.linear_source)
+        except LowlightError as exc:
+            if exc.path == temp:  # name the output the user asked for, not our temporary file
+                raise LowlightError(path, exc.reason) from exc
+            raise
+
+    return _write_new(path, image.source, write, overwrite)
 
 
 def write_encoded(data: bytes, path: Path, source: Path, overwrite: bool = False) -> Path:
@@ -140,21 +129,24 @@ def write_encoded(data: bytes, path: Path, source: Path, overwrite: bool = False
     The same rules as :func:`write_output`: never the source, never an existing file unless
     ``overwrite``, written under a temporary name, flushed and renamed, nothing left on failure.
     """
-    path = Path(path)
-    temp = _check_target(path, source, overwrite)
+    return _write_new(Path(path), source, data, overwrite)
+
+
+def _write_new(path: Path, source: Path, content: bytes | Callable[[Path], None], overwrite: bool) -> Path:
+    """Write an output of ``source`` atomically (:func:`~lowlight_raw.files.atomic.write_atomically`): never
+    the source itself, never over an existing file (even one that appears meanwhile) unless ``overwrite``."""
+    if _same_file(path, source):
+        raise LowlightError(path, "output is the source file itself; refusing to overwrite it")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise LowlightError(path, "already exists (use overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise LowlightError(path, "output folder does not exist")
     try:
-        with open(temp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _move_into_place(temp, path, overwrite)
+        return write_atomically(path, content, placement="replace" if overwrite else "new")
+    except FileExistsError as exc:
+        raise LowlightError(path, "already exists (use overwrite to replace it)") from exc
     except OSError as exc:
-        _remove(temp)
         raise LowlightError(path, f"cannot write ({exc.strerror or exc})") from exc
-    except BaseException:
-        _remove(temp)
-        raise
-    return path
 
 
 def make_output_dir(folder: Path) -> None:
@@ -196,18 +188,6 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _check_target(path: Path, source: Path, overwrite: bool) -> Path:
-    """Refuse ``path`` if it is the source, exists (without ``overwrite``) or has no folder; its temporary name."""
-    if _same_file(path, source):
-        raise LowlightError(path, "output is the source file itself; refusing to overwrite it")
-    if not overwrite and (path.exists() or path.is_symlink()):
-        raise LowlightError(path, "already exists (use overwrite to replace it)")
-    if not path.parent.is_dir():
-        raise LowlightError(path, "output folder does not exist")
-    remove_stale_partials(path.parent)
-    return path.with_name(_partial_name(path.name))
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -215,60 +195,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _remove(path: Path) -> None:
-    """Remove ``path`` if it is there; a folder that refuses (read-only, …) is not a second error."""
-    try:
-        path.unlink()
-    except OSError:
-        pass
-
-
-def _partial_name(name: str) -> str:
-    """The temporary name for writing ``name``: hidden, ours (pid), valid UTF-8, under NAME_MAX."""
-    shown = os.fsencode(name).decode("utf-8", "replace")
-    while len(shown.encode("utf-8")) > _PARTIAL_NAME_BYTES:
-        shown = shown[:-1]
-    return f".{shown}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def remove_stale_partials(folder: Path) -> list[Path]:
-    """Remove our partial files in ``folder`` whose writing process is gone; returns them."""
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _PARTIAL.match(entry.name)
-        if match and entry.is_file(follow_symlinks=False) and not pid_alive(int(match["pid"])):
-            _remove(Path(entry.path))
-            removed.append(Path(entry.path))
-    return removed
-
-
-def _move_into_place(temp: Path, path: Path, overwrite: bool) -> None:
-    """Rename ``temp`` to ``path``; without ``overwrite`` never replace a file that appeared meanwhile."""
-    if overwrite:
-        os.replace(temp, path)
-        return
-    try:
-        os.link(temp, path)  # atomic "create if absent"
-    except FileExistsError as exc:
-        raise LowlightError(path, "already exists (use overwrite to replace it)") from exc
-    except OSError:  # no hard links on this file system: check, then rename
-        if path.exists():
-            raise LowlightError(path, "already exists (use overwrite to replace it)") from None
-        os.replace(temp, path)
-    else:
-        temp.unlink()
-
-
 # ---------------------------------------------------------------- DNG
 
 
 def _write_dng(image: OutputImage, path: Path) -> None:
     pixels = _camera_codes(image.camera_rgb, 2.0 ** -DNG_HEADROOM_EV)
-    extratags = camera_tags(image.make, image.model, image.color.cam_xyz, image.color.as_shot_neutral, image.orientation)
+    extratags = camera_tags(image.make, image.camera_model, image.color.cam_xyz, image.color.as_shot_neutral, image.orientation)
     extratags += [
         (50714, "I", 3, (0, 0, 0), True),  # BlackLevel, one per sample
         (50717, "I", 3, (65535, 65535, 65535), True),  # WhiteLevel, one per sample

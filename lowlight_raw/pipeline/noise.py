@@ -79,10 +79,10 @@ def find_darktable_profiles(explicit: Path | None = None) -> Path | None:
     return next((p for p in DARKTABLE_PROFILES if p.is_file()), None)
 
 
-def _camera_key(make: str, model: str) -> tuple[str, str]:
+def _camera_key(make: str, camera_model: str) -> tuple[str, str]:
     """Spelling-independent key: EXIF says ("NIKON CORPORATION", "NIKON D750"), darktable ("Nikon", "D750")."""
     maker = (make.strip().lower().split() or [""])[0]
-    name = " ".join(model.strip().lower().split())
+    name = " ".join(camera_model.strip().lower().split())
     if maker and name.startswith(maker + " "):
         name = name[len(maker) + 1 :]
     return maker, name
@@ -105,11 +105,11 @@ def _load_profiles(path: Path) -> dict[tuple[str, str], list[tuple[float, float,
     return table
 
 
-def darktable_profile(make: str, model: str, iso: float, path: Path) -> NoiseProfile | None:
+def darktable_profile(make: str, camera_model: str, iso: float, path: Path) -> NoiseProfile | None:
     """darktable's measured profile for this camera at this ISO, or ``None`` if it has none."""
     if not iso or iso <= 0:
         return None
-    rows = _load_profiles(Path(path)).get(_camera_key(make, model))
+    rows = _load_profiles(Path(path)).get(_camera_key(make, camera_model))
     if rows is None:
         return None
     isos = np.array([r[0] for r in rows])
@@ -118,7 +118,7 @@ def darktable_profile(make: str, model: str, iso: float, path: Path) -> NoisePro
     if iso > isos[-1]:  # above the highest measured ISO, noise keeps growing with the gain
         a *= iso / isos[-1]
         b *= (iso / isos[-1]) ** 2
-    return NoiseProfile(a=a, b=max(b, 1e-12), source=f"darktable noiseprofiles.json ({make} {model}, ISO {iso:g})")
+    return NoiseProfile(a=a, b=max(b, 1e-12), source=f"darktable noiseprofiles.json ({make} {camera_model}, ISO {iso:g})")
 
 
 # Facts from darktable's noiseprofiles.json (green channel, every camera, ISO 100–51200): the
@@ -244,7 +244,7 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
 def profile_for(
     packed: np.ndarray,
     make: str,
-    model: str,
+    camera_model: str,
     iso: float,
     masked: np.ndarray | None = None,
     profiles_path: Path | None = None,
@@ -253,7 +253,7 @@ def profile_for(
     """The noise profile to use for one photo: darktable's if known, else estimated."""
     path = find_darktable_profiles(profiles_path)
     if path is not None and path.is_file():
-        profile = darktable_profile(make, model, iso, path)
+        profile = darktable_profile(make, camera_model, iso, path)
         if profile is not None:
             return profile
     return estimate_profile(packed, masked, iso, layout)

@@ -34,7 +34,7 @@ class DngSpec:
     white: int = 16383
     margins: tuple[int, int, int, int] = (0, 0, 0, 0)  # masked rows/cols: top, left, bottom, right
     make: str = "Lowlight"
-    model: str = "Synthetic Bayer"
+    camera_model: str = "Synthetic Bayer"
     cam_xyz: np.ndarray = field(default_factory=lambda: DEFAULT_CAM_XYZ.copy())
     as_shot_neutral: tuple[float, float, float] = (0.5, 1.0, 0.62)
     orientation: int = 1
@@ -62,7 +62,7 @@ def write_cfa_dng(path: Path, active: np.ndarray, spec: DngSpec, masked_value: n
     cfa = bytes(COLOR_CODES[c] for c in spec.pattern)
     repeat = int(round(len(cfa) ** 0.5))  # 2 for Bayer; 6 writes an X-Trans-like file
     neutral = np.asarray(spec.as_shot_neutral, dtype=float)
-    extratags = camera_tags(spec.make, spec.model, spec.cam_xyz, neutral, spec.orientation)
+    extratags = camera_tags(spec.make, spec.camera_model, spec.cam_xyz, neutral, spec.orientation)
     raw_tags = [
         (33421, "H", 2, (repeat, repeat), True),  # CFARepeatPatternDim
         (33422, "B", len(cfa), cfa, True),  # CFAPattern
@@ -98,7 +98,7 @@ def write_linear_dng(path: Path, active: np.ndarray, spec: DngSpec) -> Path:
     path = Path(path)
     h, w, _ = active.shape
     neutral = np.asarray(spec.as_shot_neutral, dtype=float)
-    extratags = camera_tags(spec.make, spec.model, spec.cam_xyz, neutral, spec.orientation)
+    extratags = camera_tags(spec.make, spec.camera_model, spec.cam_xyz, neutral, spec.orientation)
     raw_tags = [
         (50713, "H", 2, (1, 1), True),  # BlackLevelRepeatDim
         (50714, "I", 3, tuple(int(b) for b in spec.black[:3]), True),  # BlackLevel, per sample

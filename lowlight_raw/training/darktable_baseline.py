@@ -130,7 +130,7 @@ def write_dng(path: Path, raw: DarkRaw) -> Path:
     spec = DngSpec(
         pattern=raw.pattern, black=(black,) * 4, white=int(raw.white), cam_xyz=raw.color.cam_xyz,
         as_shot_neutral=tuple(float(v) for v in raw.color.as_shot_neutral), make="Lowlight",
-        model="Synthetic Bayer" if len(raw.pattern) == 4 else "Synthetic X-Trans",
+        camera_model="Synthetic Bayer" if len(raw.pattern) == 4 else "Synthetic X-Trans",
     )
     return write_cfa_dng(path, dn, spec)
 
