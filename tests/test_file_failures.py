@@ -18,9 +18,9 @@ from daemon_helpers import small_tmpfs
 from fuzz_dng import ifd_entries
 from helpers import file_sha256, finished_outputs
 from lowlight_raw.cli import main
+from lowlight_raw.files.atomic import remove_stale_temporaries
 from lowlight_raw.files.metadata import is_well_formed
 from lowlight_raw.files.raw import read_raw
-from lowlight_raw.files.atomic import remove_stale_temporaries
 
 
 def _errors(stderr: str) -> list[str]:
