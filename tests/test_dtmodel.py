@@ -38,6 +38,7 @@ from lowlight_raw.errors import LowlightError  # noqa: E402
 from lowlight_raw.layouts.registry import layout_class  # noqa: E402
 from lowlight_raw.networks.catalog import shipped_weights  # noqa: E402
 from lowlight_raw.networks.weights import load_model  # noqa: E402
+from lowlight_raw.pipeline import restore as restore_module  # noqa: E402
 from lowlight_raw.training.darktable_baseline import history_xmp  # noqa: E402
 from lowlight_raw.training.dataset import make_sample  # noqa: E402
 from lowlight_raw.training.evaluate import HIGH_ISO_A, case_of, dark_raw, model_camera, naive_srgb, psnr, render  # noqa: E402
@@ -217,10 +218,13 @@ def dark_x100(graphs):
     return case, cfa, raw
 
 
-def test_a_dark_x100_raw_comes_out_denoised(dark_x100) -> None:
+def test_a_dark_x100_raw_comes_out_denoised(dark_x100, monkeypatch) -> None:
     case, cfa, raw = dark_x100
     network, _ = load_model(shipped_weights("fast"))
     emulated = psnr(render(_camera_of(cfa, raw, 100.0), case.sample), case.reference)
+    # the graphs carry the network, not the engine's dark-level curve measured on each photo
+    # (restore.calibrate_dark_levels: here 25.95 → 27.18 dB), so they are held to the engine without it
+    monkeypatch.setattr(restore_module, "dark_level_strength", lambda profile, gain: 0.0)
     ours = psnr(render(model_camera(network, case.sample), case.sample), case.reference)
     naive = psnr(naive_srgb(case), case.reference)
     assert emulated > naive + 10.0, (emulated, naive)

@@ -5,7 +5,7 @@ import pytest
 import skimage.data
 import tifffile
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, uniform_filter
 
 import lowlight_raw.pipeline.restore as restore_module
 from lowlight_raw.engine import EnhanceOptions, Enhancer
@@ -17,7 +17,17 @@ from lowlight_raw.layouts.xtrans import XTransLayout, pattern_letters
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
 from lowlight_raw.pipeline.noise import NoiseProfile, read_variance_for
-from lowlight_raw.pipeline.restore import NETWORK_FROM_SIGMA, blend_clean_rendering, network_share, restore, smooth_chroma
+from lowlight_raw.pipeline.restore import (
+    DARK_LEVEL_FULL_SIGMA,
+    DARK_LEVEL_OFF_SIGMA,
+    NETWORK_FROM_SIGMA,
+    blend_clean_rendering,
+    calibrate_dark_levels,
+    dark_level_strength,
+    network_share,
+    restore,
+    smooth_chroma,
+)
 from lowlight_raw.pipeline.tiling import run_tiled
 from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
@@ -61,9 +71,13 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     dark, dark_share = restore(tiny, inputs, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
     network_alone = run_tiled(tiny, inputs, cpu)
-    np.testing.assert_array_equal(dark, smooth_chroma(network_alone.copy(), WB))  # a dark one: the network, its chroma smoothed
+    # a dark one: the network, its chroma smoothed, its dark levels calibrated at the strength of its noise
+    strength = dark_level_strength(_profile(2e-4), 100.0)
+    assert 0.0 < strength < 1.0
+    np.testing.assert_array_equal(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), inputs, BayerLayout, WB, strength))
     clean = directional_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(full, share * network_alone + (1.0 - share) * clean, atol=1e-6)
+    blended = (share * network_alone + (1.0 - share) * clean).astype(np.float32)
+    np.testing.assert_allclose(full, calibrate_dark_levels(blended, inputs, BayerLayout, WB, 1.0), atol=1e-6)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
     tiny = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
     full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(4e-6), 1.0, WB, cpu)
@@ -155,3 +169,98 @@ def test_the_clean_rendering_made_in_blocks_is_the_whole_images(layout, monkeypa
     np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB), whole, atol=1e-6)
     blended = blend_clean_rendering(network_output.copy(), 0.25, planes, layout, WB)
     np.testing.assert_allclose(blended, 0.25 * network_output + 0.75 * whole, atol=1e-6)
+
+
+def _lifted_dark_scene(seed: int = 6, lift: float = 0.02, noise: float = 0.03):
+    """A Bayer scene (camera RGB) whose left half is dark (0.003–0.03, textured) and right half mid-grey
+    (0.15–0.3), its noisy packed planes (the network input, sigma ``noise``) and a "network result":
+    the truth, the dark half lifted by ``lift`` (what a base clamped at 0 does to noisy blacks)."""
+    rng = np.random.default_rng(seed)
+    height, width = 96, 160
+    texture = gaussian_filter(rng.random((height, width)), 3)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    dark = np.broadcast_to(np.arange(width)[None, :] < width // 2, (height, width))
+    level = np.where(dark, 0.003 + 0.027 * texture, 0.15 + 0.15 * texture)
+    truth = (level[..., None] / WB).astype(np.float32)  # grey after the white balance
+    planes = BayerLayout("RGGB", height, width).pack(mosaic_from_rgb(truth, "RGGB"))
+    planes = (planes + noise * rng.standard_normal(planes.shape)).astype(np.float32)
+    inputs = np.concatenate([planes, np.full_like(planes, noise)])
+    result = truth + np.where(dark, lift, 0.0)[..., None].astype(np.float32) / WB.astype(np.float32)
+    return truth, inputs, result.astype(np.float32), dark
+
+
+def test_dark_level_calibration_brings_lifted_blacks_back_to_their_mean_and_leaves_the_rest():
+    truth, inputs, result, dark = _lifted_dark_scene()
+    inside = np.zeros_like(dark)
+    inside[4:-4, 4 : dark.shape[1] // 2 - 4] = True  # the dark half, away from the border and the edge
+    bright = np.zeros_like(dark)
+    bright[4:-4, dark.shape[1] // 2 + 4 : -4] = True
+    luminance = lambda rgb: (rgb * WB).mean(-1)  # noqa: E731
+    assert luminance(result)[inside].mean() > 2.0 * luminance(truth)[inside].mean()  # 0.036 against 0.016
+    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 1.0)
+    # measured: 0.0165 against 0.0154 (+7 %, the significance margin of 96 × 160 px); the lift was +130 %
+    np.testing.assert_allclose(luminance(calibrated)[inside].mean(), luminance(truth)[inside].mean(), rtol=0.12)
+    np.testing.assert_allclose(luminance(calibrated)[bright].mean(), luminance(result)[bright].mean(), rtol=0.005)  # −0.1 %
+    ratio = calibrated / result  # each pixel scaled, its colour kept
+    np.testing.assert_allclose(ratio, ratio[..., :1].repeat(3, axis=-1), rtol=1e-5)
+    half = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 0.5)  # half the strength: half the way
+    np.testing.assert_allclose(luminance(half)[inside].mean(), 0.5 * (luminance(result) + luminance(calibrated))[inside].mean(), rtol=0.02)
+
+
+def test_dark_level_calibration_leaves_a_flat_noise_field_and_an_unbiased_result_as_they_are():
+    rng = np.random.default_rng(8)
+    planes = (0.2 / np.array([WB[0], 1.0, 1.0, WB[2]]))[:, None, None] + 0.05 * rng.standard_normal((4, 64, 96))
+    inputs = np.concatenate([planes, np.full_like(planes, 0.05)]).astype(np.float32)
+    plain = BayerLayout.naive_rgb(torch.from_numpy(inputs[None, :4]))[0].permute(1, 2, 0).numpy()
+    # a denoiser without bias: the plain demosaic averaged over 7 × 7 (noise left over, from the same noise)
+    result = uniform_filter(plain, (7, 7, 1), mode="reflect").astype(np.float32)
+    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 1.0)
+    # measured: −0.24 % in each channel, where the left-over noise is 5–14 % of the level
+    np.testing.assert_allclose(calibrated.mean(axis=(0, 1)), result.mean(axis=(0, 1)), rtol=0.005)
+    flat = np.broadcast_to((0.2 / WB).astype(np.float32), result.shape).copy()  # a perfect denoiser: kept as it is
+    np.testing.assert_array_equal(calibrate_dark_levels(flat.copy(), inputs, BayerLayout, WB, 1.0), flat)
+    _, inputs, result, dark = _lifted_dark_scene(lift=0.0)  # nothing lifted: little brought down
+    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 1.0)
+    luminance = lambda rgb: (rgb * WB).mean(-1)  # noqa: E731
+    for half, tolerance in ((dark, 0.05), (~dark, 0.005)):  # measured: −2.6 % (the curve's noise), −0.1 %
+        np.testing.assert_allclose(luminance(calibrated)[half].mean(), luminance(result)[half].mean(), rtol=tolerance)
+
+
+@pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
+def test_the_dark_level_curve_measured_in_blocks_is_the_whole_images_and_a_sample_of_them_close_to_it(layout, monkeypatch):
+    rng = np.random.default_rng(9)
+    planes = (gaussian_filter(rng.random((layout.channels, 60, 72)), (0, 4, 4)) ** 3 * 0.6).astype(np.float32)  # dark tones
+    planes += 0.03 * rng.standard_normal(planes.shape).astype(np.float32)
+    inputs = np.concatenate([planes, np.full_like(planes, 0.03)])
+    whole = layout.clean_rgb(torch.from_numpy(np.clip(planes, 0.0, 1.0))[None], WB)[0].permute(1, 2, 0).numpy()
+    result = np.maximum(whole, 0.0) + np.float32(0.01)  # lifted everywhere, most in relative terms in the blacks
+    monkeypatch.setattr(restore_module, "DARK_LEVEL_BLOCK", 1000)  # one block: the whole image's rendering
+    reference = calibrate_dark_levels(result.copy(), inputs, layout, WB, 1.0)
+    assert (reference <= result + 1e-7).all() and (reference < result - 1e-4).mean() > 0.3
+    monkeypatch.setattr(restore_module, "DARK_LEVEL_BLOCK", 12)  # even: an X-Trans block starts on the same kind of cell
+    np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB, 1.0), reference, atol=1e-6)
+    monkeypatch.setattr(restore_module, "DARK_LEVEL_SAMPLE", result.shape[0] * result.shape[1] // 4)  # a quarter of them
+    np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB, 1.0), reference, rtol=0.1, atol=1e-3)
+
+
+def test_dark_level_strength_is_full_to_x150_at_iso_6400_and_none_at_x300_at_iso_25600():
+    from lowlight_raw.training.sweep import A7III_NOISE
+
+    strength = lambda iso, ratio: dark_level_strength(NoiseProfile(*A7III_NOISE[iso], "A7 III"), ratio)  # noqa: E731
+    assert strength(400, 1.0) == strength(6400, 100.0) == strength(6400, 150.0) == 1.0
+    assert strength(25600, 300.0) == 0.0
+    assert 0.1 < strength(25600, 200.0) < 0.3  # σ 0.17: measured, full strength loses 0.7 dB, a quarter none
+    at = lambda sigma: dark_level_strength(NoiseProfile(0.0, sigma**2, "b only"), 1.0)  # noqa: E731
+    assert at(DARK_LEVEL_FULL_SIGMA) == pytest.approx(1.0) and at(DARK_LEVEL_OFF_SIGMA) == pytest.approx(0.0, abs=1e-9)
+    ramp = [at(sigma) for sigma in np.geomspace(DARK_LEVEL_FULL_SIGMA, DARK_LEVEL_OFF_SIGMA, 6)]
+    assert ramp == sorted(ramp, reverse=True)
+
+
+def test_the_dark_level_curve_is_np_interp_within_a_hair():
+    rng = np.random.default_rng(10)
+    knots = np.quantile(rng.gamma(1.5, 0.05, 100_000), np.linspace(0.01, 0.99, 48))  # bins' mean levels, dense in the darks
+    values = np.minimum(1.0, 0.4 + 0.6 * np.sqrt(knots / knots[30]))  # darks brought down, the rest kept
+    x = torch.from_numpy(rng.uniform(-0.01, 0.5, 200_000).astype(np.float32))
+    curve = restore_module._PiecewiseLinear(knots, values)
+    np.testing.assert_allclose(curve(x.clone()).numpy(), np.interp(x.numpy(), knots, values), atol=2e-4)  # measured 1.4e-5
+    np.testing.assert_allclose(restore_module._PiecewiseLinear(knots[:1], values[:1])(x.clone()).numpy(), values[0], rtol=1e-6)
