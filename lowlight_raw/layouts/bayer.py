@@ -29,8 +29,8 @@ class BayerLayout(SensorLayout):
 
     kind = "bayer"
     label = "Bayer"
-    clean_network_share = 0.15  # bench/blend.py: clean 35.74 dB (no network) → 36.17, SSIM 0.971 → 0.972 (0.25: 35.90 / 0.970)
-    full_network_sigma = 0.03  # bench/blend.py: ×1–×10 30.13 → 30.55 dB, SSIM 0.841 → 0.844 against 0.02 (0.04: 30.67 / 0.839)
+    clean_network_share = 0.15  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
+    full_network_sigma = 0.03  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
     scale = 2
     channels = 4
     pad_mode = "symmetric"  # each plane is one colour: any mirroring keeps it right

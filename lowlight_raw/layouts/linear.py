@@ -30,11 +30,9 @@ class LinearLayout(SensorLayout):
 
     kind = "linear"
     label = "linear RGB"
-    # None: a clean linear raw comes back as its own pixels, the converter's demosaic the photographer
-    # had. bench/blend.py scores 0.5 at +2.1 dB (28.27 → 30.41), but its linear raws are demosaiced
-    # bilinearly, as in training, and a real converter's demosaic leaves less for the network to mend.
-    clean_network_share = 0.0
-    full_network_sigma = 0.01  # bench/blend.py: ×1–×10 29.07 / 0.833, against 28.99 / 0.824 at 0.02
+    # None: a clean linear raw comes back as its own pixels, the converter's demosaic the photographer had
+    clean_network_share = 0.0  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
+    full_network_sigma = 0.01  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
     scale = BLOCK
     channels = 3 * BLOCK * BLOCK
     pad_mode = "symmetric"  # whole 2×2 blocks are mirrored: every plane keeps its colour

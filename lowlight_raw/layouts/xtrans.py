@@ -79,8 +79,8 @@ class XTransLayout(SensorLayout):
 
     kind = "xtrans"
     label = "X-Trans"
-    clean_network_share = 0.1  # bench/blend.py: clean 36.02 dB (no network) → 36.15, SSIM 0.972 → 0.971 (0.2: 35.77 / 0.968)
-    full_network_sigma = 0.04  # bench/blend.py: ×1–×10 30.69 → 30.96 dB, SSIM 0.859 → 0.862 against 0.03 (0.05: 31.08 / 0.860)
+    clean_network_share = 0.1  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
+    full_network_sigma = 0.04  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
     scale = CELL
     channels = CELL * CELL
     pad_mode = "reflect"  # mirrors about an edge cell: cells keep their kind (row + column parity)

@@ -10,9 +10,8 @@ layout's ``full_network_sigma`` passes it. The clean rendering is the layout's
 white-balanced planes; X-Trans: an iterated colour-difference demosaic; linear RGB: the file's own
 pixels).
 The two err differently (aliasing and noise against softness), so even a clean photo is better
-with some of the network: on BSDS500's validation photos (``bench/blend.py``, which chose each
-layout's settings) 0.15 of it takes clean Bayer raws from 35.74 to 36.17 dB, and the ramp
-reaching 1 at σ = 0.03 rather than 0.02 takes ×1–×10 from 30.13 to 30.55 dB.
+with some of the network; ``bench/blend.py`` chose each layout's settings (its measurements are in
+the model card, "The clean-photo blend").
 
 A photo the network takes alone leaves it with low-frequency colour blotches; their chroma is
 smoothed by a filter that the photo's own colours guide (:func:`smooth_chroma`), which keeps
@@ -70,25 +69,19 @@ def network_share(profile: NoiseProfile, gain: float, layout: type[SensorLayout]
     return float(min(max(position, layout.clean_network_share), 1.0))
 
 
-# The dark-level calibration (calibrate_dark_levels), chosen on `lowlight-raw evaluate --sweep` (its
-# five scenes; ×150 at ISO 6400 and ×200 at ISO 25600 added for the ramp), shipped weights. At full
-# strength it gains on Bayer 0.09–0.19 dB at every level from ×1 to ×100 (×100: 26.54 → 26.73 dB,
-# shadow ΔL* +6.2 → +2.8), +0.08 dB at ×150 (σ 0.074); on X-Trans 0.05–0.36 dB, +0.16 dB at ×150.
-# At ×200 (σ 0.17) it loses 0.49 / 0.07 dB and at ×300 (σ 0.24) 0.84 / 0.79 dB (shadow ΔL* +12.7 →
-# +6.0): there the result follows the noise so much that the unbiased rendering's mean over the
-# pixels of a level is pulled towards that level (their noise made them darker), and the curve
-# overshoots. The ramp below: ×200 −0.01 / +0.03 dB, ×300 untouched.
+# The dark-level calibration (calibrate_dark_levels): its settings were chosen on `lowlight-raw evaluate
+# --sweep` with the shipped weights; the measurements are in the model card ("The dark-level calibration").
+# At ×200 and beyond the result follows the noise so much that the unbiased rendering's mean over the
+# pixels of a level is pulled towards that level (their noise made them darker): the curve would
+# overshoot, so its strength ramps down with the noise.
 DARK_LEVEL_FULL_SIGMA = 0.075  # full strength up to this noise sigma at mid-grey (×150 at ISO 6400: 0.074) …
 DARK_LEVEL_OFF_SIGMA = 0.2  # … log-linearly down to none here (×200 at ISO 25600: 0.17 gets 0.18 of it)
-DARK_LEVEL_BINS = 48  # luminance levels (equal counts of pixels) the curve is measured at (16: within 0.02 dB)
+DARK_LEVEL_BINS = 48  # luminance levels (equal counts of pixels) the curve is measured at
 DARK_LEVEL_SAMPLE = 2_000_000  # at least this many pixels, where the photo has them, measure the curve
 DARK_LEVEL_BLOCK = 64  # packed pixels a side of the blocks the measured pixels are taken in
 DARK_LEVEL_SIGNIFICANCE = 1.0  # a level is brought down by its deficit less this many standard errors of it
-# (2: ×100 Bayer 26.75 dB, ΔL* +3.2; 0: 26.69 dB, +2.5, and a dark area that was right came out 9 % too
-# dark in a 96 × 160 px test; 1: 26.72 dB, +2.9 and 2.6 %)
-DARK_LEVEL_TOP = 0.2  # levels brighter than this (white-balanced luminance; mid-grey 0.18) keep a gain of 1: clipped
-# highlights, whose unbiased rendering is clipped too, are left alone (every level: ×100 Bayer 26.72 dB, +2.9,
-# ×30 X-Trans SSIM 0.777; levels to 0.2: 26.73 dB, +2.8, 0.779; to 0.1: within 0.03 dB; to 0.05: 0.13–0.16 dB lower)
+DARK_LEVEL_TOP = 0.2  # levels brighter than this (white-balanced luminance; mid-grey 0.18) keep a gain of 1:
+# clipped highlights, whose unbiased rendering is clipped too, are left alone
 DARK_LEVEL_MIN = 1e-4  # a level darker than this (a result at or below black) keeps its gain of 1
 
 
@@ -177,8 +170,8 @@ def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[Sen
     mean luminance of the layout's clean rendering of the planes, *not* clamped at 0 (so the noise
     of blacks averages to black), is where the level belongs. Its gain is that over the mean ``Y``,
     the deficit first reduced by :data:`DARK_LEVEL_SIGNIFICANCE` standard errors of it (the noise of
-    the measurement does not move a level), capped at 1 (only lifted levels are brought down:
-    upward corrections scored lower: ×100 Bayer 26.59 against 26.67 dB, without the margin) and at 0;
+    the measurement does not move a level), capped at 1 (only lifted levels are brought down: upward
+    corrections scored lower) and at 0;
     levels above :data:`DARK_LEVEL_TOP` keep a gain of 1.
     Every pixel is then scaled, all channels alike (its chromaticity kept), by
     ``1 + strength·(gain(Y) − 1)``, the gain interpolated between the bins' mean ``Y``; the gain at
