@@ -122,6 +122,30 @@ def test_network_input_amplifies_clips_and_appends_sigma() -> None:
     np.testing.assert_allclose(out[4:, 0, 0], np.sqrt(100 * 1e-4 * y + 100**2 * 1e-7), rtol=1e-5)
 
 
+def test_blacks_clipped_at_zero_get_back_the_mean_of_their_noise() -> None:
+    """A converter's linear DNG clips black's noise at zero: its dark mean is then 0.4 σ too high.
+    Each zero is given the mean of a sample at or below zero, so the network sees black as black;
+    a raw that kept its negatives is amplified exactly as before."""
+    rng = np.random.default_rng(0)
+    profile = NoiseProfile(a=1e-4, b=4e-6, source="test")  # σ at black: 0.002
+    black = rng.normal(0.0, 0.002, size=(3, 128, 128)).astype(np.float32)
+    clipped = np.maximum(black, 0.0)
+    assert network_input(clipped, 1.0, profile)[:3].mean() == pytest.approx(0.0, abs=2e-5)
+    assert clipped.mean() == pytest.approx(0.002 * np.sqrt(1 / (2 * np.pi)), rel=0.02)  # what it was
+    kept = network_input(black, 50.0, profile)
+    np.testing.assert_array_equal(kept[:3], np.clip(50.0 * black, -1.0, 1.0))
+
+
+def test_a_raw_with_few_zeros_is_not_taken_for_clipped() -> None:
+    from lowlight_raw.pipeline.network_input import clipped_at_black
+
+    bright = np.full((3, 100, 100), 0.3, dtype=np.float32)
+    bright[0, 0, :50] = 0.0  # 0.17 %: a few dead pixels
+    assert not clipped_at_black(bright)
+    bright[:, :10] = 0.0
+    assert clipped_at_black(bright)
+
+
 def test_loss_decreases_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(5)

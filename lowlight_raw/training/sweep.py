@@ -53,6 +53,7 @@ from ..layouts.registry import layout_class
 from ..networks.catalog import SHIPPED_MODELS
 from ..networks.weights import load_model
 from ..pipeline.color import XYZ_FROM_SRGB, CameraColor, srgb_decode, srgb_encode
+from ..pipeline.network_input import network_input
 from ..pipeline.restore import blend_clean_rendering
 from . import darktable_baseline, debian_photos
 from .dataset import Sample, make_sample
@@ -189,11 +190,9 @@ def sweep_case(scene: Scene, level: Level, layout: str, seed: int = 0) -> TestCa
     physical = UnprocessParams(CameraColor(wb=DAYLIGHT_WB, cam_xyz=A7III_CAM_XYZ), brightness=1.0)
     sample = make_sample(scene.srgb, rng, ratio=level.ratio, sensor=level.sensor(),
                          pattern=layout_class(kind).training_patterns()[0], params=physical, layout=kind)
-    if layout == "linear-clipped":  # the converter clipped its demosaic's negatives at zero
+    if layout == "linear-clipped":  # the converter clipped its demosaic's negatives at zero; the engine's input of that
         raw = np.maximum(sample.raw, 0.0)
-        inputs = sample.inputs.copy()
-        inputs[: raw.shape[0]] = np.maximum(inputs[: raw.shape[0]], 0.0)
-        sample = replace(sample, raw=raw, inputs=inputs)
+        sample = replace(sample, raw=raw, inputs=network_input(raw, sample.ratio, sample.sensor.profile()))
     as_shot = CameraColor(wb=WHITE_BALANCES[scene.white_balance], cam_xyz=A7III_CAM_XYZ)
     return case_of(replace(sample, color=as_shot))
 
