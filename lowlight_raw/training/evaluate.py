@@ -166,10 +166,12 @@ def case_of(sample: Sample, grey_box: tuple[int, int, int, int] | None = None,
 
 
 def naive_camera(sample: Sample) -> np.ndarray:
-    """The layout's plain demosaic of the amplified planes (Bayer: bilinear): ``(H, W, 3)`` camera RGB."""
+    """The layout's plain demosaic of the amplified planes as the file has them (Bayer: bilinear):
+    ``(H, W, 3)`` camera RGB. From the raw, not the network's input: what a classical tool starts
+    from, blacks clipped at zero included (the network's input mends those)."""
     layout = layout_class(sample.layout)
-    packed = torch.from_numpy(sample.inputs[None, : layout.channels])
-    return layout.naive_rgb(packed)[0].numpy().transpose(1, 2, 0)
+    amplified = np.clip(sample.raw * np.float32(sample.ratio), -1.0, 1.0)
+    return layout.naive_rgb(torch.from_numpy(amplified[None]))[0].numpy().transpose(1, 2, 0)
 
 
 def render(camera: np.ndarray, sample: Sample) -> np.ndarray:
