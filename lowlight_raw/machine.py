@@ -1,4 +1,4 @@
-"""What is local to this machine: live processes and loopback hosts (shared by engine and bridge).
+"""What is local to this machine: live processes, what dead ones left, and loopback hosts (shared by engine and bridge).
 
 Pure standard library: the bridge's client imports it and must stay light.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from pathlib import Path
 
 
 def pid_alive(pid: int) -> bool:
@@ -22,6 +24,17 @@ def pid_alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def left_by_dead_processes(folder: Path, name: re.Pattern[str]) -> list[os.DirEntry]:
+    """The entries of ``folder`` whose ``name`` match names the process that made them (group
+    ``pid``) and whose process is gone: a killed writer's temporary files or folders. None where
+    the folder cannot be read."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    return [entry for entry in entries if (match := name.match(entry.name)) and not pid_alive(int(match["pid"]))]
 
 
 def is_loopback_host(host: str) -> bool:

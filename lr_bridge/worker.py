@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from lowlight_raw.backends.spec import ClusterSpec
-from lowlight_raw.machine import pid_alive
+from lowlight_raw.machine import left_by_dead_processes
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.memory import release_memory
@@ -71,15 +71,8 @@ def remove_stale_scratch() -> list[Path]:
     They hold copies of the files clients sent: a daemon killed mid-job must not leave them.
     """
     removed = []
-    root = Path(tempfile.gettempdir())
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _SCRATCH.match(entry.name)
-        if (match and entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
-                and not pid_alive(int(match["pid"]))):
+    for entry in left_by_dead_processes(Path(tempfile.gettempdir()), _SCRATCH):
+        if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from ..machine import pid_alive
+from ..machine import left_by_dead_processes
 
 Placement = Literal["replace", "new", "numbered"]
 TEMP_NAME_BYTES = 200  # of the file's name in its temporary name: with the rest, within NAME_MAX (255)
@@ -65,13 +65,8 @@ def temporary_name(path: Path) -> Path:
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporary files in ``folder`` whose writing process is gone; returns them."""
     removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _TEMPORARY.match(entry.name)
-        if match and entry.is_file(follow_symlinks=False) and not pid_alive(int(match["pid"])):
+    for entry in left_by_dead_processes(folder, _TEMPORARY):
+        if entry.is_file(follow_symlinks=False):
             try:
                 os.unlink(entry.path)
             except OSError:
