@@ -38,6 +38,7 @@ float32; the CPU table's: :data:`CPU_TARGETS`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -318,10 +319,12 @@ def cpu_measure(root: Path, weights: Path, source: Path, warm_up: Path) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from lowlight_raw.engine import EnhanceOptions, Enhancer
-    from lowlight_raw.pipeline import tiling
 
+    # revisions before the house had rooms (0.2.0) kept these at the top level and called the network ``model``
+    device = importlib.import_module("lowlight_raw.pipeline.device" if (root / "lowlight_raw" / "pipeline").is_dir()
+                                     else "lowlight_raw.tiling")
     enhancer = Enhancer(weights, device="cpu")
-    network = enhancer.network
+    network = enhancer.network if hasattr(enhancer, "network") else enhancer.model
     probe = torch.zeros(1, 2 * network.layout.channels, 128, 128)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         network(probe)
@@ -344,7 +347,7 @@ def cpu_measure(root: Path, weights: Path, source: Path, warm_up: Path) -> dict:
         start = time.perf_counter()
         result = enhancer.enhance(source, options)
         seconds = time.perf_counter() - start
-    use_bf16 = getattr(tiling, "use_bf16", None)  # older code: bf16 on CUDA only
+    use_bf16 = getattr(device, "use_bf16", None)  # older code: bf16 on CUDA only
     return {"conv_gflops": conv_throughput(), "seconds": seconds, "stages": result.seconds, "network_s": timing["seconds"],
             "network_gflop": flops_per_pixel * timing["pixels"] / 1e9,
             "precision": "bf16" if use_bf16 is not None and use_bf16(torch.device("cpu")) else "fp32",
