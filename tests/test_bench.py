@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,26 @@ def test_cpu_table_reports_speedup_efficiency_and_the_targets(bench, capsys: pyt
     assert "linear 24 MP peak RSS 1.60 GB (target ≤ 1.5: NOT met)" in printed
     assert "linear 100 MP peak RSS 4.00 GB (target ≤ 2: NOT met)" in printed
     assert "bayer 24 MP network at 20% of the bf16 conv throughput (target ≥ 70%: NOT met)" in printed
+
+
+def test_sweep_summary_merges_tables_and_compares_the_model_with_the_best_classical(tmp_path: Path) -> None:
+    """bench/sweep_summary.py: a later table's methods replace an earlier one's (the model rescored
+    alone), the best classical method is the one of highest PSNR, and the gap is model minus it."""
+    spec = importlib.util.spec_from_file_location("sweep_summary", BENCH.with_name("sweep_summary.py"))
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+
+    def scores(psnr: float, shadow: float = 1.0) -> dict:
+        return {"psnr": psnr, "ssim": 0.5, "shadow_dl": shadow, "shadow_dl_worst": shadow, "edge_chroma": 5.0}
+
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps({"bayer": {"x10": {"naive": scores(25.0), "nlm": scores(30.0), "darktable": scores(32.5),
+                                                   "model": scores(29.0)}}}))
+    quick = tmp_path / "quick.json"
+    quick.write_text(json.dumps({"bayer": {"x10": {"model": scores(31.0, -0.5)}}}))
+    tables = summary.merged([slow, quick])
+    assert tables["bayer"]["x10"]["model"]["psnr"] == 31.0 and tables["bayer"]["x10"]["nlm"]["psnr"] == 30.0
+    printed = summary.summary(tables)
+    assert "| bayer | best tuned classical | 32.50 / 0.500 (darktable) |" in printed
+    assert "| | model − best classical, dB | **-1.50** |" in printed
+    assert "| | shadow ΔL\\*, model (best classical) | -0.5 (+1.0) |" in printed
