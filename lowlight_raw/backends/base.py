@@ -50,6 +50,15 @@ class FileInput:
     path: Path | None = None  # read when the file is sent …
     data: bytes | None = None  # … or its bytes already
 
+    def read(self) -> bytes:
+        """The file's bytes; raises :class:`LowlightError` naming it when they cannot be read."""
+        if self.data is not None:
+            return self.data
+        try:
+            return Path(self.path or self.name).read_bytes()
+        except OSError as exc:
+            raise LowlightError(self.name, f"cannot read ({exc.strerror or exc})") from exc
+
 
 @dataclass(frozen=True)
 class EncodedOutput:
@@ -171,7 +180,7 @@ def enhance_encoded(enhancer: Enhancer, file: FileInput, options: EnhanceOptions
     Raises :class:`LowlightError` as the engine does, naming ``file.name`` where the failure
     concerns the temporary copy.
     """
-    data = file.data if file.data is not None else Path(file.path or file.name).read_bytes()
+    data = file.read()
     try:
         folder = tempfile.TemporaryDirectory(prefix="lowlight-task-", dir=scratch, ignore_cleanup_errors=True)
     except OSError as exc:

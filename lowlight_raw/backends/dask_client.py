@@ -136,13 +136,10 @@ class DaskBackend:
 
     def _submit(self, task: Callable[..., Any], file: FileInput, options: EnhanceOptions) -> Future | LowlightError:
         """Send one file as a task (its bytes travel inside it, so Dask can rerun it anywhere)."""
-        if file.data is not None:
-            data = file.data
-        else:
-            try:
-                data = Path(file.path or file.name).read_bytes()
-            except OSError as exc:
-                return LowlightError(file.name, f"cannot read ({exc.strerror or exc})")
+        try:
+            data = file.read()
+        except LowlightError as exc:
+            return exc
         with warnings.catch_warnings():  # a raw file is a "large graph" to Dask; that is the point
             warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
             return self.client.submit(task, Path(file.name).name, data, options, pure=False)

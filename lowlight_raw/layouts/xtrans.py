@@ -283,7 +283,7 @@ def _to_bayer_weights() -> torch.Tensor:
     6×6 blocks of packed planes (2×2 packed positions × 9 planes) to 6×6 blocks of RGGB planes (3×3
     packed Bayer positions × 4 planes), read off :meth:`XTransLayout.naive_rgb` itself: the response
     to an impulse on each input channel in the middle of a 5 × 5-block area, far from its borders."""
-    inputs = F.pixel_unshuffle(torch.zeros(1, 9, 10, 10), 2).shape[1]
+    inputs = 2 * 2 * CELL * CELL  # a block's packed planes: 2 × 2 positions of 9
     impulses = torch.zeros(inputs, inputs, 5, 5)
     impulses[range(inputs), range(inputs), 2, 2] = 1.0
     responses = F.pixel_unshuffle(_rggb(XTransLayout.naive_rgb(F.pixel_shuffle(impulses, 2))), CELL)

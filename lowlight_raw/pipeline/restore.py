@@ -142,14 +142,10 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
     if alone:
         full = np.empty((scale * height, scale * width, 3), dtype=np.float32)
     for top in range(0, height, CLEAN_BAND):
-        bottom, low = min(top + CLEAN_BAND, height), max(top - CLEAN_HALO, 0)
-        high = min(bottom + CLEAN_HALO, height)
+        bottom = min(top + CLEAN_BAND, height)
         for left in range(0, width, CLEAN_COLUMNS):
-            right, first = min(left + CLEAN_COLUMNS, width), max(left - CLEAN_HALO, 0)
-            last = min(right + CLEAN_HALO, width)
-            block = torch.from_numpy(np.clip(planes[None, :, low:high, first:last], 0.0, 1.0))
-            rendering = layout.clean_rgb(block, wb)[0].permute(1, 2, 0).numpy()
-            rendering = rendering[(top - low) * scale : (bottom - low) * scale, (left - first) * scale : (right - first) * scale]
+            right = min(left + CLEAN_COLUMNS, width)
+            rendering = clean_block(planes, layout, wb, (top, bottom), (left, right), clamp=True).permute(1, 2, 0).numpy()
             pixels = full[top * scale : bottom * scale, left * scale : right * scale]
             if alone:
                 pixels[...] = rendering
@@ -157,6 +153,21 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
                 pixels *= share
                 pixels += (1.0 - share) * rendering
     return full
+
+
+def clean_block(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, wb: np.ndarray, rows: tuple[int, int],
+                columns: tuple[int, int], clamp: bool) -> torch.Tensor:
+    """The layout's clean rendering ``(3, s·h, s·w)`` of packed ``planes (C, H, W)`` in ``rows`` ×
+    ``columns`` (``[start, end)``), rendered with :data:`CLEAN_HALO` packed pixels of context around
+    so that it is the whole image's there; ``clamp``: of the planes clipped to ``[0, 1]`` first."""
+    (top, bottom), (left, right) = rows, columns
+    (height, width), scale = planes.shape[1:], layout.scale
+    low, high = max(top - CLEAN_HALO, 0), min(bottom + CLEAN_HALO, height)
+    first, last = max(left - CLEAN_HALO, 0), min(right + CLEAN_HALO, width)
+    block = planes[None, :, low:high, first:last]
+    block = np.clip(block, 0.0, 1.0) if clamp else np.ascontiguousarray(block)
+    rendering = layout.clean_rgb(torch.from_numpy(block), wb)[0]
+    return rendering[:, (top - low) * scale : (bottom - low) * scale, (left - first) * scale : (right - first) * scale]
 
 
 def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[SensorLayout] | SensorLayout,
@@ -191,12 +202,9 @@ def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[Sen
     result_levels, reference_levels = [], []
     for row in range(rows):
         top, bottom = row * block, min((row + 1) * block, height)
-        low, high = max(top - CLEAN_HALO, 0), min(bottom + CLEAN_HALO, height)
         for column in range(row % every, columns, every):  # diagonals: every part of the photo is measured
             left, right = column * block, min((column + 1) * block, width)
-            first, last = max(left - CLEAN_HALO, 0), min(right + CLEAN_HALO, width)
-            rendering = layout.clean_rgb(torch.from_numpy(np.ascontiguousarray(planes[None, :, low:high, first:last])), wb)[0]
-            rendering = rendering[:, (top - low) * scale : (bottom - low) * scale, (left - first) * scale : (right - first) * scale]
+            rendering = clean_block(planes, layout, wb, (top, bottom), (left, right), clamp=False)
             reference_levels.append(torch.einsum("chw,c->hw", rendering, torch.from_numpy(gains)).reshape(-1).numpy())
             result_levels.append((full[top * scale : bottom * scale, left * scale : right * scale] @ gains).reshape(-1))
     result, reference = np.concatenate(result_levels), np.concatenate(reference_levels)
