@@ -26,7 +26,7 @@ from .networks.weights import ModelCard, load_model
 from .options import EnhanceOptions
 from .pipeline.device import choose_device, cpu_threads
 from .pipeline.exposure import auto_ev
-from .pipeline.network_input import network_input
+from .pipeline.network_input import amplified_planes
 from .pipeline.noise import profile_for
 from .pipeline.restore import restore
 from .pipeline.tiling import DEFAULT_TILE
@@ -113,8 +113,8 @@ class Enhancer:
         gain = 2.0**ev
         profile = profile_for(packed, photo.make, photo.camera_model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
                               layout=photo.layout)
-        inputs = network_input(packed, gain, profile)
-        del packed  # the network input holds the amplified planes
+        planes = amplified_planes(packed, gain, profile, in_place=True)  # the network's noise channels: per tile
+        del packed
         seconds["decode"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -122,7 +122,7 @@ class Enhancer:
         try:
             full, _ = restore(
                 network,
-                inputs,
+                planes,
                 photo.layout,
                 profile,
                 gain,
@@ -136,9 +136,10 @@ class Enhancer:
         except torch.OutOfMemoryError as exc:
             raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
         if options.strength < 1.0:
-            amplified = np.clip(inputs[None, : photo.layout.channels], 0.0, 1.0)
+            amplified = np.clip(planes[None], 0.0, 1.0)
             naive = photo.layout.naive_rgb(torch.from_numpy(amplified))[0].permute(1, 2, 0).numpy()
             full = options.strength * full + (1.0 - options.strength) * naive
+        del planes  # not needed to write: memory holds the result alone from here on
         camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
         np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
         seconds["network"] = time.perf_counter() - t1

@@ -16,7 +16,7 @@ from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.xtrans import XTransLayout, pattern_letters
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
-from lowlight_raw.pipeline.noise import NoiseProfile, read_variance_for
+from lowlight_raw.pipeline.noise import NoiseProfile, noise_sigma_map, read_variance_for
 from lowlight_raw.pipeline.restore import (
     DARK_LEVEL_FULL_SIGMA,
     DARK_LEVEL_OFF_SIGMA,
@@ -61,28 +61,32 @@ class NoNetwork(torch.nn.Module):
 def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_network():
     cpu = torch.device("cpu")
     linear = np.random.default_rng(1).random((12, 16, 16), dtype=np.float32) * 0.5
-    full, share = restore(NoNetwork(), np.concatenate([linear, linear]), LinearLayout, _profile(4e-6), 1.0, WB, cpu)
+    full, share = restore(NoNetwork(), linear, LinearLayout, _profile(4e-6), 1.0, WB, cpu)
     assert share == LinearLayout.clean_network_share == 0.0  # a linear raw's own pixels; the network never runs
     np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy())
     planes = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32) * 0.5
-    inputs = np.concatenate([planes, np.full_like(planes, 1e-3)])
     tiny = SIDUNet(UNetConfig.for_layout("bayer", width=4, depth=2)).eval()
-    full, share = restore(tiny, inputs, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
-    dark, dark_share = restore(tiny, inputs, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
+    full, share = restore(tiny, planes, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
+    dark, dark_share = restore(tiny, planes, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
-    network_alone = run_tiled(tiny, inputs, cpu)
-    # a dark one: the network, its chroma smoothed, its dark levels calibrated at the strength of its noise
+    # a dark one: the network (given the planes' noise), its chroma smoothed, its dark levels
+    # calibrated at the strength of its noise
+    network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(2e-4), 100.0)]), cpu)
     strength = dark_level_strength(_profile(2e-4), 100.0)
     assert 0.0 < strength < 1.0
-    np.testing.assert_array_equal(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), inputs, BayerLayout, WB, strength))
+    np.testing.assert_allclose(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB, strength),
+                               atol=1e-6)
     clean = directional_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
+    network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(4e-6), 1.0)]), cpu)
     blended = (share * network_alone + (1.0 - share) * clean).astype(np.float32)
-    np.testing.assert_allclose(full, calibrate_dark_levels(blended, inputs, BayerLayout, WB, 1.0), atol=1e-6)
+    np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB, 1.0), atol=1e-6)
+    with pytest.raises(ValueError, match="4 amplified planes"):  # not the whole network input
+        restore(tiny, np.concatenate([planes, planes]), BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
     tiny = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
-    full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(4e-6), 1.0, WB, cpu)
+    full, share = restore(tiny, xtrans, XTransLayout, _profile(4e-6), 1.0, WB, cpu)
     assert share == XTransLayout.clean_network_share and full.shape == (48, 48, 3)  # with the colour-difference demosaic
-    full, share = restore(tiny, np.concatenate([xtrans, xtrans]), XTransLayout, _profile(2e-4), 100.0, WB, cpu)
+    full, share = restore(tiny, xtrans, XTransLayout, _profile(2e-4), 100.0, WB, cpu)
     assert share == 1.0 and full.shape == (48, 48, 3)  # a dark one: the network alone
 
 

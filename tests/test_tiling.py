@@ -12,6 +12,8 @@ import torch
 from lowlight_raw.errors import Cancelled
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline.device import DEFAULT_THREADS, PRECISION_VARIABLE, choose_device, cpu_has_bf16, cpu_threads, idle_cpus, use_bf16
+from lowlight_raw.pipeline.network_input import NoiseConditioning, amplified_planes, network_input
+from lowlight_raw.pipeline.noise import NoiseProfile, read_variance_for
 from lowlight_raw.pipeline.tiling import run_tiled
 
 
@@ -30,6 +32,22 @@ def test_tiled_matches_untiled(random_net, tile, overlap):
     tiled = run_tiled(random_net, x, torch.device("cpu"), tile=tile, overlap=overlap)
     assert whole.shape == tiled.shape == (202, 326, 3)
     assert np.abs(tiled - whole).max() < 1e-3
+
+
+def test_noise_channels_made_per_tile_equal_the_whole_network_input(random_net):
+    # the engine keeps only the amplified planes and lets the tiler add their noise sigma per tile
+    packed = np.random.default_rng(1).random((4, 101, 163), dtype=np.float32) * 0.01
+    profile = NoiseProfile(2e-4, read_variance_for(2e-4), "test")
+    whole_input = network_input(packed, 100.0, profile)
+    planes = amplified_planes(packed, 100.0, profile)
+    np.testing.assert_array_equal(planes, whole_input[:4])
+    expected = run_tiled(random_net, whole_input, torch.device("cpu"), tile=48, overlap=16, bf16=False)
+    per_tile = run_tiled(random_net, planes, torch.device("cpu"), tile=48, overlap=16, bf16=False,
+                         conditioning=NoiseConditioning(profile, 100.0))
+    np.testing.assert_allclose(per_tile, expected, atol=1e-6)
+    in_place = packed.copy()
+    assert amplified_planes(in_place, 100.0, profile, in_place=True) is in_place  # memory holds the planes once
+    np.testing.assert_array_equal(in_place, planes)
 
 
 def test_progress_and_cancel(random_net):

@@ -219,6 +219,9 @@ def test_tiff_is_16_bit_srgb_with_icc(image, tmp_path):
         profile = page.tags[34675].value
         orientation = page.tags[274].value
     assert pixels.dtype == np.uint16 and pixels.shape == (HEIGHT, WIDTH, 3)
+    # written strip by strip (HEIGHT > one strip), the same codes as the whole image converted at once
+    assert HEIGHT > writers._ROWS_PER_STRIP
+    np.testing.assert_array_equal(pixels, writers._display_codes(image.camera_rgb, image.color, 65535, np.uint16, "srgb", True))
     assert "sRGB" in icc_description(profile)
     assert orientation == 1
     expected = float(srgb_encode(np.float32(GREY))) * 65535

@@ -47,8 +47,7 @@ JPEG_QUALITY = 95
 # photo opens at the engine's brightness, and highlights up to 2**0.7 × white stay in the file
 # for darktable's filmic/sigmoid to roll off instead of clipping.
 DNG_HEADROOM_EV = 0.7
-_DNG_ROWS_PER_STRIP = 64
-_ROWS_PER_BAND = 128  # rows converted at a time
+_ROWS_PER_STRIP = 64  # DNG and TIFF: rows per strip, each converted and written on its own (no full-size codes in memory)
 _ENCODE_LUT_BITS = 20  # linear → encoded lookup table size: error < ½ code of a 16-bit output
 MAX_NAME_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 
@@ -199,7 +198,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _write_dng(image: OutputImage, path: Path) -> None:
-    pixels = _camera_codes(image.camera_rgb, 2.0 ** -DNG_HEADROOM_EV)
+    scale = np.float32(2.0 ** -DNG_HEADROOM_EV)
+    strips = (_quantise(image.camera_rgb[rows] * scale, 65535, np.uint16).tobytes() for rows in _strips(image))
     extratags = camera_tags(image.make, image.camera_model, image.color.cam_xyz, image.color.as_shot_neutral, image.orientation)
     extratags += [
         (50714, "I", 3, (0, 0, 0), True),  # BlackLevel, one per sample
@@ -209,10 +209,12 @@ def _write_dng(image: OutputImage, path: Path) -> None:
     ]
     tifffile.imwrite(
         path,
-        pixels,
+        strips,
+        shape=image.camera_rgb.shape,
+        dtype=np.uint16,
         photometric=34892,  # LinearRaw
         planarconfig="contig",
-        rowsperstrip=_DNG_ROWS_PER_STRIP,
+        rowsperstrip=_ROWS_PER_STRIP,
         software=SOFTWARE,
         extratags=extratags,
         metadata=None,
@@ -223,15 +225,18 @@ def _write_dng(image: OutputImage, path: Path) -> None:
 
 
 def _write_tiff(image: OutputImage, path: Path, linear: bool, space: str) -> None:
-    if linear:
-        pixels, profile = _display_codes(image, 65535, np.uint16, space, False), linear_icc_profile(space)
-    else:
-        pixels, profile = _display_codes(image, 65535, np.uint16, "srgb", True), _srgb_icc_profile()
+    profile = linear_icc_profile(space) if linear else _srgb_icc_profile()
+    space = space if linear else "srgb"
+    strips = (_display_codes(image.camera_rgb[rows], image.color, 65535, np.uint16, space, not linear).tobytes()
+              for rows in _strips(image))
     tifffile.imwrite(
         path,
-        pixels,
+        strips,
+        shape=image.camera_rgb.shape,
+        dtype=np.uint16,
         photometric="rgb",
         planarconfig="contig",
+        rowsperstrip=_ROWS_PER_STRIP,
         iccprofile=profile,
         software=SOFTWARE,
         extratags=[(274, "H", 1, valid_orientation(image.orientation), True)],
@@ -240,30 +245,23 @@ def _write_tiff(image: OutputImage, path: Path, linear: bool, space: str) -> Non
 
 
 def _write_jpeg(image: OutputImage, path: Path) -> None:
-    codes = _display_codes(image, 255, np.uint8, "srgb", True)
+    codes = np.empty(image.camera_rgb.shape, np.uint8)  # the encoder takes the whole image: 8-bit codes, a quarter of the pixels' size
+    for rows in _strips(image):
+        codes[rows] = _display_codes(image.camera_rgb[rows], image.color, 255, np.uint8, "srgb", True)
     Image.fromarray(codes, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY, icc_profile=_srgb_icc_profile())
 
 
-def _bands(height: int):
-    """Slices of ``_ROWS_PER_BAND`` rows: per-band temporaries stay small for 24 MP images."""
-    return (slice(start, start + _ROWS_PER_BAND) for start in range(0, height, _ROWS_PER_BAND))
+def _strips(image: OutputImage) -> list[slice]:
+    """The image's rows, :data:`_ROWS_PER_STRIP` at a time: converted one strip after another, so
+    that memory never holds more than a strip of the written codes and their temporaries."""
+    height = image.camera_rgb.shape[0]
+    return [slice(start, start + _ROWS_PER_STRIP) for start in range(0, height, _ROWS_PER_STRIP)]
 
 
-def _camera_codes(camera_rgb: np.ndarray, scale: float) -> np.ndarray:
-    """Camera RGB × ``scale`` in [0, 1] → uint16 codes, unchanged colour (for the DNG)."""
-    out = np.empty(camera_rgb.shape, np.uint16)
-    for band in _bands(out.shape[0]):
-        out[band] = _quantise(camera_rgb[band] * np.float32(scale), 65535, np.uint16)
-    return out
-
-
-def _display_codes(image: OutputImage, top: int, dtype, space: str, srgb_curve: bool) -> np.ndarray:
-    """White-balanced ``space`` RGB as codes 0..``top``, sRGB-encoded or (``srgb_curve`` false) linear."""
-    out = np.empty(image.camera_rgb.shape, dtype)
-    for band in _bands(out.shape[0]):
-        linear = camera_to_linear(image.camera_rgb[band], image.color, space)
-        out[band] = _srgb_codes(linear, top, dtype) if srgb_curve else _quantise(linear, top, dtype)
-    return out
+def _display_codes(camera_rgb: np.ndarray, color: CameraColor, top: int, dtype, space: str, srgb_curve: bool) -> np.ndarray:
+    """Camera RGB → white-balanced ``space`` RGB as codes 0..``top``, sRGB-encoded or (``srgb_curve`` false) linear."""
+    linear = camera_to_linear(camera_rgb, color, space)
+    return _srgb_codes(linear, top, dtype) if srgb_curve else _quantise(linear, top, dtype)
 
 
 def _quantise(values: np.ndarray, top: int, dtype) -> np.ndarray:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..layouts.base import SensorLayout, separable_filter
+from .network_input import NoiseConditioning
 from .noise import NoiseProfile
 from .tiling import DEFAULT_TILE, run_tiled
 
@@ -96,7 +97,7 @@ def dark_level_strength(profile: NoiseProfile, gain: float) -> float:
 
 def restore(
     network: nn.Module,
-    inputs: np.ndarray,
+    planes: np.ndarray,
     layout: type[SensorLayout] | SensorLayout,
     profile: NoiseProfile,
     gain: float,
@@ -107,24 +108,29 @@ def restore(
     on_progress: Callable[[float], None] | None = None,
     bf16: bool = True,
 ) -> tuple[np.ndarray, float]:
-    """Network input ``(2C, h, w)`` → ``(s·h, s·w, 3)`` float32 camera RGB of the packed area, and
-    the network's share in it (:func:`network_share`). A share of 0 (a clean linear raw) skips the
-    network altogether, a share of 1 the clean rendering; where the network ran, its dark levels are
-    then calibrated (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`). The tiling
-    arguments go to :func:`run_tiled`."""
+    """Amplified packed planes ``(C, h, w)`` (:func:`~lowlight_raw.pipeline.network_input.amplified_planes`)
+    → ``(s·h, s·w, 3)`` float32 camera RGB of the packed area, and the network's share in it
+    (:func:`network_share`). The network gets the planes' noise sigma as well, made per tile
+    (:class:`~lowlight_raw.pipeline.network_input.NoiseConditioning`). A share of 0 (a clean linear
+    raw) skips the network altogether, a share of 1 the clean rendering; where the network ran, its
+    dark levels are then calibrated (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`).
+    The tiling arguments go to :func:`run_tiled`."""
+    if len(planes) != layout.channels:
+        raise ValueError(f"restore takes the {layout.channels} amplified planes of the layout, not {len(planes)}")
     share = network_share(profile, gain, layout)
     if share == 0.0:
         if on_progress is not None:
             on_progress(1.0)
-        return blend_clean_rendering(None, 0.0, inputs, layout, wb), share
-    full = run_tiled(network, inputs, device, tile=tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16)
+        return blend_clean_rendering(None, 0.0, planes, layout, wb), share
+    full = run_tiled(network, planes, device, tile=tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
+                     conditioning=NoiseConditioning(profile, gain))
     if share < 1.0:
-        full = blend_clean_rendering(full, share, inputs, layout, wb)
+        full = blend_clean_rendering(full, share, planes, layout, wb)
     else:
         smooth_chroma(full, wb)
     strength = dark_level_strength(profile, gain)
     if strength > 0.0:
-        calibrate_dark_levels(full, inputs, layout, wb, strength)
+        calibrate_dark_levels(full, planes, layout, wb, strength)
     return full, share
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import Cancelled
 from .device import use_bf16
+from .network_input import NoiseConditioning
 
 DEFAULT_TILE = 1024  # packed pixels a side (Bayer and linear: 2048 full-resolution pixels, X-Trans: 3072)
 
@@ -77,16 +78,19 @@ def run_tiled(
     should_cancel: Callable[[], bool] | None = None,
     on_progress: Callable[[float], None] | None = None,
     bf16: bool = True,
+    conditioning: NoiseConditioning | None = None,
 ) -> np.ndarray:
     """``(C, h, w)`` network input → ``(s·h, s·w, 3)`` float32 output (pixel-interleaved), tile by tile
-    (``s``: the packing factor of the model's sensor layout).
+    (``s``: the packing factor of the model's sensor layout). With ``conditioning``,
+    ``inputs`` holds only the amplified planes, and each tile of them is made the network's input
+    by it (their noise sigma added).
 
     ``tile`` and ``overlap`` are in the network's own packed pixels (Bayer planes: an X-Trans
     network re-mosaics ⅔ as many cells a side into them, so that a tile costs every layout the
     same memory); the tile is rounded to a multiple of the network's pooling factor. ``should_cancel``
     is polled before each tile (raises :class:`Cancelled`); ``on_progress`` gets the fraction of
     tiles done. The network runs in bf16 where :func:`use_bf16` says so (``bf16`` false: float32).
-    Besides the output, memory holds one tile's input and activations: the mirrored border is
+    Besides the output (and ``inputs``), memory holds one tile's input and activations: the mirrored border is
     made per tile, and the blend weights are normalised per axis instead of summed per pixel.
     """
     m, s = model.config.multiple, model.scale
@@ -115,7 +119,11 @@ def run_tiled(
             for x, wx in zip(xs, weights_x):
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(None, "cancelled")
-                patch = _take(inputs, rows[y : y + th], columns[x : x + tw]).to(device, memory_format=torch.channels_last)
+                patch = _take(inputs, rows[y : y + th], columns[x : x + tw])
+                if conditioning is None:
+                    patch = patch.to(device, memory_format=torch.channels_last)
+                else:
+                    patch = conditioning(patch.to(device), memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
                     result = model(patch)
                 result = result[0].to("cpu", torch.float32).permute(1, 2, 0)  # (s·th, s·tw, 3), a view

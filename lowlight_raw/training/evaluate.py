@@ -253,7 +253,8 @@ def describe(setting: Setting) -> str:
 def model_camera(model: nn.Module, sample: Sample) -> np.ndarray:
     """The product's ``(H, W, 3)`` camera RGB, computed the way the engine computes it: the network,
     or for a clean raw the clean rendering it is blended with (:func:`lowlight_raw.pipeline.restore.restore`)."""
-    full, _ = restore(model, sample.inputs, layout_class(sample.layout), sample.sensor.profile(), sample.ratio,
+    layout = layout_class(sample.layout)
+    full, _ = restore(model, sample.inputs[: layout.channels], layout, sample.sensor.profile(), sample.ratio,
                       sample.color.wb, torch.device("cpu"))
     return np.clip(full, 0.0, 1.0)
 
