@@ -11,7 +11,7 @@ import lowlight_raw.pipeline.restore as restore_module
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.files.raw import read_raw
 from lowlight_raw.layouts.base import mosaic_from_rgb
-from lowlight_raw.layouts.bayer import BayerLayout, directional_demosaic, simple_demosaic
+from lowlight_raw.layouts.bayer import RCD_REACH, BayerLayout, rcd_demosaic, simple_demosaic
 from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.xtrans import XTransLayout, pattern_letters
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
@@ -76,7 +76,7 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     assert 0.0 < strength < 1.0
     np.testing.assert_allclose(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB, strength),
                                atol=1e-6)
-    clean = directional_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
+    clean = rcd_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(4e-6), 1.0)]), cpu)
     blended = (share * network_alone + (1.0 - share) * clean).astype(np.float32)
     np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB, 1.0), atol=1e-6)
@@ -90,19 +90,28 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     assert share == 1.0 and full.shape == (48, 48, 3)  # a dark one: the network alone
 
 
-def test_directional_demosaic_is_exact_on_gradients_and_sharper_than_bilinear():
-    yy, xx = np.mgrid[0:16, 0:20].astype(np.float32)
+def test_rcd_demosaic_is_exact_on_gradients_keeps_samples_and_is_sharper_than_bilinear():
+    yy, xx = np.mgrid[0:32, 0:36].astype(np.float32)
     scene = np.stack([0.01 * yy + 0.02 * xx, 0.03 * yy + 0.01 * xx + 0.1, 0.02 * yy + 0.03 * xx + 0.2], axis=-1)
-    packed = torch.from_numpy(BayerLayout("RGGB", 16, 20).pack(mosaic_from_rgb(scene, "RGGB")))[None]
-    out = directional_demosaic(packed, WB)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(out[5:-5, 5:-5], scene[5:-5, 5:-5], atol=1e-5)  # 5: its reach, beyond which the border reflects
+    packed = torch.from_numpy(BayerLayout("RGGB", 32, 36).pack(mosaic_from_rgb(scene, "RGGB")))[None]
+    out = rcd_demosaic(packed, WB)[0].permute(1, 2, 0).numpy()
+    inner = slice(RCD_REACH, -RCD_REACH)  # beyond its reach the border reflects
+    np.testing.assert_allclose(out[inner, inner], scene[inner, inner], atol=1e-5)
+    noisy = packed + torch.from_numpy(np.random.default_rng(3).normal(0.0, 0.05, packed.shape).astype(np.float32)) - 0.3
+    out = rcd_demosaic(noisy, WB)  # unclamped, partly below 0: the dark-level calibration's input
+    assert torch.isfinite(out).all()
+    sites = {0: (0, 0, 0), 1: (1, 0, 1), 2: (1, 1, 0), 3: (2, 1, 1)}  # packed plane: channel, row and column phase
+    for plane, (channel, row, column) in sites.items():
+        torch.testing.assert_close(out[0, channel, row::2, column::2], noisy[0, plane], rtol=0, atol=1e-6)
+    odd = rcd_demosaic(noisy[..., :3, :5], WB)  # a block narrower than its reach
+    assert odd.shape == (1, 3, 6, 10) and torch.isfinite(odd).all()
     photo = gaussian_filter(skimage.data.astronaut()[100:228, 150:278].astype(np.float32) / 255, (0.5, 0.5, 0))
     params = sample_params(np.random.default_rng(0))
     camera = unprocess(photo, params)
     packed = torch.from_numpy(BayerLayout("RGGB", 128, 128).pack(mosaic_from_rgb(camera, "RGGB")))[None]
     error = {name: np.mean((out[0].permute(1, 2, 0).numpy()[4:-4, 4:-4] - camera[4:-4, 4:-4]) ** 2)
-             for name, out in (("directional", directional_demosaic(packed, params.color.wb)), ("bilinear", simple_demosaic(packed)))}
-    assert 10 * np.log10(error["bilinear"] / error["directional"]) > 2.0, error
+             for name, out in (("rcd", rcd_demosaic(packed, params.color.wb)), ("bilinear", simple_demosaic(packed)))}
+    assert 10 * np.log10(error["bilinear"] / error["rcd"]) > 2.0, error
 
 
 def test_xtrans_clean_demosaic_is_sharper_than_its_plain_one_and_never_undershoots():
