@@ -18,12 +18,9 @@ from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
 from lowlight_raw.pipeline.noise import NoiseProfile, noise_sigma_map, read_variance_for
 from lowlight_raw.pipeline.restore import (
-    DARK_LEVEL_FULL_SIGMA,
-    DARK_LEVEL_OFF_SIGMA,
     NETWORK_FROM_SIGMA,
     blend_clean_rendering,
     calibrate_dark_levels,
-    dark_level_strength,
     network_share,
     restore,
     smooth_chroma,
@@ -69,17 +66,14 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     full, share = restore(tiny, planes, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
     dark, dark_share = restore(tiny, planes, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
-    # a dark one: the network (given the planes' noise), its chroma smoothed, its dark levels
-    # calibrated at the strength of its noise
+    # a dark one: the network (given the planes' noise), its chroma smoothed, its dark levels calibrated
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(2e-4), 100.0)]), cpu)
-    strength = dark_level_strength(_profile(2e-4), 100.0)
-    assert 0.0 < strength < 1.0
-    np.testing.assert_allclose(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB, strength),
+    np.testing.assert_allclose(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB),
                                atol=1e-6)
     clean = rcd_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(4e-6), 1.0)]), cpu)
     blended = (share * network_alone + (1.0 - share) * clean).astype(np.float32)
-    np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB, 1.0), atol=1e-6)
+    np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB), atol=1e-6)
     with pytest.raises(ValueError, match="4 amplified planes"):  # not the whole network input
         restore(tiny, np.concatenate([planes, planes]), BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
@@ -210,14 +204,12 @@ def test_dark_level_calibration_brings_lifted_blacks_back_to_their_mean_and_leav
     bright[4:-4, dark.shape[1] // 2 + 4 : -4] = True
     luminance = lambda rgb: (rgb * WB).mean(-1)  # noqa: E731
     assert luminance(result)[inside].mean() > 2.0 * luminance(truth)[inside].mean()  # 0.036 against 0.016
-    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 1.0)
+    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB)
     # measured: 0.0165 against 0.0154 (+7 %, the significance margin of 96 × 160 px); the lift was +130 %
     np.testing.assert_allclose(luminance(calibrated)[inside].mean(), luminance(truth)[inside].mean(), rtol=0.12)
     np.testing.assert_allclose(luminance(calibrated)[bright].mean(), luminance(result)[bright].mean(), rtol=0.005)  # −0.1 %
     ratio = calibrated / result  # each pixel scaled, its colour kept
     np.testing.assert_allclose(ratio, ratio[..., :1].repeat(3, axis=-1), rtol=1e-5)
-    half = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 0.5)  # half the strength: half the way
-    np.testing.assert_allclose(luminance(half)[inside].mean(), 0.5 * (luminance(result) + luminance(calibrated))[inside].mean(), rtol=0.02)
 
 
 def test_dark_level_calibration_leaves_a_flat_noise_field_and_an_unbiased_result_as_they_are():
@@ -227,13 +219,13 @@ def test_dark_level_calibration_leaves_a_flat_noise_field_and_an_unbiased_result
     plain = BayerLayout.naive_rgb(torch.from_numpy(inputs[None, :4]))[0].permute(1, 2, 0).numpy()
     # a denoiser without bias: the plain demosaic averaged over 7 × 7 (noise left over, from the same noise)
     result = uniform_filter(plain, (7, 7, 1), mode="reflect").astype(np.float32)
-    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 1.0)
+    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB)
     # measured: −0.24 % in each channel, where the left-over noise is 5–14 % of the level
     np.testing.assert_allclose(calibrated.mean(axis=(0, 1)), result.mean(axis=(0, 1)), rtol=0.005)
     flat = np.broadcast_to((0.2 / WB).astype(np.float32), result.shape).copy()  # a perfect denoiser: kept as it is
-    np.testing.assert_array_equal(calibrate_dark_levels(flat.copy(), inputs, BayerLayout, WB, 1.0), flat)
+    np.testing.assert_array_equal(calibrate_dark_levels(flat.copy(), inputs, BayerLayout, WB), flat)
     _, inputs, result, dark = _lifted_dark_scene(lift=0.0)  # nothing lifted: little brought down
-    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB, 1.0)
+    calibrated = calibrate_dark_levels(result.copy(), inputs, BayerLayout, WB)
     luminance = lambda rgb: (rgb * WB).mean(-1)  # noqa: E731
     for half, tolerance in ((dark, 0.05), (~dark, 0.005)):  # measured: −2.6 % (the curve's noise), −0.1 %
         np.testing.assert_allclose(luminance(calibrated)[half].mean(), luminance(result)[half].mean(), rtol=tolerance)
@@ -248,25 +240,12 @@ def test_the_dark_level_curve_measured_in_blocks_is_the_whole_images_and_a_sampl
     whole = layout.clean_rgb(torch.from_numpy(np.clip(planes, 0.0, 1.0))[None], WB)[0].permute(1, 2, 0).numpy()
     result = np.maximum(whole, 0.0) + np.float32(0.01)  # lifted everywhere, most in relative terms in the blacks
     monkeypatch.setattr(restore_module, "DARK_LEVEL_BLOCK", 1000)  # one block: the whole image's rendering
-    reference = calibrate_dark_levels(result.copy(), inputs, layout, WB, 1.0)
+    reference = calibrate_dark_levels(result.copy(), inputs, layout, WB)
     assert (reference <= result + 1e-7).all() and (reference < result - 1e-4).mean() > 0.3
     monkeypatch.setattr(restore_module, "DARK_LEVEL_BLOCK", 12)  # even: an X-Trans block starts on the same kind of cell
-    np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB, 1.0), reference, atol=1e-6)
+    np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB), reference, atol=1e-6)
     monkeypatch.setattr(restore_module, "DARK_LEVEL_SAMPLE", result.shape[0] * result.shape[1] // 4)  # a quarter of them
-    np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB, 1.0), reference, rtol=0.1, atol=1e-3)
-
-
-def test_dark_level_strength_is_full_to_x150_at_iso_6400_and_none_at_x300_at_iso_25600():
-    from lowlight_raw.training.sweep import A7III_NOISE
-
-    strength = lambda iso, ratio: dark_level_strength(NoiseProfile(*A7III_NOISE[iso], "A7 III"), ratio)  # noqa: E731
-    assert strength(400, 1.0) == strength(6400, 100.0) == strength(6400, 150.0) == 1.0
-    assert strength(25600, 300.0) == 0.0
-    assert 0.1 < strength(25600, 200.0) < 0.3  # σ 0.17: measured, full strength loses 0.7 dB, a quarter none
-    at = lambda sigma: dark_level_strength(NoiseProfile(0.0, sigma**2, "b only"), 1.0)  # noqa: E731
-    assert at(DARK_LEVEL_FULL_SIGMA) == pytest.approx(1.0) and at(DARK_LEVEL_OFF_SIGMA) == pytest.approx(0.0, abs=1e-9)
-    ramp = [at(sigma) for sigma in np.geomspace(DARK_LEVEL_FULL_SIGMA, DARK_LEVEL_OFF_SIGMA, 6)]
-    assert ramp == sorted(ramp, reverse=True)
+    np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB), reference, rtol=0.1, atol=1e-3)
 
 
 def test_the_dark_level_curve_is_np_interp_within_a_hair():
