@@ -146,11 +146,12 @@ def _cfa_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[np.n
     else:
         rows, cols = raw.raw_pattern.shape
         raise UnsupportedSensor(path, f"{rows}×{cols} CFA: not supported yet")
-    black_px = black[colors]
-    scale = np.float32(1.0) / np.maximum(white - black_px, 1.0)
-    mosaic = raw.raw_image_visible.astype(np.float32)
-    mosaic -= black_px  # in place: one full-size float copy
-    mosaic *= scale
+    period = colors[: raw.raw_pattern.shape[0], : raw.raw_pattern.shape[1]]  # the visible area's CFA repeats it
+    mosaic = raw.raw_image_visible.astype(np.float32)  # the one full-size float copy
+    for (row, column), colour in np.ndenumerate(period):  # in place, site by site: no full-size temporaries
+        sites = mosaic[row :: period.shape[0], column :: period.shape[1]]
+        sites -= black[colour]
+        sites *= np.float32(1.0) / np.float32(max(white - float(black[colour]), 1.0))
     return mosaic, make_layout(*mosaic.shape)
 
 
