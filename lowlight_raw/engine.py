@@ -135,10 +135,12 @@ class Enhancer:
             )
         except torch.OutOfMemoryError as exc:
             raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
-        if options.strength < 1.0:
-            amplified = np.clip(planes[None], 0.0, 1.0)
-            naive = photo.layout.naive_rgb(torch.from_numpy(amplified))[0].permute(1, 2, 0).numpy()
-            full = options.strength * full + (1.0 - options.strength) * naive
+        if options.strength < 1.0:  # in place: no full-size temporaries beside the two renderings
+            naive = photo.layout.naive_rgb(torch.from_numpy(np.clip(planes[None], 0.0, 1.0)))[0].permute(1, 2, 0).numpy()
+            full *= np.float32(options.strength)
+            naive *= np.float32(1.0 - options.strength)
+            full += naive
+            del naive
         del planes  # not needed to write: memory holds the result alone from here on
         camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
         np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
@@ -159,12 +161,14 @@ class Enhancer:
             strength=options.strength,
             linear_source=photo.layout.kind == "linear",
         )
+        del full, camera_rgb  # the image holds the result alone: it is released once written
         written = write_output(
             image,
             output,
             options.output_format,
             linear_tiff=options.linear_tiff,
             overwrite=options.overwrite,
+            release_pixels=True,
         )
         seconds["write"] = time.perf_counter() - t2
         seconds["total"] = time.perf_counter() - t0
