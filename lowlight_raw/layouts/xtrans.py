@@ -151,7 +151,7 @@ class XTransLayout(SensorLayout):
         with torch.autocast(inputs.device.type, enabled=False):
             blocks = F.pixel_unshuffle(inputs[:, : 2 * cls.channels].float().reshape(2 * n, cls.channels, h, w), 2)
             weighed = F.conv2d(blocks, weights, padding=1)
-            weighed /= F.conv2d(torch.ones_like(blocks[:1]), weights, padding=1).clamp_min_(1e-6)  # as sample_density
+            weighed /= _to_bayer_density(h, w, inputs.device)
             return F.pixel_shuffle(weighed, CELL).reshape(n, 8, CELL * h // 2, CELL * w // 2)
 
     @classmethod
@@ -288,6 +288,15 @@ def _to_bayer_weights() -> torch.Tensor:
     impulses[range(inputs), range(inputs), 2, 2] = 1.0
     responses = F.pixel_unshuffle(_rggb(XTransLayout.naive_rgb(F.pixel_shuffle(impulses, 2))), CELL)
     return responses[:, :, 1:4, 1:4].flip(-2, -1).transpose(0, 1).contiguous()
+
+
+@lru_cache(maxsize=2)
+def _to_bayer_density(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """What :meth:`XTransLayout.to_bayer`'s convolution gives a block of ``h × w`` packed planes of
+    ones (the weight of the samples each output has: less at the borders), ``(1, 36, h/2, w/2)``, at
+    least 1e-6 (as :func:`~lowlight_raw.layouts.base.sample_density`); cached: every tile of an image has the same size."""
+    ones = torch.ones((1, 4 * CELL * CELL, h // 2, w // 2), device=device)
+    return F.conv2d(ones, _to_bayer_weights().to(device), padding=1).clamp_min_(1e-6)
 
 
 def _rggb(rgb: torch.Tensor) -> torch.Tensor:
