@@ -275,7 +275,7 @@ def test_strength_zero_writes_the_source_and_highlights_keep_their_level(graphs)
 
 
 def test_linear_path_denoises_an_xtrans_raw(graphs) -> None:
-    """X-Trans reaches the linear graph after darktable's demosaic (here our iterated colour-difference one)."""
+    """X-Trans reaches the linear graph after darktable's demosaic (here our clean rendering, after Markesteijn's)."""
     rng = np.random.default_rng(9)
     photo = skimage_data.astronaut().astype(np.float32)[:480, :480] / 255.0
     sample = make_sample(photo, rng, ratio=100.0, sensor=sample_sensor(rng, a_range=HIGH_ISO_A), layout="xtrans")
