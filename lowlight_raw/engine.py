@@ -26,7 +26,7 @@ from .networks.weights import ModelCard, load_model
 from .options import EnhanceOptions
 from .pipeline.device import choose_device, cpu_threads
 from .pipeline.exposure import auto_ev
-from .pipeline.network_input import amplified_planes
+from .pipeline.network_input import amplified_planes, clipped_at_black
 from .pipeline.noise import profile_for
 from .pipeline.restore import restore
 from .pipeline.tiling import DEFAULT_TILE
@@ -113,7 +113,8 @@ class Enhancer:
         gain = 2.0**ev
         profile = profile_for(packed, photo.make, photo.camera_model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
                               layout=photo.layout)
-        planes = amplified_planes(packed, gain, profile, in_place=True)  # the network's noise channels: per tile
+        blacks_clipped = clipped_at_black(packed)
+        planes = amplified_planes(packed, gain, profile, in_place=True, blacks_clipped=blacks_clipped)  # noise channels: per tile
         del packed
         seconds["decode"] = time.perf_counter() - t0
 
@@ -132,6 +133,7 @@ class Enhancer:
                 should_cancel=should_cancel,
                 on_progress=lambda f: report(0.1 + 0.8 * f, "network"),
                 bf16=self.bf16,
+                blacks_clipped=blacks_clipped,
             )
         except torch.OutOfMemoryError as exc:
             raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc

@@ -18,9 +18,12 @@ from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
 from lowlight_raw.pipeline.noise import NoiseProfile, noise_sigma_map, read_variance_for
 from lowlight_raw.pipeline.restore import (
+    CLIPPED_DARK_LEVEL_FULL_SIGMA,
+    CLIPPED_DARK_LEVEL_OFF_SIGMA,
     NETWORK_FROM_SIGMA,
     blend_clean_rendering,
     calibrate_dark_levels,
+    dark_level_strength,
     network_share,
     restore,
     smooth_chroma,
@@ -264,6 +267,20 @@ def test_the_dark_level_curve_measured_in_blocks_is_the_whole_images_and_a_sampl
     np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB), reference, atol=1e-6)
     monkeypatch.setattr(restore_module, "DARK_LEVEL_SAMPLE", result.shape[0] * result.shape[1] // 4)  # a quarter of them
     np.testing.assert_allclose(calibrate_dark_levels(result.copy(), inputs, layout, WB), reference, rtol=0.1, atol=1e-3)
+
+
+def test_dark_levels_are_calibrated_at_every_noise_unless_the_blacks_were_clipped():
+    from lowlight_raw.training.sweep import A7III_NOISE
+
+    strength = lambda iso, ratio, clipped: dark_level_strength(NoiseProfile(*A7III_NOISE[iso], "A7 III"), ratio, clipped)  # noqa: E731
+    assert strength(400, 1.0, False) == strength(6400, 100.0, False) == strength(25600, 300.0, False) == 1.0
+    # a converter's clipped blacks: their stand-in is too dark for dark greys, the more so the more noise
+    assert strength(400, 1.0, True) == strength(6400, 100.0, True) == strength(6400, 150.0, True) == 1.0
+    assert strength(25600, 300.0, True) == 0.0
+    at = lambda sigma: dark_level_strength(NoiseProfile(0.0, sigma**2, "b only"), 1.0, True)  # noqa: E731
+    assert at(CLIPPED_DARK_LEVEL_FULL_SIGMA) == pytest.approx(1.0) and at(CLIPPED_DARK_LEVEL_OFF_SIGMA) == pytest.approx(0.0, abs=1e-9)
+    ramp = [at(sigma) for sigma in np.geomspace(CLIPPED_DARK_LEVEL_FULL_SIGMA, CLIPPED_DARK_LEVEL_OFF_SIGMA, 6)]
+    assert ramp == sorted(ramp, reverse=True)
 
 
 def test_the_dark_level_curve_is_np_interp_within_a_hair():

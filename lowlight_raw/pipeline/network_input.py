@@ -34,17 +34,19 @@ def clipped_at_black(packed_norm: np.ndarray) -> bool:
     return float(packed_norm.min()) >= 0.0 and np.count_nonzero(packed_norm == 0.0) >= CLIPPED_ZERO_SHARE * packed_norm.size
 
 
-def amplified_planes(packed_norm: np.ndarray, gain: float, profile: NoiseProfile, in_place: bool = False) -> np.ndarray:
+def amplified_planes(packed_norm: np.ndarray, gain: float, profile: NoiseProfile, in_place: bool = False,
+                     blacks_clipped: bool | None = None) -> np.ndarray:
     """``(C, h, w)`` normalised packed planes of the dark raw (Bayer: C = 4, RGGB) → the network
     input's first ``C`` channels, ``clip(gain · x, −1, 1)`` float32; where the blacks were clipped at
     zero (:func:`clipped_at_black`), each zero is first given the mean of what it stands for (the
     module's text). ``packed_norm`` is ``(raw − black) / (white − black)`` (may be slightly
     negative), ``profile`` the ``Var = a·x + b`` noise of that *un-amplified* raw; ``in_place``
-    (float32 planes only): amplified where they are, so memory holds the planes once."""
+    (float32 planes only): amplified where they are, so memory holds the planes once;
+    ``blacks_clipped``: :func:`clipped_at_black` of ``packed_norm`` where the caller has it already."""
     packed_norm = np.asarray(packed_norm, dtype=np.float32)
     planes = packed_norm if in_place else np.empty_like(packed_norm)
     zero_stands_for = np.float32(ZERO_MEAN_IN_SIGMAS * math.sqrt(max(profile.b, 0.0)) * gain)
-    unclip = clipped_at_black(packed_norm)
+    unclip = clipped_at_black(packed_norm) if blacks_clipped is None else blacks_clipped
     for channel in range(len(planes)):  # plane by plane: no full-size temporaries
         x = np.multiply(packed_norm[channel], np.float32(gain), out=planes[channel])
         if unclip:

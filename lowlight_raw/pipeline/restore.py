@@ -74,7 +74,13 @@ def network_share(profile: NoiseProfile, gain: float, layout: type[SensorLayout]
 # --sweep` with the shipped weights; the measurements are in the model card ("The dark-level calibration").
 # It runs at full strength at every noise level: at ×300 (ISO 25600) it costs 0.3–0.9 dB of PSNR there
 # (the model stays 3.5–4.7 dB ahead of the best tuned classical method) and takes the blacks from
-# +9.1 … +9.7 L* to +2.9 … +4.2 (a ramp down from ×150, which it replaced, kept the PSNR and the lift).
+# +9.1 … +9.7 L* to +2.9 … +4.2. Except where the raw's blacks were clipped at zero (a converter's linear
+# DNG): the zeros' stand-in (network_input.clipped_at_black) is the mean of black's noise below zero,
+# right for black but too dark for a dark grey, and more so the more noise: there the unbiased rendering
+# is not, and at ×300 full strength crushed the blacks (−7.6 L*, −3.8 dB). For such raws the strength
+# ramps down with the noise, log-linearly from full here …
+CLIPPED_DARK_LEVEL_FULL_SIGMA = 0.075  # … (×150 at ISO 6400: 0.074) …
+CLIPPED_DARK_LEVEL_OFF_SIGMA = 0.2  # … to none here (×300 at ISO 25600 gets none: +8.5 L*)
 DARK_LEVEL_BINS = 48  # luminance levels (equal counts of pixels) the curve is measured at
 DARK_LEVEL_SAMPLE = 2_000_000  # at least this many pixels, where the photo has them, measure the curve
 DARK_LEVEL_BLOCK = 64  # packed pixels a side of the blocks the measured pixels are taken in
@@ -82,6 +88,18 @@ DARK_LEVEL_SIGNIFICANCE = 1.0  # a level is brought down by its deficit less thi
 DARK_LEVEL_TOP = 0.2  # levels brighter than this (white-balanced luminance; mid-grey 0.18) keep a gain of 1:
 # clipped highlights, whose unbiased rendering is clipped too, are left alone
 DARK_LEVEL_MIN = 1e-4  # a level darker than this (a result at or below black) keeps its gain of 1
+
+
+def dark_level_strength(profile: NoiseProfile, gain: float, blacks_clipped: bool) -> float:
+    """How much of :func:`calibrate_dark_levels`' correction (0 … 1) a raw of noise ``profile``
+    amplified by ``gain`` gets: all of it, unless its ``blacks_clipped`` at zero; then all of it up
+    to :data:`CLIPPED_DARK_LEVEL_FULL_SIGMA` of noise at mid-grey, none from
+    :data:`CLIPPED_DARK_LEVEL_OFF_SIGMA`, log-linear between."""
+    if not blacks_clipped:
+        return 1.0
+    sigma = mid_grey_sigma(profile, gain)
+    position = math.log(CLIPPED_DARK_LEVEL_OFF_SIGMA / sigma) / math.log(CLIPPED_DARK_LEVEL_OFF_SIGMA / CLIPPED_DARK_LEVEL_FULL_SIGMA)
+    return float(min(max(position, 0.0), 1.0))
 
 
 def restore(
@@ -96,13 +114,15 @@ def restore(
     should_cancel: Callable[[], bool] | None = None,
     on_progress: Callable[[float], None] | None = None,
     bf16: bool = True,
+    blacks_clipped: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Amplified packed planes ``(C, h, w)`` (:func:`~lowlight_raw.pipeline.network_input.amplified_planes`)
     → ``(s·h, s·w, 3)`` float32 camera RGB of the packed area, and the network's share in it
     (:func:`network_share`). The network gets the planes' noise sigma as well, made per tile
     (:class:`~lowlight_raw.pipeline.network_input.NoiseConditioning`). A share of 0 (a clean linear
     raw) skips the network altogether, a share of 1 the clean rendering; where the network ran, its
-    dark levels are then calibrated (:func:`calibrate_dark_levels`).
+    dark levels are then calibrated (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`;
+    ``blacks_clipped``: the raw's blacks were clipped at zero, :func:`~lowlight_raw.pipeline.network_input.clipped_at_black`).
     The tiling arguments go to :func:`run_tiled`."""
     if len(planes) != layout.channels:
         raise ValueError(f"restore takes the {layout.channels} amplified planes of the layout, not {len(planes)}")
@@ -117,7 +137,9 @@ def restore(
         full = blend_clean_rendering(full, share, planes, layout, wb)
     else:
         smooth_chroma(full, wb)
-    calibrate_dark_levels(full, planes, layout, wb)
+    strength = dark_level_strength(profile, gain, blacks_clipped)
+    if strength > 0.0:
+        calibrate_dark_levels(full, planes, layout, wb, strength)
     return full, share
 
 
@@ -164,7 +186,7 @@ def clean_block(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, w
 
 
 def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[SensorLayout] | SensorLayout,
-                          wb: np.ndarray) -> np.ndarray:
+                          wb: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """In place: camera RGB ``full (s·h, s·w, 3)``, restored from the packed planes in ``inputs``,
     with its too-light dark levels brought down to where an unbiased rendering of the same planes
     has them on average.
@@ -177,8 +199,8 @@ def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[Sen
     the measurement does not move a level), capped at 1 (only lifted levels are brought down: upward
     corrections scored lower) and at 0;
     levels above :data:`DARK_LEVEL_TOP` keep a gain of 1.
-    Every pixel is then scaled, all channels alike (its chromaticity kept), by ``gain(Y)``,
-    interpolated between the bins' mean ``Y``; the gain at
+    Every pixel is then scaled, all channels alike (its chromaticity kept), by
+    ``1 + strength·(gain(Y) − 1)``, the gain interpolated between the bins' mean ``Y``; the gain at
     the darkest bin holds below it. The same gain for every pixel of a level: no noise added, and no
     low-pass of a noisy rendering (see the module's text for what those cost). The curve is measured
     on at least :data:`DARK_LEVEL_SAMPLE` pixels where the photo has them: blocks of
@@ -216,9 +238,10 @@ def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[Sen
     level_gains[levels > DARK_LEVEL_TOP] = 1.0
     if level_gains.min() >= 1.0:
         return full  # no level lifted: nothing to do
-    kept = min(int(np.flatnonzero(level_gains < 1.0).max()) + 2, len(levels))  # up to the first level after the lifted ones
-    curve = _PiecewiseLinear(levels[:kept], level_gains[:kept])
-    unchanged_from = float(levels[kept - 1]) if level_gains[kept - 1] == 1.0 else math.inf  # brighter: scale 1
+    scales = 1.0 + strength * (level_gains - 1.0)
+    kept = min(int(np.flatnonzero(scales < 1.0).max()) + 2, len(levels))  # up to the first level after the lifted ones
+    curve = _PiecewiseLinear(levels[:kept], scales[:kept])
+    unchanged_from = float(levels[kept - 1]) if scales[kept - 1] == 1.0 else math.inf  # brighter: scale 1
     weights = torch.from_numpy(gains)
     for top in range(0, full.shape[0], CHROMA_BAND):
         for left in range(0, full.shape[1], CHROMA_COLUMNS):  # blocks whose planes stay in the CPU's cache

@@ -60,6 +60,7 @@ from ..layouts.registry import layout_class
 from ..networks.catalog import SHIPPED_MODELS
 from ..networks.weights import load_model, write_card
 from ..pipeline.color import camera_to_linear, srgb_decode, srgb_encode
+from ..pipeline.network_input import clipped_at_black
 from ..pipeline.restore import restore
 from . import darktable_baseline
 from .dataset import Sample, make_sample, random_crop
@@ -255,7 +256,7 @@ def model_camera(model: nn.Module, sample: Sample) -> np.ndarray:
     or for a clean raw the clean rendering it is blended with (:func:`lowlight_raw.pipeline.restore.restore`)."""
     layout = layout_class(sample.layout)
     full, _ = restore(model, sample.inputs[: layout.channels], layout, sample.sensor.profile(), sample.ratio,
-                      sample.color.wb, torch.device("cpu"))
+                      sample.color.wb, torch.device("cpu"), blacks_clipped=clipped_at_black(sample.raw))
     return np.clip(full, 0.0, 1.0)
 
 
