@@ -2,7 +2,7 @@
 
 The engine gives the network a share of the result that follows the noise of the amplified
 photo (:func:`lowlight_raw.pipeline.restore.network_share`): the layout's ``clean_network_share`` for a
-clean photo, rising log-linearly from :data:`~lowlight_raw.pipeline.restore.NETWORK_FROM_SIGMA` to all of
+clean photo, rising log-linearly from the layout's ``network_from_sigma`` (:func:`~lowlight_raw.pipeline.restore.network_from_sigma`) to all of
 it at the layout's ``full_network_sigma``. This changes one of the three at a time from the
 shipped setting and scores each the way ``lowlight-raw evaluate`` scores the model (×1–×10 and
 clean raws, PSNR / SSIM in sRGB), on BSDS500's *validation* photos, so that the settings are
@@ -36,7 +36,7 @@ def main() -> None:
     model, card = load_model(args.weights or shipped_weights("fast", "bayer"))
     layout = layout_class(model.config.layout)
     images = cached_images("validation")
-    shipped = {"clean share": layout.clean_network_share, "network from σ": restore.NETWORK_FROM_SIGMA,
+    shipped = {"clean share": layout.clean_network_share, "network from σ": restore.network_from_sigma(layout),
                "full network from σ": layout.full_network_sigma}
     print(f"{card.name} ({layout.label}) on {args.count} BSDS500 validation crops per condition; shipped: "
           + ", ".join(f"{name} {value:g}" for name, value in shipped.items()))
@@ -60,7 +60,7 @@ def main() -> None:
 def apply(layout, setting: dict[str, float]) -> None:
     """Make ``setting`` the one :func:`lowlight_raw.pipeline.restore.network_share` uses for ``layout``."""
     layout.clean_network_share, layout.full_network_sigma = setting["clean share"], setting["full network from σ"]
-    restore.NETWORK_FROM_SIGMA = setting["network from σ"]
+    layout.network_from_sigma = setting["network from σ"]
 
 
 if __name__ == "__main__":

@@ -16,14 +16,20 @@ from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.xtrans import XTransLayout, _by_colour, cfa_colors, pattern_letters
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
+from lowlight_raw.pipeline.denoise import denoise_planes
 from lowlight_raw.pipeline.noise import NoiseProfile, noise_sigma_map, read_variance_for
 from lowlight_raw.pipeline.restore import (
     CLIPPED_DARK_LEVEL_FULL_SIGMA,
     CLIPPED_DARK_LEVEL_OFF_SIGMA,
+    DENOISE_FROM_SIGMA,
+    DENOISE_FULL_SIGMA,
     NETWORK_FROM_SIGMA,
     blend_clean_rendering,
     calibrate_dark_levels,
     dark_level_strength,
+    denoise_strength,
+    mid_grey_sigma,
+    network_from_sigma,
     network_share,
     restore,
     smooth_chroma,
@@ -44,11 +50,19 @@ def test_network_share_follows_the_noise_after_the_gain():
     assert 0.0 < clean_share < 1.0 and network_share(_profile(4e-6), 1.0, BayerLayout) == clean_share  # clean, ISO 200
     assert network_share(_profile(4e-6), 1.0, LinearLayout) == 0.0  # a clean linear raw: its own pixels
     assert network_share(_profile(2e-4), 100.0, BayerLayout) == 1.0  # ×100 at ISO 6400
-    shares = [network_share(_profile(1e-4), gain, BayerLayout) for gain in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)]
+    shares = [network_share(_profile(1e-4), gain, BayerLayout) for gain in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)]
     assert shares == sorted(shares) and clean_share < shares[2] < 1.0 and shares[-1] == 1.0
     at = lambda sigma: network_share(NoiseProfile(0.0, sigma**2, "b only"), 1.0, LinearLayout)  # noqa: E731
-    assert at(NETWORK_FROM_SIGMA) == pytest.approx(0.0, abs=1e-9)
+    assert network_from_sigma(LinearLayout) < NETWORK_FROM_SIGMA == network_from_sigma(BayerLayout)
+    assert at(network_from_sigma(LinearLayout)) == pytest.approx(0.0, abs=1e-9)
     assert at(LinearLayout.full_network_sigma) == pytest.approx(1.0)
+
+
+def test_the_clean_rendering_is_denoised_as_the_noise_warrants():
+    clean, x3, x10 = (NoiseProfile(a, b, "A7 III") for a, b in ((3.9e-6, 6.1e-9), (1.482e-5, 3.51e-8), (5.747e-5, 1.727e-7)))
+    assert mid_grey_sigma(clean, 1.0) < DENOISE_FROM_SIGMA and denoise_strength(clean, 1.0) == 0.0  # ×1 at ISO 400: as it is
+    assert 0.7 < denoise_strength(x3, 3.0) < 0.8  # ×3 at ISO 1600
+    assert mid_grey_sigma(x10, 10.0) > DENOISE_FULL_SIGMA and denoise_strength(x10, 10.0) == 1.0
 
 
 class NoNetwork(torch.nn.Module):
@@ -197,6 +211,22 @@ def test_the_clean_rendering_made_in_blocks_is_the_whole_images(layout, monkeypa
     np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB), whole, atol=1e-6)
     blended = blend_clean_rendering(network_output.copy(), 0.25, planes, layout, WB)
     np.testing.assert_allclose(blended, 0.25 * network_output + 0.75 * whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
+def test_the_denoised_clean_rendering_made_in_bands_is_the_whole_images(layout, monkeypatch):
+    rng = np.random.default_rng(3)
+    truth = 0.1 + gaussian_filter(rng.random((layout.channels, 180, 150)), (0, 2, 2))
+    noise = NoiseProfile(5.747e-5, 1.727e-7, "A7 III, ISO 6400").amplified(10.0)
+    planes = (truth + np.sqrt(noise.a * truth + noise.b) * rng.standard_normal(truth.shape)).astype(np.float32)
+    denoised = denoise_planes(torch.from_numpy(planes), layout.colour_planes, WB, noise, 0.8)
+    whole = layout.clean_rgb(denoised.clamp(0.0, 1.0)[None], WB)[0].permute(1, 2, 0).numpy()
+    monkeypatch.setattr(restore_module, "DENOISE_BAND", 24)  # areas that start off the decimations' grid too
+    monkeypatch.setattr(restore_module, "DENOISE_COLUMNS", 12)
+    monkeypatch.setattr(restore_module, "CLEAN_BAND", 10)
+    monkeypatch.setattr(restore_module, "CLEAN_COLUMNS", 8)
+    np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB, noise, 0.8), whole, atol=1e-6)
+    assert np.abs(denoised.numpy() - truth).mean() < 0.6 * np.abs(planes - truth).mean()  # it did denoise
 
 
 def _lifted_dark_scene(seed: int = 6, lift: float = 0.02, noise: float = 0.03):

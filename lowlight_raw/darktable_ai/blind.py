@@ -14,7 +14,8 @@ the graph works both out from the tile, with the engine's own rules:
   quadratic scene cancels) in 8 × 8 blocks, each block's ``a`` solved for from its variance with
   ``b`` tied to ``a`` as darktable's camera profiles have it, and of the blocks without clipped
   highlights the flattest 10 % decide (corrected by what that quantile gives on pure noise);
-* **network share**: :func:`lowlight_raw.pipeline.restore.network_share` of that profile and gain, blended
+* **network share**: :func:`lowlight_raw.pipeline.restore.network_share` of that profile and gain (with
+  the ramp chosen for a partner that is not denoised: :data:`BLIND_SHARE`), blended
   with each site's own value (what the engine's clean rendering keeps at a sampled site), so a
   clean tile keeps its detail;
 * **highlights**: where the network's (amplified, denoised) result reaches :data:`HIGHLIGHT_FROM`
@@ -45,7 +46,7 @@ from torch.nn import functional as F
 from ..layouts.base import SensorLayout
 from ..pipeline.exposure import HIGHLIGHT_PERCENTILE, MAX_EV, TARGET_MEAN
 from ..pipeline.noise import ESTIMATE_BLOCK, LOG_B_FIT, LOW_QUANTILE
-from ..pipeline.restore import MID_GREY, NETWORK_FROM_SIGMA
+from ..pipeline.restore import MID_GREY
 
 HIGHLIGHT_FROM = 0.8  # amplified level from which the output fades to the tile's own values (reached at 1)
 LUMINANCE_POOL = 4  # the gain's statistics are taken on means of 4 × 4 packed pixels
@@ -142,11 +143,19 @@ def tile_gain(luminance: torch.Tensor) -> torch.Tensor:
     return gain.clamp(1.0, 2.0**MAX_EV).reshape(-1, 1, 1, 1)
 
 
+# The graph's network share: (clean share, ramp from σ, full network from σ) per layout. The graph's
+# partner is each site's own, noisy value, not the engine's denoised clean rendering, so it keeps the
+# ramp bench/blend.py chose for an undenoised partner (the engine's since moved: restore.network_share).
+BLIND_SHARE = {"bayer": (0.15, 0.004, 0.03), "linear": (0.0, 0.004, 0.01)}
+
+
 def network_share(layout: type[SensorLayout], a: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-    """:func:`lowlight_raw.pipeline.restore.network_share` of tensors (``b`` tied to ``a``)."""
+    """:func:`lowlight_raw.pipeline.restore.network_share` of tensors (``b`` tied to ``a``), with the
+    ramp of :data:`BLIND_SHARE`."""
+    clean_share, start, full = BLIND_SHARE[layout.kind]
     sigma = torch.sqrt((gain * a * MID_GREY + gain * gain * read_variance(a)).clamp_min(1e-20))
-    position = torch.log(sigma / NETWORK_FROM_SIGMA) / math.log(layout.full_network_sigma / NETWORK_FROM_SIGMA)
-    return position.clamp(layout.clean_network_share, 1.0)
+    position = torch.log(sigma / start) / math.log(full / start)
+    return position.clamp(clean_share, 1.0)
 
 
 def own_site_rgb(packed: torch.Tensor) -> torch.Tensor:

@@ -136,6 +136,10 @@ class SensorLayout(ABC):
     # at mid-grey on, the network alone.
     clean_network_share: ClassVar[float]
     full_network_sigma: ClassVar[float]
+    # where the ramp starts, when not at restore.NETWORK_FROM_SIGMA
+    network_from_sigma: ClassVar[float | None] = None
+    # the packed planes holding red, green and blue samples (the clean rendering's denoiser groups them)
+    colour_planes: ClassVar[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
     @classmethod
     @abstractmethod

@@ -5,10 +5,12 @@ softens detail that a good classical rendering keeps (``bench/no_harm.py``). So 
 blend, ``share · network + (1 − share) · clean rendering``, where ``share`` follows the noise the
 amplified photo has at mid-grey, ``σ = sqrt(gain·a·0.18 + gain²·b)``: the layout's
 ``clean_network_share`` until the log-linear ramp from 0 at :data:`NETWORK_FROM_SIGMA` to 1 at the
-layout's ``full_network_sigma`` passes it. The clean rendering is the layout's
+layout's ``full_network_sigma`` passes it (the ramp starts at the layout's ``network_from_sigma``
+where it has one). The clean rendering is the layout's
 (:meth:`~lowlight_raw.layouts.base.SensorLayout.clean_rgb`: Bayer: an edge-directed demosaic on
 white-balanced planes; X-Trans: an iterated colour-difference demosaic; linear RGB: the file's own
-pixels).
+pixels) of planes first denoised (:mod:`.denoise`, driven by the amplified noise profile) at a
+strength that follows the noise too (:func:`denoise_strength`: none for a clean raw).
 The two err differently (aliasing and noise against softness), so even a clean photo is better
 with some of the network; ``bench/blend.py`` chose each layout's settings (its measurements are in
 the model card, "The clean-photo blend").
@@ -41,6 +43,9 @@ import torch
 from torch import nn
 
 from ..layouts.base import SensorLayout, separable_filter
+from .denoise import ALIGN as DENOISE_ALIGN
+from .denoise import REACH as DENOISE_REACH
+from .denoise import denoise_planes
 from .network_input import NoiseConditioning
 from .noise import NoiseProfile
 from .tiling import DEFAULT_TILE, run_tiled
@@ -53,6 +58,14 @@ NETWORK_FROM_SIGMA = 0.004  # the network's share ramps up from this noise sigma
 CLEAN_BAND = 128
 CLEAN_COLUMNS = 1024
 CLEAN_HALO = 8
+# The clean rendering the network is blended with is made of denoised planes (:mod:`.denoise`), at a
+# strength (denoise_strength) rising log-linearly with the amplified raw's noise at mid-grey from none at
+# DENOISE_FROM_SIGMA (×1 at ISO 400 in the sweep: 0.0008, kept as it is) to all of it at DENOISE_FULL_SIGMA
+# (×3 at ISO 1600: 0.0029 gets 0.77 of it; the sweep's ×3 scored 0.7 of it above all of it and none).
+DENOISE_FROM_SIGMA = 0.001
+DENOISE_FULL_SIGMA = 0.004
+DENOISE_BAND = 256  # packed rows × columns the denoiser takes at a time (multiples of CLEAN_BAND, CLEAN_COLUMNS):
+DENOISE_COLUMNS = 1024  # 24 MP Bayer, one core: 1.1–1.4 s, 150 MB at peak (whole rows: 1.0–1.2 s, 310 MB)
 
 
 def mid_grey_sigma(profile: NoiseProfile, gain: float) -> float:
@@ -62,12 +75,26 @@ def mid_grey_sigma(profile: NoiseProfile, gain: float) -> float:
     return math.sqrt(max(amplified.a * MID_GREY + amplified.b, 1e-20))
 
 
+def denoise_strength(profile: NoiseProfile, gain: float) -> float:
+    """How strongly (0 … 1) the clean rendering of a raw of noise ``profile`` amplified by ``gain``
+    is denoised: none up to :data:`DENOISE_FROM_SIGMA` of noise at mid-grey, all from
+    :data:`DENOISE_FULL_SIGMA`, log-linear between."""
+    position = math.log(mid_grey_sigma(profile, gain) / DENOISE_FROM_SIGMA) / math.log(DENOISE_FULL_SIGMA / DENOISE_FROM_SIGMA)
+    return float(min(max(position, 0.0), 1.0))
+
+
 def network_share(profile: NoiseProfile, gain: float, layout: type[SensorLayout] | SensorLayout) -> float:
     """The network's share (the ``layout``'s ``clean_network_share`` … 1) of the result for a raw of
     noise ``profile`` amplified by ``gain``."""
-    sigma = mid_grey_sigma(profile, gain)
-    position = math.log(sigma / NETWORK_FROM_SIGMA) / math.log(layout.full_network_sigma / NETWORK_FROM_SIGMA)
+    sigma, start = mid_grey_sigma(profile, gain), network_from_sigma(layout)
+    position = math.log(sigma / start) / math.log(layout.full_network_sigma / start)
     return float(min(max(position, layout.clean_network_share), 1.0))
+
+
+def network_from_sigma(layout: type[SensorLayout] | SensorLayout) -> float:
+    """The noise sigma at mid-grey from which the network's share of ``layout``'s result ramps up:
+    the layout's ``network_from_sigma``, else :data:`NETWORK_FROM_SIGMA`."""
+    return NETWORK_FROM_SIGMA if layout.network_from_sigma is None else layout.network_from_sigma
 
 
 # The dark-level calibration (calibrate_dark_levels): its settings were chosen on `lowlight-raw evaluate
@@ -127,14 +154,16 @@ def restore(
     if len(planes) != layout.channels:
         raise ValueError(f"restore takes the {layout.channels} amplified planes of the layout, not {len(planes)}")
     share = network_share(profile, gain, layout)
+    denoising = denoise_strength(profile, gain)
+    noise = profile.amplified(gain) if denoising > 0.0 else None
     if share == 0.0:
         if on_progress is not None:
             on_progress(1.0)
-        return blend_clean_rendering(None, 0.0, planes, layout, wb), share
+        return blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising), share
     full = run_tiled(network, planes, device, tile=tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
                      conditioning=NoiseConditioning(profile, gain))
     if share < 1.0:
-        full = blend_clean_rendering(full, share, planes, layout, wb)
+        full = blend_clean_rendering(full, share, planes, layout, wb, noise, denoising)
     else:
         smooth_chroma(full, wb)
     strength = dark_level_strength(profile, gain, blacks_clipped)
@@ -144,29 +173,52 @@ def restore(
 
 
 def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndarray,
-                          layout: type[SensorLayout] | SensorLayout, wb: np.ndarray) -> np.ndarray:
+                          layout: type[SensorLayout] | SensorLayout, wb: np.ndarray,
+                          noise: NoiseProfile | None = None, strength: float = 1.0) -> np.ndarray:
     """``share · full + (1 − share) · clean rendering`` of the packed planes in ``inputs``, in place
     in ``full`` (``None``: the clean rendering alone). Made in blocks of :data:`CLEAN_BAND` packed
     rows × :data:`CLEAN_COLUMNS` columns, each with :data:`CLEAN_HALO` packed pixels of context
     around, so that memory never holds more than a block of the classical demosaic's
     intermediates, and those stay in the CPU's cache (an X-Trans block of 128 × 1024 ran 1.5× faster
-    per pixel than a band of 128 rows across 2,000 columns); the result is the whole-image rendering's."""
+    per pixel than a band of 128 rows across 2,000 columns); the result is the whole-image rendering's.
+    ``noise``: the planes' *amplified* noise profile, when they are to be denoised first
+    (:func:`~.denoise.denoise_planes` at ``strength``): in areas of :data:`DENOISE_BAND` rows ×
+    :data:`DENOISE_COLUMNS`, each with the denoiser's reach and the clean rendering's halo around
+    (24 MP Bayer on one core of a shared machine: 3.5–4.7 s, of which the denoising 1.1–1.4 s, and
+    150 MB at peak, against 2.7–3.1 s and 90 MB without it)."""
     planes = inputs[: layout.channels]
     (height, width), scale = planes.shape[1:], layout.scale
     alone = full is None
     if alone:
         full = np.empty((scale * height, scale * width, 3), dtype=np.float32)
-    for top in range(0, height, CLEAN_BAND):
-        bottom = min(top + CLEAN_BAND, height)
-        for left in range(0, width, CLEAN_COLUMNS):
-            right = min(left + CLEAN_COLUMNS, width)
-            rendering = clean_block(planes, layout, wb, (top, bottom), (left, right), clamp=True).permute(1, 2, 0).numpy()
-            pixels = full[top * scale : bottom * scale, left * scale : right * scale]
-            if alone:
-                pixels[...] = rendering
-            else:
-                pixels *= share
-                pixels += (1.0 - share) * rendering
+    rows, columns = (DENOISE_BAND, DENOISE_COLUMNS) if noise is not None else (height, width)
+    for area_top in range(0, height, rows):
+        area_bottom = min(area_top + rows, height)
+        for area_left in range(0, width, columns):
+            area_right = min(area_left + columns, width)
+            source, row_offset, column_offset = planes, 0, 0
+            if noise is not None:  # the area's planes denoised, with the clean rendering's context around
+                row_offset, row_end = max(area_top - CLEAN_HALO, 0), min(area_bottom + CLEAN_HALO, height)
+                column_offset, column_end = max(area_left - CLEAN_HALO, 0), min(area_right + CLEAN_HALO, width)
+                low = max(row_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN  # on the whole image's grid
+                first = max(column_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN
+                high, last = min(row_end + DENOISE_REACH, height), min(column_end + DENOISE_REACH, width)
+                denoised = denoise_planes(torch.from_numpy(np.ascontiguousarray(planes[:, low:high, first:last])),
+                                          layout.colour_planes, wb, noise, strength)
+                source = denoised[:, row_offset - low : row_end - low, column_offset - first : column_end - first].numpy()
+            for top in range(area_top, area_bottom, CLEAN_BAND):
+                bottom = min(top + CLEAN_BAND, area_bottom)
+                for left in range(area_left, area_right, CLEAN_COLUMNS):
+                    right = min(left + CLEAN_COLUMNS, area_right)
+                    rendering = clean_block(source, layout, wb, (top - row_offset, bottom - row_offset),
+                                            (left - column_offset, right - column_offset), clamp=True)
+                    rendering = rendering.permute(1, 2, 0).numpy()
+                    pixels = full[top * scale : bottom * scale, left * scale : right * scale]
+                    if alone:
+                        pixels[...] = rendering
+                    else:
+                        pixels *= share
+                        pixels += (1.0 - share) * rendering
     return full
 
 

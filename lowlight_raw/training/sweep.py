@@ -28,8 +28,9 @@ shadows and little fine dark detail:
   of the reference's pixels, output minus reference; **edge chroma**: the mean a\\*b\\* distance to
   the reference within 3 px of strong luminance edges (where false colour and halos sit).
 
-Methods: naive (the layout's plain demosaic × gain), classical (the clean rendering alone, no
-denoising: what the network is blended with), NLM (of the naive rendering), CBM3D (of the classical
+Methods: naive (the layout's plain demosaic × gain), classical (the layout's clean demosaic alone,
+no denoising; the product blends the network with it made of denoised planes:
+:mod:`~lowlight_raw.pipeline.denoise`), NLM (of the naive rendering), CBM3D (of the classical
 rendering, :func:`oracle`) and darktable's denoise (profiled), each **tuned per image against the
 truth** (the best a patient user could reach), and the model (the
 product's :func:`~lowlight_raw.pipeline.restore.restore`).
@@ -237,7 +238,7 @@ def sweep_case(scene: Scene, level: Level, layout: str, seed: int = 0) -> TestCa
 
 
 def classical_srgb(case: TestCase) -> np.ndarray:
-    """The clean rendering alone (the layout's classical demosaic, no denoising), sRGB."""
+    """The layout's clean demosaic alone (no denoising: the product's partner is denoised), sRGB."""
     sample: Sample = case.sample
     camera = blend_clean_rendering(None, 0.0, sample.inputs, layout_class(sample.layout), sample.color.wb)
     return render(np.clip(camera, 0.0, 1.0), sample)
