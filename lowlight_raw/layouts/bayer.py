@@ -11,7 +11,6 @@ result is cropped back to exactly the visible area.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import torch
@@ -143,36 +142,49 @@ _BILINEAR_KERNELS = torch.tensor([_RB_KERNEL, _G_KERNEL, _RB_KERNEL])[:, None]  
 RCD_REACH = 10  # px: how far from a pixel :func:`rcd_demosaic` reads (green 5, red/blue 7 at their opposite sites, 10 at green ones)
 
 
-class _Reflected:
-    """Packed planes ``(N, 4, h, w)`` (R, G1, G2, B sites) of a mosaic reflected at its border by an even
-    ``margin`` of full-resolution pixels (again and again where the mosaic is narrower; reflection
-    keeps the 2-periodic CFA), read at full-resolution offsets ``(dy, dx)``: :meth:`at` the sites of
-    one CFA phase (packed ``(N, 1, h, w)``), or the :meth:`whole` mosaic."""
+_PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column parity) of the R, G1, G2 and B sites: packed plane 2 · row + column
 
-    def __init__(self, planes: torch.Tensor, margin: int) -> None:
-        self.height, self.width = planes.shape[-2:]  # packed
+
+class _Phases:
+    """Packed planes ``(N, 1, h + margin, w + margin)`` of CFA phases (plane ``2 · row + column``
+    parity: R, G1, G2, B sites) over an image of ``h × w`` packed pixels and an even ``margin`` of
+    full-resolution pixels around it, read at full-resolution offsets: :meth:`at` the sites of
+    one phase, each with its neighbour ``(dy, dx)`` away. Only the phases to be read need be there."""
+
+    def __init__(self, planes: dict[int, torch.Tensor], margin: int) -> None:
+        self.planes = planes
         self.margin = margin
-        rows = [_reflected_indices(self.height, phase, margin).to(planes.device) for phase in (0, 1)]
-        columns = [_reflected_indices(self.width, phase, margin).to(planes.device) for phase in (0, 1)]
-        self.phases = torch.cat([planes[:, 2 * a + b : 2 * a + b + 1].index_select(-2, rows[a]).index_select(-1, columns[b])
-                                 for a in (0, 1) for b in (0, 1)], dim=1)
+        self.height, self.width = (size - margin for size in next(iter(planes.values())).shape[-2:])
 
-    @cached_property
-    def _mosaic(self) -> torch.Tensor:
-        return F.pixel_shuffle(self.phases, 2)
-
-    def whole(self, dy: int, dx: int, grow: int = 0) -> torch.Tensor:
-        """The full-resolution mosaic moved by ``(dy, dx)``, over the image and ``grow`` px around it."""
-        top, left = self.margin + dy - grow, self.margin + dx - grow
-        return self._mosaic[..., top : top + 2 * self.height + 2 * grow, left : left + 2 * self.width + 2 * grow]
+    @classmethod
+    def reflected(cls, planes: list[torch.Tensor], margin: int) -> "_Phases":
+        """All four ``(N, 1, h, w)`` planes of a mosaic reflected at its border (again and again where
+        the mosaic is narrower; reflection keeps the 2-periodic CFA): copied once, the margins
+        filled from the copy."""
+        count, _, height, width = planes[0].shape
+        half = margin // 2
+        padded = planes[0].new_empty(count, 4, height + margin, width + margin)
+        for index, plane in enumerate(planes):
+            padded[:, index : index + 1, half : half + height, half : half + width] = plane
+        for phase in (0, 1):  # the rows above and below, then the columns left and right of all
+            rows = half + _reflected_indices(height, phase, margin).to(padded.device)
+            same_rows = padded[:, 2 * phase : 2 * phase + 2, :, half : half + width]
+            for border in (slice(0, half), slice(half + height, None)):
+                same_rows[..., border, :] = same_rows.index_select(-2, rows[border])
+        for phase in (0, 1):
+            columns = half + _reflected_indices(width, phase, margin).to(padded.device)
+            same_columns = padded[:, phase::2]
+            for border in (slice(0, half), slice(half + width, None)):
+                same_columns[..., border] = same_columns.index_select(-1, columns[border])
+        return cls({index: padded[:, index : index + 1] for index in range(4)}, margin)
 
     def at(self, phase: tuple[int, int], dy: int, dx: int, grow: int = 0) -> torch.Tensor:
         """At the sites of ``phase`` (row, column parity), the neighbour ``(dy, dx)`` away; over the
         image and ``grow`` packed pixels around it."""
         y, x = phase[0] + dy, phase[1] + dx
         top, left = self.margin // 2 + y // 2 - grow, self.margin // 2 + x // 2 - grow
-        channel = 2 * (y % 2) + x % 2
-        return self.phases[:, channel : channel + 1, top : top + self.height + 2 * grow, left : left + self.width + 2 * grow]
+        plane = self.planes[2 * (y % 2) + x % 2]
+        return plane[..., top : top + self.height + 2 * grow, left : left + self.width + 2 * grow]
 
 
 def _reflected_indices(size: int, phase: int, margin: int) -> torch.Tensor:
@@ -185,29 +197,34 @@ def _reflected_indices(size: int, phase: int, margin: int) -> torch.Tensor:
     return torch.from_numpy(position // 2)
 
 
-def _discrimination(mosaic: _Reflected, along: tuple[int, int], across: tuple[int, int]) -> torch.Tensor:
-    """How much of a pixel's estimate to take from the direction ``across`` rather than ``along``,
-    packed ``(N, 4, H/2, W/2)``: the energy of a 6th-order high-pass of the mosaic along ``along``
-    (zero on any CFA of flat or linearly varying colours), summed over 3 pixels that way, over that
-    and the same along ``across`` (RCD's statistic); where the mean of the 4 diagonal neighbours'
-    shares is more decided (further from ½), that mean."""
+def _discrimination(mosaic: _Phases, along: tuple[int, int], across: tuple[int, int],
+                    sites: tuple[tuple[int, int], ...]) -> dict[int, torch.Tensor]:
+    """How much of a pixel's estimate to take from the direction ``across`` rather than ``along``, at
+    the sites of each phase of ``sites`` (packed ``(N, 1, h, w)`` by plane; the phases a step along
+    either direction leads to must be among them): the energy of a 6th-order high-pass of the
+    mosaic along ``along`` (zero on any CFA of flat or linearly varying colours), summed over 3
+    pixels that way, over that and the same along ``across`` (RCD's statistic); where the mean of
+    the 4 diagonal neighbours' shares is more decided (further from ½), that mean."""
 
-    def energy(dy: int, dx: int) -> torch.Tensor:
-        def m(k: int) -> torch.Tensor:
-            return mosaic.whole(k * dy, k * dx, grow=2)
+    def energy(dy: int, dx: int) -> dict[int, torch.Tensor]:  # over the image and 1 packed px around
+        def high_pass(site: tuple[int, int]) -> torch.Tensor:
+            def m(k: int) -> torch.Tensor:
+                return mosaic.at(site, k * dy, k * dx, grow=2)
 
-        high_pass = ((m(-3) + m(3)) - (m(-1) + m(1))).sub_(m(-2) + m(2), alpha=3.0).add_(m(0), alpha=6.0).square_()
-        size = (2 * mosaic.height + 2, 2 * mosaic.width + 2)
-        summed = sum(high_pass[..., 1 + k * dy : 1 + k * dy + size[0], 1 + k * dx : 1 + k * dx + size[1]] for k in (-1, 0, 1))
-        return summed.clamp_(min=DIRECTION_EPS**2)
+            return ((m(-3) + m(3)) - (m(-1) + m(1))).sub_(m(-2) + m(2), alpha=3.0).add_(m(0), alpha=6.0).square_()
 
-    energy_along = energy(*along)
-    share = energy_along.div_(energy_along + energy(*across))  # over the image and 1 px around
-    height, width = 2 * mosaic.height, 2 * mosaic.width
-    neighbours = 0.25 * sum(share[..., 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] for dy in (-1, 1) for dx in (-1, 1))
-    own = share[..., 1:-1, 1:-1]
-    decided = torch.where((own - 0.5).abs() < (neighbours - 0.5).abs(), neighbours, own)
-    return F.pixel_unshuffle(decided, 2)
+        squared = _Phases({2 * y + x: high_pass((y, x)) for y, x in sites}, 4)
+        return {2 * y + x: (squared.at((y, x), -dy, -dx, grow=1) + squared.at((y, x), 0, 0, grow=1))
+                .add_(squared.at((y, x), dy, dx, grow=1)).clamp_(min=DIRECTION_EPS**2) for y, x in sites}
+
+    energy_along, energy_across = energy(*along), energy(*across)
+    share = _Phases({index: energy.div_(energy + energy_across[index]) for index, energy in energy_along.items()}, 2)
+    decided = {}
+    for site in sites:
+        neighbours = (share.at(site, -1, -1) + share.at(site, -1, 1)).add_(share.at(site, 1, -1)).add_(share.at(site, 1, 1)).mul_(0.25)
+        own = share.at(site, 0, 0)
+        decided[2 * site[0] + site[1]] = torch.where((own - 0.5).abs() < (neighbours - 0.5).abs(), neighbours, own)
+    return decided
 
 
 def _weighted(before: torch.Tensor, after: torch.Tensor, estimate_before: torch.Tensor,
@@ -216,7 +233,7 @@ def _weighted(before: torch.Tensor, after: torch.Tensor, estimate_before: torch.
     return (after * estimate_before + before * estimate_after).div_(before + after)
 
 
-def _difference_along(colour: _Reflected, green: _Reflected, site: tuple[int, int], dy: int, dx: int) -> torch.Tensor:
+def _difference_along(colour: _Phases, green: _Phases, site: tuple[int, int], dy: int, dx: int) -> torch.Tensor:
     """At the sites of ``site``'s phase, the colour difference ``C − G`` along ``(dy, dx)``: the two
     neighbours' (which have ``colour``), each weighted by the other side's gradient of ``colour``
     (1 and 3 px away) and of ``green`` (2 px away)."""
@@ -252,13 +269,15 @@ def rcd_demosaic(packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
     eps = DIRECTION_EPS
     gains = torch.tensor([wb[0], 1.0, 1.0, wb[2]], dtype=packed.dtype, device=packed.device).view(1, 4, 1, 1)
     balanced = packed * gains
-    mosaic = _Reflected(balanced, 6)
-    across_rows = _discrimination(mosaic, (1, 0), (0, 1))  # the share of the estimate along the row
-    across_diagonals = _discrimination(mosaic, (1, 1), (1, -1))  # the share of the one along ↙↗
+    mosaic = _Phases.reflected(list(balanced.split(1, dim=1)), 8)
+    across_rows = _discrimination(mosaic, (1, 0), (0, 1), _PHASES)  # the share of the estimate along the row
+    across_diagonals = _discrimination(mosaic, (1, 1), (1, -1), ((0, 0), (1, 1)))  # the share of the one along ↙↗
 
     def green_at(phase: tuple[int, int]) -> torch.Tensor:
         index = 2 * phase[0] + phase[1]
-        low = sum(mosaic.at(phase, dy, dx, grow=1) * weight for dy, dx, weight in _RCD_LOW_PASS)  # of a same-colour site 2 px around too
+        low = mosaic.at(phase, -1, -1, grow=1) * _RCD_LOW_PASS[0][2]  # of a same-colour site 2 px around too
+        for dy, dx, weight in _RCD_LOW_PASS[1:]:
+            low.add_(mosaic.at(phase, dy, dx, grow=1), alpha=weight)
         height, width = mosaic.height, mosaic.width
 
         def along(dy: int, dx: int) -> torch.Tensor:
@@ -275,29 +294,29 @@ def rcd_demosaic(packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
             return _weighted(gradient(-1).add_(common), gradient(1).add_(common), estimate(-1), estimate(1))
 
         vertical = along(1, 0)
-        return vertical.add_(across_rows[:, index : index + 1] * (along(0, 1) - vertical))
+        return vertical.add_(across_rows[index] * (along(0, 1) - vertical))
 
-    green_planes = torch.cat([green_at((0, 0)), balanced[:, 1:3], green_at((1, 1))], dim=1)
-    green = _Reflected(green_planes, 2)
+    green = _Phases.reflected([green_at((0, 0)), balanced[:, 1:2], balanced[:, 2:3], green_at((1, 1))], 2)
+    green_planes = [green.at(site, 0, 0) for site in _PHASES]
     channels = []
     for own, opposite in ((0, 3), (3, 0)):
-        site = divmod(opposite, 2)
+        site = _PHASES[opposite]
         diagonal = [_difference_along(mosaic, green, site, dy, dx) for dy, dx in ((1, 1), (1, -1))]
-        share = across_diagonals[:, opposite : opposite + 1]
-        at_opposite = diagonal[0].add_(share * (diagonal[1] - diagonal[0])).add_(green_planes[:, opposite : opposite + 1])
-        planes = [balanced[:, own : own + 1], green_planes[:, 1:2], green_planes[:, 2:3], at_opposite]
+        share = across_diagonals[opposite]
+        at_opposite = diagonal[0].add_(share * (diagonal[1] - diagonal[0])).add_(green_planes[opposite])
+        planes = [balanced[:, own : own + 1], green_planes[1], green_planes[2], at_opposite]
         if own == 3:
             planes = planes[::-1]  # blue: at red sites first, its own last (the greens' order does not matter here)
-        colour = _Reflected(torch.cat(planes, dim=1), 4)
+        colour = _Phases.reflected(planes, 4)
         at_green = []
         for index in (1, 2):
-            site = divmod(index, 2)
+            site = _PHASES[index]
             vertical = _difference_along(colour, green, site, 1, 0)
-            at_green.append(vertical.add_(across_rows[:, index : index + 1] * (_difference_along(colour, green, site, 0, 1) - vertical))
-                            .add_(green_planes[:, index : index + 1]))
+            at_green.append(vertical.add_(across_rows[index] * (_difference_along(colour, green, site, 0, 1) - vertical))
+                            .add_(green_planes[index]))
         planes[1:3] = at_green
         channels.append(torch.cat(planes, dim=1))
-    rgb = torch.cat([channels[0] / gains[:, :1], green_planes, channels[1] / gains[:, 3:]], dim=1)
+    rgb = torch.cat([channels[0] / gains[:, :1], *green_planes, channels[1] / gains[:, 3:]], dim=1)
     return F.pixel_shuffle(rgb, 2)
 
 
