@@ -298,8 +298,12 @@ def rcd_demosaic(packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
 
     green = _Phases.reflected([green_at((0, 0)), balanced[:, 1:2], balanced[:, 2:3], green_at((1, 1))], 2)
     green_planes = [green.at(site, 0, 0) for site in _PHASES]
-    channels = []
-    for own, opposite in ((0, 3), (3, 0)):
+    count, _, height, width = packed.shape
+    rgb = packed.new_empty(count, 3, 2 * height, 2 * width)
+    sites = rgb.view(count, 3, height, 2, width, 2)  # [:, channel, :, row parity, :, column parity]: one phase's sites
+    for index, (y, x) in enumerate(_PHASES):
+        sites[:, 1:2, :, y, :, x] = green_planes[index]
+    for channel, own, opposite in ((0, 0, 3), (2, 3, 0)):  # red, blue: the planes of its sites and of the opposite colour's
         site = _PHASES[opposite]
         diagonal = [_difference_along(mosaic, green, site, dy, dx) for dy, dx in ((1, 1), (1, -1))]
         share = across_diagonals[opposite]
@@ -308,16 +312,14 @@ def rcd_demosaic(packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
         if own == 3:
             planes = planes[::-1]  # blue: at red sites first, its own last (the greens' order does not matter here)
         colour = _Phases.reflected(planes, 4)
-        at_green = []
         for index in (1, 2):
             site = _PHASES[index]
             vertical = _difference_along(colour, green, site, 1, 0)
-            at_green.append(vertical.add_(across_rows[index] * (_difference_along(colour, green, site, 0, 1) - vertical))
-                            .add_(green_planes[index]))
-        planes[1:3] = at_green
-        channels.append(torch.cat(planes, dim=1))
-    rgb = torch.cat([channels[0] / gains[:, :1], *green_planes, channels[1] / gains[:, 3:]], dim=1)
-    return F.pixel_shuffle(rgb, 2)
+            planes[index] = (vertical.add_(across_rows[index] * (_difference_along(colour, green, site, 0, 1) - vertical))
+                             .add_(green_planes[index]))
+        for (y, x), plane in zip(_PHASES, planes):
+            torch.div(plane, gains[:, own : own + 1], out=sites[:, channel : channel + 1, :, y, :, x])
+    return rgb
 
 
 _RCD_LOW_PASS = [(dy, dx, (1.0 if dy == dx == 0 else 0.5 if dy == 0 or dx == 0 else 0.25)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
