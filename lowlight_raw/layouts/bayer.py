@@ -223,7 +223,10 @@ def _discrimination(mosaic: _Phases, along: tuple[int, int], across: tuple[int, 
     for site in sites:
         neighbours = (share.at(site, -1, -1) + share.at(site, -1, 1)).add_(share.at(site, 1, -1)).add_(share.at(site, 1, 1)).mul_(0.25)
         own = share.at(site, 0, 0)
-        decided[2 * site[0] + site[1]] = torch.where((own - 0.5).abs() < (neighbours - 0.5).abs(), neighbours, own)
+        # 1 where the neighbours are more decided, else 0 (a difference of floats is 0 only where they are equal):
+        # lerp by it selects exactly, several times faster than torch.where on the CPU
+        neighbours_decide = (neighbours - 0.5).abs_().sub_((own - 0.5).abs_()).sign_().clamp_(min=0.0)
+        decided[2 * site[0] + site[1]] = own.lerp(neighbours, neighbours_decide)
     return decided
 
 
