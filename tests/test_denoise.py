@@ -8,7 +8,7 @@ from lowlight_raw.layouts.base import mosaic_from_rgb
 from lowlight_raw.layouts.bayer import BayerLayout
 from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.xtrans import XTransLayout
-from lowlight_raw.pipeline.denoise import denoise_planes
+from lowlight_raw.pipeline.denoise import _bands, _smooth, denoise_planes
 from lowlight_raw.pipeline.noise import NoiseProfile
 
 WB = np.array([2.1, 1.0, 1.7])
@@ -50,3 +50,10 @@ def test_a_clean_raw_is_kept_and_a_step_edge_stays_sharp():
     # measured: 0.2 % and 0.0 % of the step at the packed pixels either side of the edge, 0.0016 at most elsewhere
     assert abs(green[edge - 1] - 0.05) < 0.02 * 0.35 and abs(green[edge] - 0.4) < 0.02 * 0.35
     assert np.abs(green[: edge - 1] - 0.05).max() < 0.005 and np.abs(green[edge + 1 :] - 0.4).max() < 0.005
+
+
+def test_the_oriented_bands_sum_to_the_detail():
+    x = torch.from_numpy(np.random.default_rng(3).random((2, 33, 47), dtype=np.float32))
+    smooth, bands = _bands(x.clone(), oriented=True)
+    np.testing.assert_allclose(smooth.numpy(), _smooth(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(sum(bands).numpy(), (x - smooth).numpy(), atol=1e-5)
