@@ -10,8 +10,13 @@ A raw whose blacks were clipped at zero (a converter's linear DNG: its demosaic'
 off; :func:`clipped_at_black`) has lost the lower half of the noise around black: left so, every
 dark area is biased upward and the network, trained on noise of both signs, sees a signal that is
 not there. Each zero then stands for a sample that was at or below zero, and is given the mean of
-such a sample of black's noise, ``−σ₀·√(2/π)`` (:data:`ZERO_MEAN_IN_SIGMAS`; ``σ₀ = √b`` of the
-noise profile), before the gain.
+such a sample, ``E[X | X ≤ 0]`` for ``X ~ N(μ, a·μ + b)`` (:func:`clipped_stand_ins`), where ``μ``
+is the level around it: the mean of its plane over :data:`STAND_IN_WINDOW`² packed pixels, zeros
+mended, found in :data:`STAND_IN_ROUNDS` rounds from black's own, ``−√b·√(2/π)``
+(:data:`ZERO_MEAN_IN_SIGMAS`). Black's alone, for every zero, is right for black but too dark for a
+dark grey: the sweep's converter-clipped linear raws scored ×100 27.89 dB with it, 28.28 with the
+level around (×300 23.17 → 23.47; 5² packed pixels: 28.22, 15²: 28.34 but blacks +1.3 L* where
+9² has +1.0).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..layouts.base import separable_filter
 from .noise import NoiseProfile, noise_sigma_map
 
 CLIPPED_ZERO_SHARE = 0.01  # at least this share of exact zeros, and none below: blacks clipped at zero
 ZERO_MEAN_IN_SIGMAS = -math.sqrt(2.0 / math.pi)  # E[X | X ≤ 0] of zero-mean Gaussian noise, in its sigmas
+STAND_IN_WINDOW = 9  # packed pixels a side of the window a zero's level is measured in
+STAND_IN_ROUNDS = 2  # rounds of level, then stand-ins (a third moved ×100 by 0.01 dB)
 
 
 def clipped_at_black(packed_norm: np.ndarray) -> bool:
@@ -45,14 +53,31 @@ def amplified_planes(packed_norm: np.ndarray, gain: float, profile: NoiseProfile
     ``blacks_clipped``: :func:`clipped_at_black` of ``packed_norm`` where the caller has it already."""
     packed_norm = np.asarray(packed_norm, dtype=np.float32)
     planes = packed_norm if in_place else np.empty_like(packed_norm)
-    zero_stands_for = np.float32(ZERO_MEAN_IN_SIGMAS * math.sqrt(max(profile.b, 0.0)) * gain)
     unclip = clipped_at_black(packed_norm) if blacks_clipped is None else blacks_clipped
     for channel in range(len(planes)):  # plane by plane: no full-size temporaries
-        x = np.multiply(packed_norm[channel], np.float32(gain), out=planes[channel])
-        if unclip:
-            x[x == 0.0] = zero_stands_for
-        np.clip(x, -1.0, 1.0, out=x)
+        plane = clipped_stand_ins(packed_norm[channel], profile) if unclip else packed_norm[channel]
+        np.clip(np.multiply(plane, np.float32(gain), out=planes[channel]), -1.0, 1.0, out=planes[channel])
     return planes
+
+
+def clipped_stand_ins(plane: np.ndarray, profile: NoiseProfile) -> np.ndarray:
+    """A normalised packed ``plane (h, w)`` whose blacks were clipped at zero, each zero replaced by
+    ``E[X | X ≤ 0]`` for ``X ~ N(μ, a·μ + b)`` of the un-amplified ``profile``, ``μ ≥ 0`` the level
+    around it (the module's text); a new float32 array."""
+    mended = torch.tensor(plane, dtype=torch.float32)
+    zeros = torch.nonzero(mended.view(-1) == 0.0).squeeze(1)  # flat positions of the clipped samples
+    flat = mended.view(-1)
+    flat[zeros] = ZERO_MEAN_IN_SIGMAS * math.sqrt(max(profile.b, 0.0))
+    box = torch.ones(STAND_IN_WINDOW)
+    counts = [separable_filter(torch.ones(size), box, -1) for size in mended.shape]  # pixels each window holds, per axis
+    inside = counts[0][zeros // mended.shape[1]] * counts[1][zeros % mended.shape[1]]
+    for _ in range(STAND_IN_ROUNDS):
+        level = separable_filter(mended, box).view(-1)[zeros].div_(inside).clamp_(min=0.0)  # the rest: at zeros only
+        sigma = (level * profile.a + profile.b).clamp_(min=1e-20).sqrt_()
+        alpha = -level / sigma
+        mills = torch.exp(-0.5 * alpha * alpha - 0.5 * math.log(2.0 * math.pi) - torch.special.log_ndtr(alpha))  # φ(α)/Φ(α)
+        flat[zeros] = level - sigma * mills
+    return mended.numpy()
 
 
 @dataclass(frozen=True)
