@@ -178,66 +178,60 @@ class XTransLayout(SensorLayout):
 
     @classmethod
     def clean_rgb(cls, packed: torch.Tensor, wb: np.ndarray) -> torch.Tensor:
-        """A demosaic for a clean raw, on white-balanced samples, after Markesteijn's for X-Trans (as
-        dcraw, LibRaw and darktable have it): two full renderings, one along the rows and one along
-        the columns, and per pixel the one whose colours change least along its own axis around it.
+        """A demosaic for a clean raw, on white-balanced samples: Markesteijn's for X-Trans (as dcraw,
+        LibRaw and darktable have it) along the rows and along the columns, and per pixel the mean
+        of the renderings that are the most homogeneous around it (:func:`_most_homogeneous`).
 
-        In the rendering along an axis, green at red and blue sites is first the linear
-        interpolation between the nearest greens on either side along that axis (:func:`_along_line`).
-        Then, :data:`GREEN_PASSES` times, green there becomes the sample minus its colour's
-        difference to green (red − green or blue − green, interpolated from that colour's sites
-        around by a Gaussian, σ = 1 px) taken at those same greens along the axis, within the range
-        of the greens in its 3×3 (so that a colour edge cannot make it overshoot). Red and blue
-        everywhere are green plus their interpolated difference, never below the least of their own
-        samples within 3 px: where colours are not smooth (a dark edge of a saturated colour) the
-        difference would undershoot, which dark tones show most. Measured samples are kept as they
-        are. Each pixel then takes the rendering (or the mean of both) that is smooth along its axis
-        at the most pixels around it (:func:`_most_homogeneous`). The planes are first mirrored
-        outwards by :data:`CLEAN_PAD_CELLS` cells, so that the image's border is rendered like its
-        inside; the reach is 11 px.
+        In the rendering along an axis (:func:`_markesteijn_rendering`), green at red and blue
+        sites is first Markesteijn's estimate from the greens along the axis, within the range of
+        the six greens of the hexagon around (:func:`_markesteijn_taps`); then :data:`GREEN_REFINEMENT`
+        of the way to the sample minus its colour's difference to green (red − green or blue − green,
+        interpolated from that colour's sites around by a Gaussian, σ = 1 px) taken at the greens
+        on either side along the axis, within the same range. Red and blue follow from their
+        differences to green, as Markesteijn has them: at the solitary greens from the nearest
+        samples of each colour along the axis; red at blue sites and blue at red ones from the
+        adjacent pixels (a sample and a solitary green) or, where green changes less that way, from
+        the samples 3 px away along the axis; at the 2×2 blocks of greens from the nearest known
+        pixels on either side along the axis, weighted by distance. The blended red and blue are
+        never below the least of their own samples within 3 px: where colours are not smooth (a
+        dark edge of a saturated colour) the differences undershoot, which dark tones show most.
+        Measured samples are kept as they are. The planes are first mirrored outwards by
+        :data:`CLEAN_PAD_CELLS` cells, so that the image's border is rendered like its inside; the
+        reach is 15 px (each rendering's 11, the homogeneity's 4 more).
 
-        Measured against the colour-difference demosaic before it (green from row and column by
-        gradient, five passes of colour differences from all around): on the sweep's X-Trans photos
-        (``lowlight-raw evaluate --sweep --layouts xtrans``, the demosaic alone) 37.26 / 0.965 at ×1
-        where it scored 34.71 / 0.945 (darktable's: 39.81), edge chroma 4.67 where 6.72; on
-        BSDS500's validation raws, clean (``bench/blend.py --weights
-        lowlight_raw/weights/lowlight-xtrans12.pt``, clean share 0), 35.77 where 36.02 (those photos
-        were JPEGs, whose colours are smoothed: perhaps why they reward refining green from the
-        colour differences more); on one core, 1.05–1.15× its time. No refining scored 37.83 and
-        32.85, two passes 36.44 and 36.19 at 1.4× the time, five passes from the colour differences
-        at the site itself (as before; unclamped) 34.71 and 36.28; without refining, the two
-        diagonals as well scored 0.02 dB more on the sweep, one colour difference for both axes
-        2.7 dB less."""
+        Measured against the demosaic before it (green linear along the axis, then refined from the
+        colour differences in full; red and blue from Gaussian colour differences): on the sweep's
+        X-Trans photos (``lowlight-raw evaluate --sweep --layouts xtrans``, the demosaic alone)
+        39.43 / 0.972 at ×1 where it scored 37.26 / 0.965 (darktable's: 39.81), edge chroma 3.56
+        where 4.67; on BSDS500's validation raws, clean (``bench/blend.py --weights
+        lowlight_raw/weights/lowlight-xtrans12.pt``, clean share 0), 35.33 where 35.77. Those photos
+        were JPEGs, whose colours are smoothed, and they reward green from the colour differences:
+        all of the refinement scored 38.32 and 36.10, 0.7 of it 39.18 and 35.57, 0.5 39.63 and
+        35.07, none 39.99 and 33.51. Without the refinement, the floor under red and blue is worth
+        0.63 dB on the sweep (39.36 without); the green range 0.19 dB; Markesteijn's red and blue
+        1.6–2.0 dB over Gaussian colour differences; the homogeneity judged by the centre's threshold
+        0.09 dB over each pixel's own. Markesteijn's four directions (the two diagonals as well)
+        scored 0.01–0.03 dB more than the two axes, and took 1.4× the old time where the two take
+        1.2× (a 24 MP raw on one core: 8.4 s where 6.9 s); its 3-pass variant (green refined from
+        the colour differences along each direction, the refined renderings as more candidates)
+        0.01–0.03 dB more on the sweep and 0.3 on BSDS500, with twice the renderings."""
         _, _, h, w = packed.shape
         gains = torch.tensor([wb[0], 1.0, wb[2]], dtype=packed.dtype, device=packed.device)
         plane_gains = torch.ones(cls.channels, dtype=packed.dtype, device=packed.device)
         plane_gains[list(RED_PLANES)], plane_gains[list(BLUE_PLANES)] = gains[0], gains[2]
         balanced = _mirror_cells(packed * plane_gains.view(1, cls.channels, 1, 1), CLEAN_PAD_CELLS)
-        ph, pw = balanced.shape[-2:]
-        mosaic = F.pixel_shuffle(_by_colour(balanced), CELL)  # plane 3·i + j lands at (i, j) of each cell
-        masks, density = _sampled(ph, pw, packed.device, packed.dtype), _density(ph, pw, packed.device, packed.dtype, True)
-        line_weights = _along_line_weights(ph, pw, packed.device, packed.dtype)
-        sampled = [masks[:, c : c + 1] for c in range(3)]
-        least = {c: _least_sample(mosaic, sampled[c], 7) for c in (0, 2)}
-        green_range = (_least_sample(mosaic, sampled[1], 3), _least_sample(-mosaic, sampled[1], 3).neg_())
-        renderings, roughness = [], []
-        for axis in (-1, -2):  # along the row, along the column
-            weights = line_weights[axis]
-            green = torch.where(sampled[1].bool(), mosaic, _along_line(mosaic, weights, axis))
-            for _ in range(GREEN_PASSES):
-                refined, colour_minus_green = mosaic.clone(), mosaic - green
-                for c in (0, 2):
-                    difference = normalised_convolution(colour_minus_green, sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
-                    refined.sub_(_along_line(difference, weights, axis).mul_(sampled[c]))
-                green = torch.where(sampled[1].bool(), green, refined.clamp_(*green_range))
-            planes, colour_minus_green = [], mosaic - green
-            for c in (0, 2):
-                difference = normalised_convolution(colour_minus_green, sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
-                planes.append(torch.where(sampled[c].bool(), mosaic, torch.maximum(difference.add_(green), least[c])))
-            renderings.append((planes[0], green, planes[1]))
-            roughness.append(_roughness(renderings[-1], axis))
-        row_share = _most_homogeneous(torch.cat(roughness, dim=1))
-        rgb = torch.cat([row.sub_(column).mul_(row_share).add_(column) for row, column in zip(*renderings)], dim=1)
+        balanced = F.pad(balanced, (0, balanced.shape[-1] % 2, 0, balanced.shape[-2] % 2), mode="reflect")  # whole 6×6 periods
+        mosaic = F.pixel_shuffle(_by_colour(balanced), CELL)[:, 0]  # plane 3·i + j lands at (i, j) of each cell
+        sampled = _sampled(*balanced.shape[-2:], packed.device, packed.dtype)[0].bool()  # (3, H, W)
+        taps = _markesteijn_taps(mosaic.shape[-1], packed.dtype, packed.device)
+        padded = _padded(mosaic)
+        low, high = _least_sample(mosaic[:, None], sampled[1], 3)[:, 0], _least_sample(-mosaic[:, None], sampled[1], 3)[:, 0]
+        green_range = {phase: (torch.minimum(_phase(low, *phase), far), torch.maximum(_phase(high, *phase).neg(), far))
+                       for phase, far in _stencil(padded, taps["far_green"]).items()}
+        rgb = _most_homogeneous([_markesteijn_rendering(padded, green_range, sampled, taps, axis) for axis in (0, 1)])
+        for c in (0, 2):
+            rgb[:, c].clamp_(min=_least_sample(mosaic[:, None], sampled[c], 7)[:, 0])
+        rgb = torch.where(sampled, mosaic[:, None], rgb)
         margin = CELL * CLEAN_PAD_CELLS
         return rgb[..., margin : margin + CELL * h, margin : margin + CELL * w] / gains.view(1, 3, 1, 1)
 
@@ -321,33 +315,6 @@ def _along_line(values: torch.Tensor, weights: dict[int, torch.Tensor], axis: in
     return along
 
 
-def _roughness(rgb: tuple[torch.Tensor, torch.Tensor, torch.Tensor], axis: int) -> torch.Tensor:
-    """``(N, 1, H, W)``: how much a rendering's colour (its red, green and blue ``(N, 1, H, W)``) bends
-    along ``axis`` at each pixel, the squared second differences of its BT.2020 Y, Pb and Pr (zero
-    at the ends), as Markesteijn's demosaic judges its directions by."""
-    red, green, blue = rgb
-    luma = 0.2627 * red + 0.6780 * green + 0.0593 * blue
-    roughness = torch.zeros_like(luma)
-    inner = roughness.narrow(axis, 1, luma.shape[axis] - 2)
-    for channel in (luma, (blue - luma).mul_(0.56433), (red - luma).mul_(0.67815)):
-        bend = channel.narrow(axis, 1, channel.shape[axis] - 2) * 2.0
-        bend.sub_(channel.narrow(axis, 0, channel.shape[axis] - 2)).sub_(channel.narrow(axis, 2, channel.shape[axis] - 2))
-        inner.addcmul_(bend, bend)
-    return roughness
-
-
-def _most_homogeneous(roughness: torch.Tensor) -> torch.Tensor:
-    """``(N, 1, H, W)``: the share of the first of two renderings, 1, ½ or 0, from their ``roughness
-    (N, 2, H, W)``. A rendering is smooth at a pixel where its roughness is within
-    :data:`HOMOGENEITY_THRESHOLD` × the least of both; its homogeneity is the number of such pixels
-    around, counted over 3×3 and summed over 3×3 again; a pixel takes each rendering whose
-    homogeneity is at least 7/8 of the best (both: their mean)."""
-    smooth = (roughness <= HOMOGENEITY_THRESHOLD * roughness.amin(1, keepdim=True)).to(roughness.dtype)
-    homogeneity = separable_filter(separable_filter(smooth, _BOX_TAPS), _BOX_TAPS)
-    taken = (homogeneity >= 0.875 * homogeneity.amax(1, keepdim=True)).to(roughness.dtype)
-    return taken[:, :1] / taken.sum(1, keepdim=True)
-
-
 def _least_sample(mosaic: torch.Tensor, sampled: torch.Tensor, size: int) -> torch.Tensor:
     """The least of the ``sampled`` colour's samples in each pixel's ``size × size`` neighbourhood
     (``inf`` where there is none): a minimum along the rows, then along the columns."""
@@ -420,7 +387,202 @@ def _pad_periodic(a: np.ndarray, before: int, after: int, axis: int) -> np.ndarr
 
 _TENT_TAPS = torch.tensor([0.5, 1.0, 0.5])  # bilinear interpolation's weights, as 3×3: 1, ½ at the sides, ¼ at the corners
 _GAUSS_TAPS = torch.from_numpy(np.exp(-0.5 * np.arange(-2.0, 3.0) ** 2).astype(np.float32))  # σ = 1 px, 5×5
-_BOX_TAPS = torch.ones(3)  # a 3×3 sum
-HOMOGENEITY_THRESHOLD = 8.0  # Markesteijn's; 4 and 16 scored within 0.1 dB on the sweep
-CLEAN_PAD_CELLS = 4  # even (the mirrored area keeps its phase), at least the clean rendering's 11 px reach
-GREEN_PASSES = 1  # measured: clean_rgb
+_BOX5_TAPS = torch.ones(5)  # a 5×5 sum
+HOMOGENEITY_THRESHOLD = 8.0  # Markesteijn's
+CLEAN_PAD_CELLS = 6  # even (the mirrored area keeps its phase), at least the clean rendering's 15 px reach
+GREEN_REFINEMENT = 0.6  # measured: XTransLayout.clean_rgb
+
+
+AXES = ((0, 1), (1, 0))  # a step along the row, along the column
+_REACH = 3  # the farthest any step of :func:`_markesteijn_rendering` reads, in px
+PhaseTaps = dict[tuple[int, int], list[tuple[tuple[int, int], torch.Tensor]]]  # cell pixel → its (offset, weights)
+
+
+def _cfa(y: int, x: int) -> int:
+    """The colour of canonical pixel ``(y, x)``, any integers."""
+    return int(CANONICAL[y % PERIOD, x % PERIOD])
+
+
+def _solitary(y: int, x: int) -> bool:
+    """Whether canonical pixel ``(y, x)`` is a green whose four neighbours are red and blue."""
+    return _cfa(y, x) == 1 and all(_cfa(y + dy, x + dx) != 1 for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)))
+
+
+@lru_cache(maxsize=2)
+def _markesteijn_taps(width: int, dtype: torch.dtype, device: torch.device) -> dict:
+    """The weights of each step of :func:`_markesteijn_rendering` over an area ``width`` pixels wide,
+    worked out from the canonical CFA, each as :data:`PhaseTaps`: per cell pixel that the step
+    writes, its offsets and their ``(2, width / 3)`` weights (by the kind of cell, then the packed
+    column: :func:`_phase`). Along an axis, a red or blue pixel has either greens on both sides (then
+    its green is 0.6796875 × theirs − 0.1796875 × the next ones') or a green on one side and one
+    2 px away on the other (223/256 of the near one, 33/256 of the far one, and 92/256 of the change
+    of its own colour over 2 px towards the near one; ``far_green``: the far one); its hexagon is its
+    adjacent greens and that far one."""
+    steps: dict = {"green": {}, "far_green": {}, "solitary": {}, "adjacent": {}, "distant": {}, "block": {}}
+
+    def put(step: tuple, site: tuple[int, int], offset: tuple[int, int], weight: float) -> None:
+        table = steps[step[0]].setdefault(step[1:], {}).setdefault(offset, np.zeros((PERIOD, PERIOD), np.float32))
+        table[site] += weight
+
+    adjacent_axis = {}
+    for y in range(PERIOD):
+        for x in range(PERIOD):
+            colour, site = _cfa(y, x), (y, x)
+            for axis, (uy, ux) in enumerate(AXES):
+                green = [k for k in (-2, -1, 1, 2) if _cfa(y + k * uy, x + k * ux) == 1]
+                if colour != 1:
+                    if {-1, 1} <= set(green):
+                        for k, weight in ((1, 174 / 256), (-1, 174 / 256), (2, -46 / 256), (-2, -46 / 256)):
+                            put(("green", axis), site, (k * uy, k * ux), weight)
+                    else:
+                        s = 1 if 1 in green else -1
+                        assert -2 * s in green and _cfa(y + 2 * s * uy, x + 2 * s * ux) == colour
+                        for k, weight in ((s, 223 / 256), (-2 * s, 33 / 256), (0, 92 / 256), (2 * s, -92 / 256)):
+                            put(("green", axis), site, (k * uy, k * ux), weight)
+                        put(("far_green",), site, (-2 * s * uy, -2 * s * ux), 1.0)
+                    other = 2 - colour  # the adjacent pixels: a sample of it and a solitary green; or its samples 3 px away
+                    k = 1 if {_cfa(y + uy, x + ux), _cfa(y - uy, x - ux)} == {other, 1} else 3
+                    assert _cfa(y + k * uy, x + k * ux) in (other, 1) and _cfa(y - k * uy, x - k * ux) in (other, 1)
+                    if k == 1:
+                        adjacent_axis[y % CELL, x % CELL] = axis
+                    for sign in (1, -1):
+                        put(("adjacent" if k == 1 else "distant", other), site, (sign * k * uy, sign * k * ux), 0.5)
+                elif _solitary(y, x):
+                    for c in (0, 2):
+                        k = next(k for k in (1, 2) if _cfa(y + k * uy, x + k * ux) == c)
+                        assert _cfa(y - k * uy, x - k * ux) == c
+                        for sign in (1, -1):
+                            put(("solitary", c, axis), site, (sign * k * uy, sign * k * ux), 0.5)
+                else:  # the nearest pixels on either side that are not in the 2×2 block, by distance
+                    ahead, behind = (next(k for k in (1, 2) if _cfa(y + sign * k * uy, x + sign * k * ux) != 1
+                                          or _solitary(y + sign * k * uy, x + sign * k * ux)) for sign in (1, -1))
+                    put(("block", axis), site, (ahead * uy, ahead * ux), behind / (ahead + behind))
+                    put(("block", axis), site, (-behind * uy, -behind * ux), ahead / (ahead + behind))
+
+    def by_phase(taps: dict[tuple[int, int], np.ndarray]) -> PhaseTaps:
+        phases: PhaseTaps = {}
+        for offset, table in taps.items():
+            for i in range(CELL):
+                for j in range(CELL):
+                    if table[i::CELL, j::CELL].any():
+                        weights = np.tile(table[i::CELL, j::CELL], (1, width // PERIOD))
+                        phases.setdefault((i, j), []).append((offset, torch.from_numpy(weights).to(device, dtype)))
+        return phases
+
+    taps = {name: {key: by_phase(t) for key, t in step.items()} for name, step in steps.items()}
+    taps["far_green"] = taps["far_green"][()]
+    taps["adjacent_axis"] = adjacent_axis
+    return taps
+
+
+def _padded(values: torch.Tensor) -> torch.Tensor:
+    """``values (N, H, W)`` with :data:`_REACH` zeros around, which the steps read (the rendered area
+    lies farther in: :data:`CLEAN_PAD_CELLS`) and whose :func:`_inside` they write."""
+    return F.pad(values, (_REACH,) * 4)
+
+
+def _inside(padded: torch.Tensor) -> torch.Tensor:
+    """The area within :func:`_padded` values' zeros, a view."""
+    return padded[:, _REACH:-_REACH, _REACH:-_REACH]
+
+
+def _phase(values: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    """The pixels ``(i, j)`` of every cell of a canonical ``values (N, H, W)``, a view
+    ``(N, H/6, 2, W/3)`` (2: a cell row of A cells first, then one of B cells first)."""
+    n, height, width = values.shape
+    return values.view(n, height // PERIOD, 2, CELL, width // CELL, CELL)[:, :, :, i, :, j]
+
+
+def _at(padded: torch.Tensor, offset: tuple[int, int], phase: tuple[int, int]) -> torch.Tensor:
+    """From :func:`_padded` values, the values at ``offset`` from the pixels of ``phase`` (:func:`_phase`)."""
+    dy, dx = offset
+    height, width = padded.shape[-2] - 2 * _REACH, padded.shape[-1] - 2 * _REACH
+    return _phase(padded[:, _REACH + dy : _REACH + dy + height, _REACH + dx : _REACH + dx + width], *phase)
+
+
+def _stencil(padded: torch.Tensor, taps: PhaseTaps) -> dict[tuple[int, int], torch.Tensor]:
+    """Per cell pixel that ``taps`` write, the sum over their offsets of the weights × the :func:`_padded` values there."""
+    estimates = {}
+    for phase, ((offset, weights), *others) in taps.items():
+        estimates[phase] = _at(padded, offset, phase) * weights
+        for offset, weights in others:
+            estimates[phase].addcmul_(_at(padded, offset, phase), weights)
+    return estimates
+
+
+def _markesteijn_rendering(padded_mosaic: torch.Tensor, green_range: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]],
+                           sampled: torch.Tensor, taps: dict, axis: int) -> torch.Tensor:
+    """``(N, 3, H, W)``: the rendering along ``AXES[axis]`` (:meth:`XTransLayout.clean_rgb`) of a
+    canonical white-balanced :func:`_padded` mosaic, ``sampled (3, H, W)`` its colours' sites,
+    ``green_range``: per red and blue cell pixel (:func:`_phase`), the least and the most green of its hexagon."""
+    mosaic = _inside(padded_mosaic)
+    height, width = mosaic.shape[-2:]
+    padded_green = padded_mosaic.clone()
+    green = _inside(padded_green)
+    for phase, estimate in _stencil(padded_mosaic, taps["green"][axis,]).items():
+        _phase(green, *phase).copy_(estimate.clamp_(*green_range[phase]))
+    refined = mosaic.clone()  # the sample minus its colour's difference to green at the greens along the axis
+    density = _density(height // CELL, width // CELL, mosaic.device, mosaic.dtype, True)
+    line_weights = _along_line_weights(height // CELL, width // CELL, mosaic.device, mosaic.dtype)[-1 - axis]
+    for c in (0, 2):
+        difference = normalised_convolution((mosaic - green)[:, None], sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
+        refined.sub_(_along_line(difference, line_weights, -1 - axis)[:, 0].mul_(sampled[c]))
+    for phase, limits in green_range.items():
+        _phase(green, *phase).lerp_(_phase(refined, *phase).clamp(*limits), GREEN_REFINEMENT)
+    padded = {c: torch.zeros_like(padded_mosaic) for c in (0, 2)}  # red − green and blue − green, filled in below
+    differences = {c: _inside(padded[c]) for c in (0, 2)}
+    for c in (0, 2):
+        torch.sub(mosaic, green, out=differences[c]).mul_(sampled[c])
+        for phase, estimate in _stencil(padded[c], taps["solitary"][c, axis]).items():
+            _phase(differences[c], *phase).add_(estimate)
+    for c in (0, 2):  # red at blue sites and blue at red ones
+        adjacent, distant = _stencil(padded[c], taps["adjacent"][c,]), _stencil(padded[c], taps["distant"][c,])
+        for phase, estimate in adjacent.items():
+            across = taps["adjacent_axis"][phase]
+            if across != axis:  # from the samples 3 px away along the axis, unless green changes less across
+                centre = _phase(green, *phase)
+
+                def change(k: int, a: int) -> torch.Tensor:
+                    (uy, ux) = AXES[a]
+                    return ((centre - _at(padded_green, (k * uy, k * ux), phase)).abs_()
+                            + (centre - _at(padded_green, (-k * uy, -k * ux), phase)).abs_())
+
+                estimate = torch.where(change(1, across) < 2 * change(3, axis), estimate, distant[phase])
+            _phase(differences[c], *phase).add_(estimate)
+    for c in (0, 2):
+        for phase, estimate in _stencil(padded[c], taps["block"][axis,]).items():
+            _phase(differences[c], *phase).add_(estimate)
+    return torch.stack([differences[0] + green, green, differences[2] + green], dim=1)
+
+
+def _most_homogeneous(renderings: list[torch.Tensor]) -> torch.Tensor:
+    """Per pixel, the mean of the renderings along :data:`AXES`, ``(N, 3, H, W)`` each, that are the
+    most homogeneous around it, as Markesteijn's demosaic judges them: how much a rendering's
+    colour bends along its own axis, the squared second differences of its BT.2020 Y, Pb and Pr
+    (as darktable has it); where that is within :data:`HOMOGENEITY_THRESHOLD` × the least of all
+    at a pixel, the 3×3 pixels around are smooth where theirs is too, their number summed over
+    5×5 is the rendering's homogeneity, and the renderings taken are those within 1/8 of the best."""
+    n, _, height, width = renderings[0].shape
+    bends = renderings[0].new_zeros(n, len(renderings), height, width)
+    for a, ((uy, ux), rgb) in enumerate(zip(AXES, renderings)):
+        red, green, blue = rgb.unbind(1)
+        luma = 0.2627 * red + 0.6780 * green + 0.0593 * blue
+        inside = bends[:, a, 1:-1, 1:-1]
+        for channel in (luma, (blue - luma).mul_(0.56433), (red - luma).mul_(0.67815)):
+            second = channel[:, 1:-1, 1:-1] * 2.0
+            second -= channel[:, 1 + uy : height - 1 + uy, 1 + ux : width - 1 + ux]
+            second -= channel[:, 1 - uy : height - 1 - uy, 1 - ux : width - 1 - ux]
+            inside.addcmul_(second, second)
+    threshold = HOMOGENEITY_THRESHOLD * bends[..., 1:-1, 1:-1].amin(1, keepdim=True)
+    smooth = torch.zeros(bends.shape, dtype=torch.uint8, device=bends.device)
+    inside = smooth[..., 1:-1, 1:-1]
+    for dy in range(3):
+        for dx in range(3):
+            inside += bends[..., dy : dy + height - 2, dx : dx + width - 2] <= threshold
+    homogeneity = separable_filter(smooth.to(bends.dtype), _BOX5_TAPS)
+    best = homogeneity.amax(1, keepdim=True)
+    taken = (homogeneity >= best - torch.floor(best / 8)).to(bends.dtype)
+    rgb = renderings[0] * taken[:, :1]
+    for a in range(1, len(renderings)):
+        rgb.addcmul_(renderings[a], taken[:, a : a + 1])
+    return rgb.div_(taken.sum(1, keepdim=True))

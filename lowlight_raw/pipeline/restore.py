@@ -54,7 +54,7 @@ MID_GREY = 0.18  # the signal level (linear, after the gain) the noise is judged
 NETWORK_FROM_SIGMA = 0.004  # the network's share ramps up from this noise sigma at mid-grey
 # The clean rendering is made in blocks of packed rows and columns, each with this context around
 # (even: an X-Trans block then starts on the same kind of cell as the image; at least each clean
-# rendering's reach: Bayer 10 px = 5 packed pixels, X-Trans 11 px = 4).
+# rendering's reach: Bayer 10 px = 5 packed pixels, X-Trans 15 px = 5).
 CLEAN_BAND = 128
 CLEAN_COLUMNS = 1024
 CLEAN_HALO = 8
