@@ -1,6 +1,6 @@
 """The noise sweep's summary: the model against the best tuned classical method, per layout and level.
 
-    python bench/sweep_summary.py runs/sweep-bayer.json [runs/model-bayer.json …]
+    python bench/sweep_summary.py runs/sweep-bayer.json [runs/model-bayer.json …] [--plot docs/noise_sweep.png]
 
 Reads the JSON tables ``lowlight-raw evaluate --sweep --json`` writes; a later file's methods
 replace an earlier one's, so the slow tuned baselines (CBM3D and darktable: about an hour for
@@ -66,7 +66,14 @@ def summary(tables: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tables", nargs="+", type=Path, help="sweep JSON files; later ones' methods win")
-    print(summary(merged(parser.parse_args().tables)))
+    parser.add_argument("--plot", type=Path, help="also draw the merged tables' PSNR against darkness as this PNG")
+    args = parser.parse_args()
+    tables = merged(args.tables)
+    print(summary(tables))
+    if args.plot:
+        from lowlight_raw.training.sweep import plot_sweep
+
+        print(f"plot: {plot_sweep(tables, args.plot)}")
     return 0
 
 

@@ -52,6 +52,8 @@ from .tiling import DEFAULT_TILE, run_tiled
 
 MID_GREY = 0.18  # the signal level (linear, after the gain) the noise is judged at
 NETWORK_FROM_SIGMA = 0.004  # the network's share ramps up from this noise sigma at mid-grey
+NETWORK_ALONE_WITHIN = 0.01  # a share this close to 1 is 1: the denoised clean rendering (24 MP: 1.5–3 s on two
+# cores) would move the result by less than this part of its difference from the network's
 # The clean rendering is made in blocks of packed rows and columns, each with this context around
 # (even: an X-Trans block then starts on the same kind of cell as the image; at least each clean
 # rendering's reach: Bayer 10 px = 5 packed pixels, X-Trans 15 px = 5).
@@ -64,9 +66,9 @@ CLEAN_HALO = 8
 # (×3 at ISO 1600: 0.0029 gets 0.77 of it; the sweep's ×3 scored 0.7 of it above all of it and none).
 DENOISE_FROM_SIGMA = 0.001
 DENOISE_FULL_SIGMA = 0.004
-DENOISE_BAND = 512  # packed rows × columns the denoiser takes at a time (multiples of CLEAN_BAND, CLEAN_COLUMNS):
-DENOISE_COLUMNS = 1024  # (512 rows, was 256: less of the denoiser's reach recomputed, which its oriented bands made
-# dearer; 24 MP Bayer, one core, the denoising alone: 1.3 s; peak memory not re-measured)
+DENOISE_BAND = 256  # packed rows × columns the denoiser takes at a time (multiples of CLEAN_BAND, CLEAN_COLUMNS):
+DENOISE_COLUMNS = 1024  # 24 MP X-Trans end to end on two idle cores, peak memory: 512 rows 1.57 GB, 256 rows 1.41,
+# 256 × 512 1.23 (linear: 1.53, 1.34); seconds: 9.0, 9.0, 9.4
 
 
 def mid_grey_sigma(profile: NoiseProfile, gain: float) -> float:
@@ -86,10 +88,12 @@ def denoise_strength(profile: NoiseProfile, gain: float) -> float:
 
 def network_share(profile: NoiseProfile, gain: float, layout: type[SensorLayout] | SensorLayout) -> float:
     """The network's share (the ``layout``'s ``clean_network_share`` … 1) of the result for a raw of
-    noise ``profile`` amplified by ``gain``."""
+    noise ``profile`` amplified by ``gain``; within :data:`NETWORK_ALONE_WITHIN` of 1, 1."""
     sigma, start = mid_grey_sigma(profile, gain), network_from_sigma(layout)
     position = math.log(sigma / start) / math.log(layout.full_network_sigma / start)
-    return float(min(max(position, layout.clean_network_share), 1.0))
+    if position >= 1.0 - NETWORK_ALONE_WITHIN:
+        return 1.0
+    return float(max(position, layout.clean_network_share))
 
 
 def network_from_sigma(layout: type[SensorLayout] | SensorLayout) -> float:
