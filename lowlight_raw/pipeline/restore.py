@@ -78,22 +78,26 @@ def mid_grey_sigma(profile: NoiseProfile, gain: float) -> float:
     return math.sqrt(max(amplified.a * MID_GREY + amplified.b, 1e-20))
 
 
+def log_ramp(sigma: float, none_at: float, all_at: float) -> float:
+    """0 … 1: where ``sigma`` lies between ``none_at`` (0) and ``all_at`` (1) on a log scale, held at
+    the ends (``all_at`` may be the smaller: a ramp down). The blend's share, the denoising's
+    strength and the dark-level calibration's all follow the noise this way."""
+    position = math.log(sigma / none_at) / math.log(all_at / none_at)
+    return float(min(max(position, 0.0), 1.0))
+
+
 def denoise_strength(profile: NoiseProfile, gain: float) -> float:
     """How strongly (0 … 1) the clean rendering of a raw of noise ``profile`` amplified by ``gain``
     is denoised: none up to :data:`DENOISE_FROM_SIGMA` of noise at mid-grey, all from
     :data:`DENOISE_FULL_SIGMA`, log-linear between."""
-    position = math.log(mid_grey_sigma(profile, gain) / DENOISE_FROM_SIGMA) / math.log(DENOISE_FULL_SIGMA / DENOISE_FROM_SIGMA)
-    return float(min(max(position, 0.0), 1.0))
+    return log_ramp(mid_grey_sigma(profile, gain), DENOISE_FROM_SIGMA, DENOISE_FULL_SIGMA)
 
 
 def network_share(profile: NoiseProfile, gain: float, layout: type[SensorLayout] | SensorLayout) -> float:
     """The network's share (the ``layout``'s ``clean_network_share`` … 1) of the result for a raw of
     noise ``profile`` amplified by ``gain``; within :data:`NETWORK_ALONE_WITHIN` of 1, 1."""
-    sigma, start = mid_grey_sigma(profile, gain), network_from_sigma(layout)
-    position = math.log(sigma / start) / math.log(layout.full_network_sigma / start)
-    if position >= 1.0 - NETWORK_ALONE_WITHIN:
-        return 1.0
-    return float(max(position, layout.clean_network_share))
+    position = log_ramp(mid_grey_sigma(profile, gain), network_from_sigma(layout), layout.full_network_sigma)
+    return 1.0 if position >= 1.0 - NETWORK_ALONE_WITHIN else max(position, layout.clean_network_share)
 
 
 def network_from_sigma(layout: type[SensorLayout] | SensorLayout) -> float:
@@ -131,9 +135,7 @@ def dark_level_strength(profile: NoiseProfile, gain: float, blacks_clipped: bool
     :data:`CLIPPED_DARK_LEVEL_OFF_SIGMA`, log-linear between."""
     if not blacks_clipped:
         return 1.0
-    sigma = mid_grey_sigma(profile, gain)
-    position = math.log(CLIPPED_DARK_LEVEL_OFF_SIGMA / sigma) / math.log(CLIPPED_DARK_LEVEL_OFF_SIGMA / CLIPPED_DARK_LEVEL_FULL_SIGMA)
-    return float(min(max(position, 0.0), 1.0))
+    return log_ramp(mid_grey_sigma(profile, gain), CLIPPED_DARK_LEVEL_OFF_SIGMA, CLIPPED_DARK_LEVEL_FULL_SIGMA)
 
 
 def restore(
@@ -205,15 +207,9 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
         for area_left in range(0, width, columns):
             area_right = min(area_left + columns, width)
             source, row_offset, column_offset = planes, 0, 0
-            if noise is not None:  # the area's planes denoised, with the clean rendering's context around
-                row_offset, row_end = max(area_top - CLEAN_HALO, 0), min(area_bottom + CLEAN_HALO, height)
-                column_offset, column_end = max(area_left - CLEAN_HALO, 0), min(area_right + CLEAN_HALO, width)
-                low = max(row_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN  # on the whole image's grid
-                first = max(column_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN
-                high, last = min(row_end + DENOISE_REACH, height), min(column_end + DENOISE_REACH, width)
-                denoised = denoise_planes(torch.from_numpy(np.ascontiguousarray(planes[:, low:high, first:last])),
-                                          layout.colour_planes, wb, noise, strength)
-                source = denoised[:, row_offset - low : row_end - low, column_offset - first : column_end - first].numpy()
+            if noise is not None:
+                source, row_offset, column_offset = _denoised_area(planes, layout, wb, noise, strength,
+                                                                   (area_top, area_bottom), (area_left, area_right))
             for top in range(area_top, area_bottom, CLEAN_BAND):
                 bottom = min(top + CLEAN_BAND, area_bottom)
                 for left in range(area_left, area_right, CLEAN_COLUMNS):
@@ -228,6 +224,24 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
                         pixels *= share
                         pixels += (1.0 - share) * rendering
     return full
+
+
+def _denoised_area(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, wb: np.ndarray, noise: NoiseProfile,
+                   strength: float, rows: tuple[int, int], columns: tuple[int, int]) -> tuple[np.ndarray, int, int]:
+    """The packed ``planes`` of ``rows`` × ``columns`` (``[start, end)``) with the clean rendering's
+    :data:`CLEAN_HALO` around, denoised (:func:`~.denoise.denoise_planes`) from the denoiser's reach
+    around them, on the whole image's grid, so that they are the whole image's; and the packed row
+    and column where they start."""
+    (top, bottom), (left, right) = rows, columns
+    height, width = planes.shape[1:]
+    row_offset, row_end = max(top - CLEAN_HALO, 0), min(bottom + CLEAN_HALO, height)
+    column_offset, column_end = max(left - CLEAN_HALO, 0), min(right + CLEAN_HALO, width)
+    low = max(row_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN
+    first = max(column_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN
+    high, last = min(row_end + DENOISE_REACH, height), min(column_end + DENOISE_REACH, width)
+    denoised = denoise_planes(torch.from_numpy(np.ascontiguousarray(planes[:, low:high, first:last])),
+                              layout.colour_planes, wb, noise, strength)
+    return denoised[:, row_offset - low : row_end - low, column_offset - first : column_end - first].numpy(), row_offset, column_offset
 
 
 def clean_block(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, wb: np.ndarray, rows: tuple[int, int],
