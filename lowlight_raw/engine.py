@@ -138,7 +138,7 @@ class Enhancer:
         except torch.OutOfMemoryError as exc:
             raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
         if options.strength < 1.0:  # in place: no full-size temporaries beside the two renderings
-            naive = photo.layout.naive_rgb(torch.from_numpy(np.clip(planes[None], 0.0, 1.0)))[0].permute(1, 2, 0).numpy()
+            naive = photo.layout.naive_rgb(torch.from_numpy(np.clip(planes[None], 0.0, 1.0, dtype=np.float32)))[0].permute(1, 2, 0).numpy()
             full *= np.float32(options.strength)
             naive *= np.float32(1.0 - options.strength)
             full += naive

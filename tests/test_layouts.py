@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from lowlight_raw.errors import LowlightError, UnsupportedSensor
-from lowlight_raw.files.raw import read_raw
+from lowlight_raw.files.raw import LINEAR_PIXELS_DTYPE, read_raw
 from lowlight_raw.layouts.base import mosaic_from_rgb
 from lowlight_raw.layouts.bayer import BayerLayout, simple_demosaic
 from lowlight_raw.layouts.linear import LinearLayout
@@ -133,7 +133,7 @@ def test_linear_dng_decodes_to_its_colours(tmp_path):
     path = write_linear_dng(tmp_path / "lin.dng", np.concatenate([active, active[:, -1:]], axis=1), spec)
     photo = read_raw(path)
     assert isinstance(photo.layout, LinearLayout) and photo.visible.shape == (60, 91, 3)
-    assert photo.masked is None
+    assert photo.visible.dtype == LINEAR_PIXELS_DTYPE and photo.masked is None  # half floats: three values a pixel
     for which in PATCHES:  # per-channel black levels subtracted, scaled to white
         np.testing.assert_allclose(_interior(photo.visible, which), _interior(scene, which), atol=2e-4)
     packed = photo.layout.pack(photo.visible)

@@ -48,6 +48,15 @@ def test_noise_channels_made_per_tile_equal_the_whole_network_input(random_net):
     in_place = packed.copy()
     assert amplified_planes(in_place, 100.0, profile, in_place=True) is in_place  # memory holds the planes once
     np.testing.assert_array_equal(in_place, planes)
+    # a linear raw's half floats stay half floats, amplified in float32 and rounded once; the tiler
+    # takes them as float32, and its output may be half floats too (the engine's result)
+    half = amplified_planes(packed.astype(np.float16), 100.0, profile)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half, planes, rtol=2.0**-10, atol=1e-5)  # rounded before and after the gain
+    from_half = run_tiled(random_net, half, torch.device("cpu"), tile=48, overlap=16, bf16=False,
+                          conditioning=NoiseConditioning(profile, 100.0), dtype=np.float16)
+    assert from_half.dtype == np.float16
+    np.testing.assert_allclose(from_half, expected, rtol=0.01, atol=1e-3)
 
 
 def test_progress_and_cancel(random_net):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import rawpy
 import tifffile
+import torch
 
 from ..errors import LowlightError, UnsupportedSensor
 from ..layouts.base import SensorLayout
@@ -36,13 +37,20 @@ logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 # LibRaw's ``flip`` → EXIF/TIFF Orientation.
 _FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
 
+# A linear raw's pixels are held in half floats: three values a pixel (a mosaic has one), so in float32 they
+# and their packed planes took 12 B/px each (a 100 MP linear DNG: 2.5 GB at the decode); half floats keep 11
+# significant bits, a rounding error 16× below the photon noise of a clean 14-bit raw. Decoded in bands of rows.
+LINEAR_PIXELS_DTYPE = np.float16
+DECODE_ROWS = 256
+
 
 @dataclass(frozen=True)
 class RawPhoto:
     """One decoded RAW: the visible data on a 0 = black, 1 = white scale, and its metadata."""
 
     path: Path
-    visible: np.ndarray  # float32, black subtracted per colour, / (white - black): (H, W) CFA mosaic or (H, W, 3) RGB
+    visible: np.ndarray  # black subtracted per colour, / (white - black): (H, W) float32 CFA mosaic or (H, W, 3) RGB
+    # of LINEAR_PIXELS_DTYPE
     layout: SensorLayout
     color: CameraColor
     orientation: int
@@ -54,7 +62,7 @@ class RawPhoto:
     def packed(self) -> tuple[np.ndarray, "RawPhoto"]:
         """The layout's packed planes of :attr:`visible` (:meth:`SensorLayout.pack`), and this photo
         without its decoded pixels (``visible`` empty), so that memory holds the pixels once."""
-        return self.layout.pack(self.visible), replace(self, visible=np.empty((0,) * self.visible.ndim, np.float32))
+        return self.layout.pack(self.visible), replace(self, visible=np.empty((0,) * self.visible.ndim, self.visible.dtype))
 
 
 def read_raw(path: Path) -> RawPhoto:
@@ -162,9 +170,12 @@ def _linear_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[n
         raise UnsupportedSensor(path, f"linear raw with {data.shape[2] if data.ndim == 3 else 1} samples per pixel: not supported yet")
     rgb_black = black[:3] if black.size >= 3 else np.full(3, float(black.flat[0]), np.float32)
     scale = np.float32(1.0) / np.maximum(white - rgb_black, 1.0)
-    rgb = data[..., :3].astype(np.float32)
-    rgb -= rgb_black  # in place: one full-size float copy
-    rgb *= scale
+    rgb = np.empty(data.shape[:2] + (3,), LINEAR_PIXELS_DTYPE)  # the one full-size copy
+    for top in range(0, len(rgb), DECODE_ROWS):  # normalised in float32, a band of rows at a time
+        band = data[top : top + DECODE_ROWS, :, :3].astype(np.float32)
+        band -= rgb_black
+        band *= scale
+        torch.from_numpy(rgb[top : top + DECODE_ROWS]).copy_(torch.from_numpy(band))  # to half floats: 4× numpy's speed
     if min(rgb.shape[:2]) < 2:
         raise LowlightError(path, f"image too small ({rgb.shape[0]}×{rgb.shape[1]})")
     return rgb, LinearLayout(*rgb.shape[:2])

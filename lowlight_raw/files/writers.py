@@ -57,7 +57,7 @@ class OutputImage:
     """One enhanced photo, ready to write (:func:`write_output` with ``release_pixels`` drops its
     pixels, ``camera_rgb``, once they are written)."""
 
-    camera_rgb: np.ndarray | None  # (H, W, 3) float32 linear camera RGB, not white balanced, 1.0 = white
+    camera_rgb: np.ndarray | None  # (H, W, 3) float16 or float32 linear camera RGB, not white balanced, 1.0 = white
     color: CameraColor  # white balance and XYZ → camera matrix of the source
     orientation: int  # EXIF orientation 1..8 of the source, written as a tag
     make: str

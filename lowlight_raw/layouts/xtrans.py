@@ -103,12 +103,24 @@ class XTransLayout(SensorLayout):
         return dy, (-(self.height + dy)) % PERIOD, dx, (-(self.width + dx)) % PERIOD
 
     def pack(self, visible: np.ndarray) -> np.ndarray:
+        """Plane by plane from the mosaic's sites (padded periodically by index): memory holds the
+        mosaic, the planes and one plane's sites (a 100 MP raw peaked at 1.5 GB more when the padded
+        mosaic, its planes by position and their swap were whole copies)."""
         top, bottom, left, right = self.padding
-        m = _pad_periodic(visible, top, bottom, axis=0)
-        m = _pad_periodic(m, left, right, axis=1)
-        h, w = m.shape[0] // CELL, m.shape[1] // CELL
-        by_position = m.reshape(h, CELL, w, CELL).transpose(1, 3, 0, 2).reshape(CELL * CELL, h, w)
-        return np.ascontiguousarray(_by_colour(by_position))
+        rows = _periodic_indices(visible.shape[0], top, bottom)
+        columns = _periodic_indices(visible.shape[1], left, right)
+        h, w = len(rows) // CELL, len(columns) // CELL
+        is_b = _b_cells(h, w)
+        packed = np.empty((CELL * CELL, h, w), visible.dtype)
+
+        def sites(position: int) -> np.ndarray:
+            return visible[np.ix_(rows[position // CELL :: CELL], columns[position % CELL :: CELL])]
+
+        for position, in_b_cells in enumerate(_B_CELL_SWAP):  # the B cells' red and blue trade planes (_by_colour)
+            np.copyto(packed[position], sites(position))
+            if in_b_cells != position:
+                np.copyto(packed[position], sites(in_b_cells), where=is_b)
+        return packed
 
     def pad_like_pack(self, rgb: np.ndarray) -> np.ndarray:
         top, bottom, left, right = self.padding
@@ -379,10 +391,13 @@ def _pad_periodic(a: np.ndarray, before: int, after: int, axis: int) -> np.ndarr
     """Pad ``a`` along ``axis`` with its own rows/columns one period further in (same CFA colours)."""
     if not before and not after:
         return a
-    n = a.shape[axis]
-    head = np.take(a, range(PERIOD - before, PERIOD), axis=axis) if before else None
-    tail = np.take(a, range(n - PERIOD, n - PERIOD + after), axis=axis) if after else None
-    return np.concatenate([p for p in (head, a, tail) if p is not None], axis=axis)
+    return np.take(a, _periodic_indices(a.shape[axis], before, after), axis=axis)
+
+
+def _periodic_indices(n: int, before: int, after: int) -> np.ndarray:
+    """The indices of ``n`` rows (or columns) padded with ``before`` and ``after`` of their own one
+    period further in (same CFA colours)."""
+    return np.concatenate([np.arange(PERIOD - before, PERIOD), np.arange(n), np.arange(n - PERIOD, n - PERIOD + after)])
 
 
 _TENT_TAPS = torch.tensor([0.5, 1.0, 0.5])  # bilinear interpolation's weights, as 3×3: 1, ½ at the sides, ¼ at the corners

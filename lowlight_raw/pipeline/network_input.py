@@ -45,18 +45,19 @@ def clipped_at_black(packed_norm: np.ndarray) -> bool:
 def amplified_planes(packed_norm: np.ndarray, gain: float, profile: NoiseProfile, in_place: bool = False,
                      blacks_clipped: bool | None = None) -> np.ndarray:
     """``(C, h, w)`` normalised packed planes of the dark raw (Bayer: C = 4, RGGB) → the network
-    input's first ``C`` channels, ``clip(gain · x, −1, 1)`` float32; where the blacks were clipped at
+    input's first ``C`` channels, ``clip(gain · x, −1, 1)``, of ``packed_norm``'s dtype (float32, or a
+    linear raw's half floats: :data:`~lowlight_raw.files.raw.LINEAR_PIXELS_DTYPE`); where the blacks were clipped at
     zero (:func:`clipped_at_black`), each zero is first given the mean of what it stands for (the
     module's text). ``packed_norm`` is ``(raw − black) / (white − black)`` (may be slightly
-    negative), ``profile`` the ``Var = a·x + b`` noise of that *un-amplified* raw; ``in_place``
-    (float32 planes only): amplified where they are, so memory holds the planes once;
+    negative), ``profile`` the ``Var = a·x + b`` noise of that *un-amplified* raw; ``in_place``:
+    amplified where they are, so memory holds the planes once;
     ``blacks_clipped``: :func:`clipped_at_black` of ``packed_norm`` where the caller has it already."""
-    packed_norm = np.asarray(packed_norm, dtype=np.float32)
     planes = packed_norm if in_place else np.empty_like(packed_norm)
     unclip = clipped_at_black(packed_norm) if blacks_clipped is None else blacks_clipped
     for channel in range(len(planes)):  # plane by plane: no full-size temporaries
         plane = clipped_stand_ins(packed_norm[channel], profile) if unclip else packed_norm[channel]
-        np.clip(np.multiply(plane, np.float32(gain), out=planes[channel]), -1.0, 1.0, out=planes[channel])
+        amplified = torch.from_numpy(plane).to(torch.float32, copy=True).mul_(gain).clamp_(-1.0, 1.0)  # in float32
+        torch.from_numpy(planes[channel]).copy_(amplified)  # stored in the planes' dtype (torch: 4× numpy's speed)
     return planes
 
 

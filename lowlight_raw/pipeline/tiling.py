@@ -79,8 +79,9 @@ def run_tiled(
     on_progress: Callable[[float], None] | None = None,
     bf16: bool = True,
     conditioning: NoiseConditioning | None = None,
+    dtype: np.dtype = np.float32,
 ) -> np.ndarray:
-    """``(C, h, w)`` network input → ``(s·h, s·w, 3)`` float32 output (pixel-interleaved), tile by tile
+    """``(C, h, w)`` network input → ``(s·h, s·w, 3)`` output of ``dtype`` (pixel-interleaved), tile by tile
     (``s``: the packing factor of the model's sensor layout). With ``conditioning``,
     ``inputs`` holds only the amplified planes, and each tile of them is made the network's input
     by it (their noise sigma added).
@@ -111,7 +112,8 @@ def run_tiled(
     # What each tile contributes along each axis, already divided by what all tiles there add up to.
     weights_y = _blend_weights(len(rows), th, ys, s * overlap, s)
     weights_x = _blend_weights(len(columns), tw, xs, s * overlap, s)
-    out = torch.zeros((s * h, s * w, 3), dtype=torch.float32)
+    out = np.zeros((s * h, s * w, 3), dtype)
+    accumulated = torch.from_numpy(out)  # the tiles are added into ``out`` through this view
     precision = torch.bfloat16 if use_bf16(device, bf16) else None
     done, total = 0, len(ys) * len(xs)
     with torch.inference_mode(), _float32_levels(model, device, enabled=precision is not None):
@@ -120,10 +122,10 @@ def run_tiled(
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(None, "cancelled")
                 patch = _take(inputs, rows[y : y + th], columns[x : x + tw])
-                if conditioning is None:
-                    patch = patch.to(device, memory_format=torch.channels_last)
+                if conditioning is None:  # float32 however the planes are held (a linear raw's: half floats)
+                    patch = patch.to(device, torch.float32, memory_format=torch.channels_last)
                 else:
-                    patch = conditioning(patch.to(device), memory_format=torch.channels_last)
+                    patch = conditioning(patch.to(device, torch.float32), memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
                     result = model(patch)
                 result = result[0].to("cpu", torch.float32).permute(1, 2, 0)  # (s·th, s·tw, 3), a view
@@ -132,12 +134,16 @@ def run_tiled(
                 left, right = max(x, border), min(x + tw, border + w)
                 if top < bottom and left < right:
                     blend = wy[s * (top - y) : s * (bottom - y), None] * wx[None, s * (left - x) : s * (right - x)]
-                    target = out[s * (top - border) : s * (bottom - border), s * (left - border) : s * (right - border)]
-                    target.addcmul_(result[s * (top - y) : s * (bottom - y), s * (left - x) : s * (right - x)], blend[..., None])
+                    target = accumulated[s * (top - border) : s * (bottom - border), s * (left - border) : s * (right - border)]
+                    contribution = result[s * (top - y) : s * (bottom - y), s * (left - x) : s * (right - x)]
+                    if target.dtype == torch.float32:
+                        target.addcmul_(contribution, blend[..., None])
+                    else:  # summed in float32 (a third of the time of a mixed-type sum into half floats)
+                        target.copy_(target.float().addcmul_(contribution, blend[..., None]))
                 done += 1
                 if on_progress is not None:
                     on_progress(done / total)
-    return out.numpy()
+    return out
 
 
 @contextmanager

@@ -257,7 +257,7 @@ def model_camera(model: nn.Module, sample: Sample) -> np.ndarray:
     layout = layout_class(sample.layout)
     full, _ = restore(model, sample.inputs[: layout.channels], layout, sample.sensor.profile(), sample.ratio,
                       sample.color.wb, torch.device("cpu"), blacks_clipped=clipped_at_black(sample.raw))
-    return np.clip(full, 0.0, 1.0)
+    return np.clip(full.astype(np.float32), 0.0, 1.0)  # scored in float32: the half floats' values exactly
 
 
 def psnr(out: np.ndarray, ref: np.ndarray) -> float:
