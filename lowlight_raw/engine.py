@@ -24,7 +24,7 @@ from .layouts.registry import layout_class
 from .networks.catalog import is_named, resolve_model
 from .networks.weights import ModelCard, load_model
 from .options import EnhanceOptions
-from .pipeline.device import choose_device, cpu_threads
+from .pipeline.device import choose_device, cpu_threads, release_freed_memory
 from .pipeline.exposure import auto_ev
 from .pipeline.network_input import amplified_planes, clipped_at_black
 from .pipeline.noise import profile_for
@@ -144,6 +144,7 @@ class Enhancer:
             full += naive
             del naive
         del planes  # not needed to write: memory holds the result alone from here on
+        release_freed_memory()
         camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
         np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
         seconds["network"] = time.perf_counter() - t1

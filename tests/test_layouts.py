@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from lowlight_raw.errors import LowlightError, UnsupportedSensor
-from lowlight_raw.files.raw import LINEAR_PIXELS_DTYPE, read_raw
+from lowlight_raw.files.raw import read_raw
 from lowlight_raw.layouts.base import mosaic_from_rgb
 from lowlight_raw.layouts.bayer import BayerLayout, simple_demosaic
 from lowlight_raw.layouts.linear import LinearLayout
@@ -19,6 +19,7 @@ from lowlight_raw.layouts.xtrans import PERIOD, XTransLayout, pattern_letters, p
 from lowlight_raw.networks.catalog import SHIPPED_MODELS
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.networks.weights import load_model
+from lowlight_raw.pipeline import device as device_module
 from lowlight_raw.pipeline.exposure import auto_ev
 from lowlight_raw.pipeline.network_input import network_input
 from lowlight_raw.pipeline.noise import NoiseProfile, estimate_profile, profile_for, read_variance_for
@@ -126,20 +127,24 @@ def test_a_6x6_cfa_that_is_not_xtrans_is_refused_clearly(tmp_path):
         read_raw(path)
 
 
-def test_linear_dng_decodes_to_its_colours(tmp_path):
+def test_linear_dng_decodes_to_its_colours(tmp_path, monkeypatch):
     scene = test_scene(60, 91)
     spec = DngSpec(black=(256, 512, 384, 0), camera_model="Synthetic Linear")
     active = dark_linear_exposure(scene[:, :90], spec, 1.0, 0.0, 0.0, np.random.default_rng(0))
     path = write_linear_dng(tmp_path / "lin.dng", np.concatenate([active, active[:, -1:]], axis=1), spec)
     photo = read_raw(path)
     assert isinstance(photo.layout, LinearLayout) and photo.visible.shape == (60, 91, 3)
-    assert photo.visible.dtype == LINEAR_PIXELS_DTYPE and photo.masked is None  # half floats: three values a pixel
+    assert photo.visible.dtype == np.float32 and photo.masked is None
     for which in PATCHES:  # per-channel black levels subtracted, scaled to white
         np.testing.assert_allclose(_interior(photo.visible, which), _interior(scene, which), atol=2e-4)
     packed = photo.layout.pack(photo.visible)
     assert packed.shape == (12, 30, 46)
     full = F.pixel_shuffle(torch.from_numpy(packed)[None], 2)[0].permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(photo.layout.crop_to_visible(full), photo.visible)
+    monkeypatch.setattr(device_module, "HALF_FLOATS_FROM_PIXELS", 60 * 91)  # as large a photo would be: half floats
+    half = read_raw(path).visible
+    assert half.dtype == np.float16 and photo.layout.pack(half).dtype == np.float16
+    np.testing.assert_allclose(half, photo.visible, rtol=2.0**-11, atol=1e-7)  # rounded once
 
 
 def test_linear_noise_estimate_and_exposure_use_the_green_plane():

@@ -15,6 +15,7 @@ from lowlight_raw.layouts.bayer import RCD_REACH, BayerLayout, rcd_demosaic, sim
 from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.xtrans import XTransLayout, _by_colour, cfa_colors, pattern_letters
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.pipeline import device as device_module
 from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
 from lowlight_raw.pipeline.denoise import denoise_planes
 from lowlight_raw.pipeline.noise import NoiseProfile, noise_sigma_map, read_variance_for
@@ -24,7 +25,6 @@ from lowlight_raw.pipeline.restore import (
     DENOISE_FROM_SIGMA,
     DENOISE_FULL_SIGMA,
     NETWORK_FROM_SIGMA,
-    RESULT_DTYPE,
     blend_clean_rendering,
     calibrate_dark_levels,
     dark_level_strength,
@@ -66,10 +66,6 @@ def test_the_clean_rendering_is_denoised_as_the_noise_warrants():
     assert mid_grey_sigma(x10, 10.0) > DENOISE_FULL_SIGMA and denoise_strength(x10, 10.0) == 1.0
 
 
-HALF_FLOAT_ROUNDING = 3 * 2.0**-11  # a result in half floats against the same steps in float32: ≤ 3 roundings (and
-# near black, where the dark-level curve is measured on the rounded result, 1e-5 more)
-
-
 class NoNetwork(torch.nn.Module):
     """Fails if called: a share of 0 must not run the network."""
 
@@ -77,14 +73,30 @@ class NoNetwork(torch.nn.Module):
         raise AssertionError("the network ran for a clean photo")
 
 
+@pytest.mark.parametrize(("layout", "ratio"), [(BayerLayout, 1.0), (BayerLayout, 100.0), (XTransLayout, 10.0),
+                                             (LinearLayout, 1.0)], ids=["bayer-clean", "bayer-dark", "xtrans-blend", "linear-own"])
+def test_a_large_photo_is_restored_in_half_floats_as_in_float32(layout, ratio, monkeypatch):
+    # every step (the tiles' sum, the blend, the chroma smoothing, the dark levels) works on float32
+    # blocks of a half-float result: it is the float32 result rounded, a few roundings at most
+    cpu = torch.device("cpu")
+    planes = np.random.default_rng(5).random((layout.channels, 24, 30), dtype=np.float32) * 0.5
+    tiny = SIDUNet(UNetConfig.for_layout(layout.kind, width=4, depth=2)).eval()
+    profile = _profile(2e-4 if ratio > 1.0 else 4e-6)
+    single, share = restore(tiny, planes, layout, profile, ratio, WB, cpu)
+    monkeypatch.setattr(device_module, "HALF_FLOATS_FROM_PIXELS", 1)
+    half, half_share = restore(tiny, planes.astype(np.float16) if layout is LinearLayout else planes, layout, profile,
+                               ratio, WB, cpu)
+    assert single.dtype == np.float32 and half.dtype == np.float16 and half_share == share
+    np.testing.assert_allclose(half, single, rtol=3 * 2.0**-11, atol=2e-5)  # near black the dark levels' curve is
+    # measured on the rounded result
+
+
 def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_network():
     cpu = torch.device("cpu")
     linear = np.random.default_rng(1).random((12, 16, 16), dtype=np.float32) * 0.5
     full, share = restore(NoNetwork(), linear, LinearLayout, _profile(4e-6), 1.0, WB, cpu)
     assert share == LinearLayout.clean_network_share == 0.0  # a linear raw's own pixels; the network never runs
-    assert full.dtype == RESULT_DTYPE  # half floats: the result's rounding is a few steps of them below
-    np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy()
-                                  .astype(RESULT_DTYPE))
+    np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy())
     planes = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32) * 0.5
     tiny = SIDUNet(UNetConfig.for_layout("bayer", width=4, depth=2)).eval()
     full, share = restore(tiny, planes, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
@@ -93,11 +105,11 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     # a dark one: the network (given the planes' noise), its chroma smoothed, its dark levels calibrated
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(2e-4), 100.0)]), cpu)
     np.testing.assert_allclose(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB),
-                               rtol=HALF_FLOAT_ROUNDING, atol=1e-5)
+                               atol=1e-6)
     clean = rcd_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(4e-6), 1.0)]), cpu)
     blended = (share * network_alone + (1.0 - share) * clean).astype(np.float32)
-    np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB), rtol=HALF_FLOAT_ROUNDING, atol=1e-5)
+    np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB), atol=1e-6)
     with pytest.raises(ValueError, match="4 amplified planes"):  # not the whole network input
         restore(tiny, np.concatenate([planes, planes]), BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
@@ -215,7 +227,7 @@ def test_the_clean_rendering_made_in_blocks_is_the_whole_images(layout, monkeypa
     monkeypatch.setattr(restore_module, "CLEAN_COLUMNS", 8)
     monkeypatch.setattr(restore_module, "CLEAN_HALO", 6)  # the least even halo that covers Bayer's 10 px (5 packed) and X-Trans's 15 px (5 cells)
     network_output = np.random.default_rng(4).random(whole.shape, dtype=np.float32)
-    np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB), whole, rtol=2.0**-11, atol=1e-6)  # half floats
+    np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB), whole, atol=1e-6)
     blended = blend_clean_rendering(network_output.copy(), 0.25, planes, layout, WB)
     np.testing.assert_allclose(blended, 0.25 * network_output + 0.75 * whole, atol=1e-6)
 
@@ -232,7 +244,7 @@ def test_the_denoised_clean_rendering_made_in_bands_is_the_whole_images(layout, 
     monkeypatch.setattr(restore_module, "DENOISE_COLUMNS", 12)
     monkeypatch.setattr(restore_module, "CLEAN_BAND", 10)
     monkeypatch.setattr(restore_module, "CLEAN_COLUMNS", 8)
-    np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB, noise, 0.8), whole, rtol=2.0**-11, atol=1e-6)
+    np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB, noise, 0.8), whole, atol=1e-6)
     assert np.abs(denoised.numpy() - truth).mean() < 0.6 * np.abs(planes - truth).mean()  # it did denoise
 
 

@@ -28,6 +28,7 @@ from ..layouts.bayer import PATTERNS, BayerLayout, pattern_from_colors
 from ..layouts.linear import LinearLayout
 from ..layouts.xtrans import XTransLayout, phase_of
 from ..pipeline.color import CameraColor
+from ..pipeline.device import image_dtype
 from .dngtags import D65
 from .metadata import camera_iso, is_utf8_path, read_exif
 
@@ -36,12 +37,7 @@ logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 # LibRaw's ``flip`` → EXIF/TIFF Orientation.
 _FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
-
-# A linear raw's pixels are held in half floats: three values a pixel (a mosaic has one), so in float32 they
-# and their packed planes took 12 B/px each (a 100 MP linear DNG: 2.5 GB at the decode); half floats keep 11
-# significant bits, a rounding error 16× below the photon noise of a clean 14-bit raw. Decoded in bands of rows.
-LINEAR_PIXELS_DTYPE = np.float16
-DECODE_ROWS = 256
+DECODE_ROWS = 256  # a linear raw is normalised in float32 bands of this many rows
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class RawPhoto:
 
     path: Path
     visible: np.ndarray  # black subtracted per colour, / (white - black): (H, W) float32 CFA mosaic or (H, W, 3) RGB
-    # of LINEAR_PIXELS_DTYPE
+    # of image_dtype (a large one: half floats)
     layout: SensorLayout
     color: CameraColor
     orientation: int
@@ -170,7 +166,7 @@ def _linear_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[n
         raise UnsupportedSensor(path, f"linear raw with {data.shape[2] if data.ndim == 3 else 1} samples per pixel: not supported yet")
     rgb_black = black[:3] if black.size >= 3 else np.full(3, float(black.flat[0]), np.float32)
     scale = np.float32(1.0) / np.maximum(white - rgb_black, 1.0)
-    rgb = np.empty(data.shape[:2] + (3,), LINEAR_PIXELS_DTYPE)  # the one full-size copy
+    rgb = np.empty(data.shape[:2] + (3,), image_dtype(data.shape[0] * data.shape[1]))  # the one full-size copy
     for top in range(0, len(rgb), DECODE_ROWS):  # normalised in float32, a band of rows at a time
         band = data[top : top + DECODE_ROWS, :, :3].astype(np.float32)
         band -= rgb_black

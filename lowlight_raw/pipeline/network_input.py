@@ -46,7 +46,7 @@ def amplified_planes(packed_norm: np.ndarray, gain: float, profile: NoiseProfile
                      blacks_clipped: bool | None = None) -> np.ndarray:
     """``(C, h, w)`` normalised packed planes of the dark raw (Bayer: C = 4, RGGB) → the network
     input's first ``C`` channels, ``clip(gain · x, −1, 1)``, of ``packed_norm``'s dtype (float32, or a
-    linear raw's half floats: :data:`~lowlight_raw.files.raw.LINEAR_PIXELS_DTYPE`); where the blacks were clipped at
+    large linear raw's half floats: :func:`~.device.image_dtype`); where the blacks were clipped at
     zero (:func:`clipped_at_black`), each zero is first given the mean of what it stands for (the
     module's text). ``packed_norm`` is ``(raw − black) / (white − black)`` (may be slightly
     negative), ``profile`` the ``Var = a·x + b`` noise of that *un-amplified* raw; ``in_place``:

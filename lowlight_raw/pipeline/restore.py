@@ -46,6 +46,7 @@ from ..layouts.base import SensorLayout, separable_filter
 from .denoise import ALIGN as DENOISE_ALIGN
 from .denoise import REACH as DENOISE_REACH
 from .denoise import denoise_planes
+from .device import image_dtype, release_freed_memory
 from .network_input import NoiseConditioning
 from .noise import NoiseProfile
 from .tiling import DEFAULT_TILE, run_tiled
@@ -66,11 +67,6 @@ CLEAN_HALO = 8
 # (×3 at ISO 1600: 0.0029 gets 0.77 of it; the sweep's ×3 scored 0.7 of it above all of it and none).
 DENOISE_FROM_SIGMA = 0.001
 DENOISE_FULL_SIGMA = 0.004
-# The restored photo is held in half floats (as OpenEXR holds linear photographs): 11 significant bits, a rounding
-# error of at most 1/2048 of a value (0.02 % of it, where the quietest photos' noise at mid-grey is 0.3 %), for half
-# the memory of float32: 600 MB instead of 1.2 GB for a 100 MP photo, which with its 400 MB of packed planes is most
-# of what the engine holds. Each step below works on float32 blocks of it.
-RESULT_DTYPE = np.float16
 DENOISE_BAND = 256  # packed rows × columns the denoiser takes at a time (multiples of CLEAN_BAND, CLEAN_COLUMNS):
 DENOISE_COLUMNS = 1024  # 24 MP X-Trans end to end on two idle cores, peak memory: 512 rows 1.57 GB, 256 rows 1.41,
 # 256 × 512 1.23 (linear: 1.53, 1.34); seconds: 9.0, 9.0, 9.4
@@ -158,7 +154,8 @@ def restore(
     blacks_clipped: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Amplified packed planes ``(C, h, w)`` (:func:`~lowlight_raw.pipeline.network_input.amplified_planes`)
-    → ``(s·h, s·w, 3)`` camera RGB of the packed area (:data:`RESULT_DTYPE`), and the network's share in it
+    → ``(s·h, s·w, 3)`` camera RGB of the packed area (float32, or half floats for a large photo:
+    :func:`~.device.image_dtype`), and the network's share in it
     (:func:`network_share`). The network gets the planes' noise sigma as well, made per tile
     (:class:`~lowlight_raw.pipeline.network_input.NoiseConditioning`). A share of 0 (a clean linear
     raw) skips the network altogether, a share of 1 the clean rendering; where the network ran, its
@@ -175,22 +172,31 @@ def restore(
             on_progress(1.0)
         return blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising), share
     full = run_tiled(network, planes, device, tile=tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
-                     conditioning=NoiseConditioning(profile, gain), dtype=RESULT_DTYPE)
+                     conditioning=NoiseConditioning(profile, gain), dtype=result_dtype(planes, layout))
+    release_freed_memory()  # the tiles' activations: the blend's areas would otherwise come on top of them
     if share < 1.0:
         full = blend_clean_rendering(full, share, planes, layout, wb, noise, denoising)
+        release_freed_memory()
     else:
         smooth_chroma(full, wb)
     strength = dark_level_strength(profile, gain, blacks_clipped)
     if strength > 0.0:
         calibrate_dark_levels(full, planes, layout, wb, strength)
+        release_freed_memory()
     return full, share
+
+
+def result_dtype(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout) -> type[np.floating]:
+    """The dtype of the result restored from packed ``planes (C, h, w)`` (:func:`~.device.image_dtype`
+    of its ``s·h · s·w`` pixels)."""
+    return image_dtype(planes.shape[1] * planes.shape[2] * layout.scale**2)
 
 
 def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndarray,
                           layout: type[SensorLayout] | SensorLayout, wb: np.ndarray,
                           noise: NoiseProfile | None = None, strength: float = 1.0) -> np.ndarray:
     """``share · full + (1 − share) · clean rendering`` of the packed planes in ``inputs``, in place
-    in ``full`` (``None``: the clean rendering alone, made of :data:`RESULT_DTYPE`). Made in blocks of :data:`CLEAN_BAND` packed
+    in ``full`` (``None``: the clean rendering alone, of :func:`result_dtype`). Made in blocks of :data:`CLEAN_BAND` packed
     rows × :data:`CLEAN_COLUMNS` columns, each with :data:`CLEAN_HALO` packed pixels of context
     around, so that memory never holds more than a block of the classical demosaic's
     intermediates, and those stay in the CPU's cache (an X-Trans block of 128 × 1024 ran 1.5× faster
@@ -205,7 +211,7 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
     (height, width), scale = planes.shape[1:], layout.scale
     alone = full is None
     if alone:
-        full = np.empty((scale * height, scale * width, 3), dtype=RESULT_DTYPE)
+        full = np.empty((scale * height, scale * width, 3), dtype=result_dtype(planes, layout))
     rows, columns = (DENOISE_BAND, DENOISE_COLUMNS) if noise is not None else (height, width)
     for area_top in range(0, height, rows):
         area_bottom = min(area_top + rows, height)

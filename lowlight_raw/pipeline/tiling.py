@@ -122,7 +122,7 @@ def run_tiled(
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(None, "cancelled")
                 patch = _take(inputs, rows[y : y + th], columns[x : x + tw])
-                if conditioning is None:  # float32 however the planes are held (a linear raw's: half floats)
+                if conditioning is None:  # float32 however the planes are held (a large linear raw's: half floats)
                     patch = patch.to(device, torch.float32, memory_format=torch.channels_last)
                 else:
                     patch = conditioning(patch.to(device, torch.float32), memory_format=torch.channels_last)
