@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ..layouts.base import SensorLayout, separable_filter
+from ..layouts.bayer import BayerLayout
 from .denoise import ALIGN as DENOISE_ALIGN
 from .denoise import REACH as DENOISE_REACH
 from .denoise import denoise_planes
@@ -67,9 +68,11 @@ CLEAN_HALO = 8
 # (×3 at ISO 1600: 0.0029 gets 0.77 of it; the sweep's ×3 scored 0.7 of it above all of it and none).
 DENOISE_FROM_SIGMA = 0.001
 DENOISE_FULL_SIGMA = 0.004
-DENOISE_BAND = 256  # packed rows × columns the denoiser takes at a time (multiples of CLEAN_BAND, CLEAN_COLUMNS):
-DENOISE_COLUMNS = 1024  # 24 MP X-Trans end to end on two idle cores, peak memory: 512 rows 1.57 GB, 256 rows 1.41,
-# 256 × 512 1.23 (linear: 1.53, 1.34); seconds: 9.0, 9.0, 9.4
+DENOISE_BAND = 256  # packed rows × columns the denoiser takes at a time, for Bayer's 4 planes; a layout of more
+DENOISE_COLUMNS = 1024  # planes takes as many values at a time, in fewer columns (_denoise_columns: X-Trans 448,
+# linear 336). 24 MP end to end on two idle cores, 1024 against 512 columns: Bayer 4.9 against 5.3 s, X-Trans 8.3 and
+# 8.3, linear 6.7 and 6.1; peak memory of a 100 MP raw, 1024 against 512 columns: X-Trans 1.98 against 1.65 GB,
+# linear 1.90 against 1.69 (earlier, 24 MP X-Trans: 512 rows 1.57 GB, 256 rows 1.41)
 
 
 def mid_grey_sigma(profile: NoiseProfile, gain: float) -> float:
@@ -203,7 +206,7 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
     per pixel than a band of 128 rows across 2,000 columns); the result is the whole-image rendering's.
     ``noise``: the planes' *amplified* noise profile, when they are to be denoised first
     (:func:`~.denoise.denoise_planes` at ``strength``): in areas of :data:`DENOISE_BAND` rows ×
-    :data:`DENOISE_COLUMNS`, each with the denoiser's reach and the clean rendering's halo around
+    :func:`_denoise_columns`, each with the denoiser's reach and the clean rendering's halo around
     (24 MP Bayer on one core of a shared machine: 3.5–4.7 s, of which the denoising 1.1–1.4 s, and
     150 MB at peak, against 2.7–3.1 s and 90 MB without it, measured with the isotropic denoiser in
     areas of 256 rows; the oriented one in 512: the denoising 1.3 s)."""
@@ -212,7 +215,7 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
     alone = full is None
     if alone:
         full = np.empty((scale * height, scale * width, 3), dtype=result_dtype(planes, layout))
-    rows, columns = (DENOISE_BAND, DENOISE_COLUMNS) if noise is not None else (height, width)
+    rows, columns = (DENOISE_BAND, _denoise_columns(layout)) if noise is not None else (height, width)
     for area_top in range(0, height, rows):
         area_bottom = min(area_top + rows, height)
         for area_left in range(0, width, columns):
@@ -233,6 +236,14 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
                     else:
                         pixels.mul_(share).add_(rendering.permute(1, 2, 0), alpha=1.0 - share)
     return full
+
+
+def _denoise_columns(layout: type[SensorLayout] | SensorLayout) -> int:
+    """The packed columns of the areas ``layout``'s planes are denoised in: :data:`DENOISE_COLUMNS`
+    for Bayer's planes, fewer for more planes (as many values an area), a multiple of the
+    denoiser's alignment."""
+    columns = DENOISE_COLUMNS * BayerLayout.channels // layout.channels
+    return max(columns // DENOISE_ALIGN * DENOISE_ALIGN, DENOISE_ALIGN)
 
 
 def _denoised_area(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, wb: np.ndarray, noise: NoiseProfile,
