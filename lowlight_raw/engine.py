@@ -144,7 +144,7 @@ class Enhancer:
             full += naive
             del naive
         del planes  # not needed to write: memory holds the result alone from here on
-        release_freed_memory()
+        release_freed_memory(full.shape[0] * full.shape[1])
         camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
         np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
         seconds["network"] = time.perf_counter() - t1

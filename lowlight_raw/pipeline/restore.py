@@ -176,16 +176,16 @@ def restore(
         return blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising), share
     full = run_tiled(network, planes, device, tile=tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
                      conditioning=NoiseConditioning(profile, gain), dtype=result_dtype(planes, layout))
-    release_freed_memory()  # the tiles' activations: the blend's areas would otherwise come on top of them
+    release_freed_memory(full.shape[0] * full.shape[1])  # the tiles' activations: the blend's areas would otherwise come on top of them
     if share < 1.0:
         full = blend_clean_rendering(full, share, planes, layout, wb, noise, denoising)
-        release_freed_memory()
+        release_freed_memory(full.shape[0] * full.shape[1])
     else:
         smooth_chroma(full, wb)
     strength = dark_level_strength(profile, gain, blacks_clipped)
     if strength > 0.0:
         calibrate_dark_levels(full, planes, layout, wb, strength)
-        release_freed_memory()
+        release_freed_memory(full.shape[0] * full.shape[1])
     return full, share
 
 
@@ -230,11 +230,13 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
                     right = min(left + CLEAN_COLUMNS, area_right)
                     rendering = clean_block(source, layout, wb, (top - row_offset, bottom - row_offset),
                                             (left - column_offset, right - column_offset), clamp=True)
-                    pixels = torch.from_numpy(full[top * scale : bottom * scale, left * scale : right * scale])  # a view
+                    rendering = rendering.permute(1, 2, 0).numpy()
+                    pixels = full[top * scale : bottom * scale, left * scale : right * scale]
                     if alone:
-                        pixels.copy_(rendering.permute(1, 2, 0))
+                        pixels[...] = rendering
                     else:
-                        pixels.mul_(share).add_(rendering.permute(1, 2, 0), alpha=1.0 - share)
+                        pixels *= share
+                        pixels += (1.0 - share) * rendering
     return full
 
 
