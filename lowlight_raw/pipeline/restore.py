@@ -174,32 +174,27 @@ def restore(
         if on_progress is not None:
             on_progress(1.0)
         return blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising), share
+    pixels = planes.shape[1] * planes.shape[2] * layout.scale**2
     full = run_tiled(network, planes, device, tile=tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
-                     conditioning=NoiseConditioning(profile, gain), dtype=result_dtype(planes, layout))
-    release_freed_memory(full.shape[0] * full.shape[1])  # the tiles' activations: the blend's areas would otherwise come on top of them
+                     conditioning=NoiseConditioning(profile, gain), dtype=image_dtype(pixels))
+    release_freed_memory(pixels)  # the tiles' activations: the blend's areas would otherwise come on top of them
     if share < 1.0:
         full = blend_clean_rendering(full, share, planes, layout, wb, noise, denoising)
-        release_freed_memory(full.shape[0] * full.shape[1])
+        release_freed_memory(pixels)
     else:
         smooth_chroma(full, wb)
     strength = dark_level_strength(profile, gain, blacks_clipped)
     if strength > 0.0:
         calibrate_dark_levels(full, planes, layout, wb, strength)
-        release_freed_memory(full.shape[0] * full.shape[1])
+        release_freed_memory(pixels)
     return full, share
-
-
-def result_dtype(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout) -> type[np.floating]:
-    """The dtype of the result restored from packed ``planes (C, h, w)`` (:func:`~.device.image_dtype`
-    of its ``s·h · s·w`` pixels)."""
-    return image_dtype(planes.shape[1] * planes.shape[2] * layout.scale**2)
 
 
 def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndarray,
                           layout: type[SensorLayout] | SensorLayout, wb: np.ndarray,
                           noise: NoiseProfile | None = None, strength: float = 1.0) -> np.ndarray:
     """``share · full + (1 − share) · clean rendering`` of the packed planes in ``inputs``, in place
-    in ``full`` (``None``: the clean rendering alone, of :func:`result_dtype`). Made in blocks of :data:`CLEAN_BAND` packed
+    in ``full`` (``None``: the clean rendering alone, of :func:`~.device.image_dtype`). Made in blocks of :data:`CLEAN_BAND` packed
     rows × :data:`CLEAN_COLUMNS` columns, each with :data:`CLEAN_HALO` packed pixels of context
     around, so that memory never holds more than a block of the classical demosaic's
     intermediates, and those stay in the CPU's cache (an X-Trans block of 128 × 1024 ran 1.5× faster
@@ -214,7 +209,7 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
     (height, width), scale = planes.shape[1:], layout.scale
     alone = full is None
     if alone:
-        full = np.empty((scale * height, scale * width, 3), dtype=result_dtype(planes, layout))
+        full = np.empty((scale * height, scale * width, 3), dtype=image_dtype(scale * height * scale * width))
     rows, columns = (DENOISE_BAND, _denoise_columns(layout)) if noise is not None else (height, width)
     for area_top in range(0, height, rows):
         area_bottom = min(area_top + rows, height)
