@@ -125,13 +125,12 @@ def _backend(args: argparse.Namespace, options: EnhanceOptions) -> Backend:
     Raises ``ValueError`` / :class:`LowlightError` (exit 2) when neither can be used.
     """
     from .backends.base import LocalBackend
-    from .pipeline.tiling import DEFAULT_TILE
 
     spec = ClusterSpec.from_args(args)
     if spec is None:
         from .engine import Enhancer
 
-        return LocalBackend(Enhancer(options.model_choice or "auto", args.device, args.tile or DEFAULT_TILE, args.noiseprofiles))
+        return LocalBackend(Enhancer(options.model_choice or "auto", args.device, args.tile, args.noiseprofiles))
     from .backends.dask_client import connect
     from .backends.spec import ClusterError
 

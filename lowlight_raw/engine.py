@@ -29,7 +29,6 @@ from .pipeline.exposure import auto_ev
 from .pipeline.network_input import amplified_planes, clipped_at_black
 from .pipeline.noise import profile_for
 from .pipeline.restore import restore
-from .pipeline.tiling import DEFAULT_TILE
 
 Progress = Callable[[float, str], None]
 
@@ -52,11 +51,12 @@ class Enhancer:
         self,
         model: str | Path = "auto",
         device: str = "auto",
-        tile: int = DEFAULT_TILE,
+        tile: int | None = None,
         noiseprofiles: Path | None = None,
         bf16: bool = True,
     ) -> None:
         """``model``: ``auto``, a shipped model's name or a weight file (see :mod:`.registry`);
+        ``tile``: packed pixels a side of the network's tiles (``None``: :func:`.tiling.automatic_tile`);
         ``bf16``: run the network in bf16 where the device computes it natively (CUDA, a CPU with
         AVX512-BF16 or AMX; :func:`.tiling.use_bf16`), else float32.
 

@@ -11,10 +11,19 @@ import torch
 
 from lowlight_raw.errors import Cancelled
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
-from lowlight_raw.pipeline.device import DEFAULT_THREADS, PRECISION_VARIABLE, choose_device, cpu_has_bf16, cpu_threads, idle_cpus, use_bf16
+from lowlight_raw.pipeline.device import (
+    DEFAULT_THREADS,
+    HALF_FLOATS_FROM_PIXELS,
+    PRECISION_VARIABLE,
+    choose_device,
+    cpu_has_bf16,
+    cpu_threads,
+    idle_cpus,
+    use_bf16,
+)
 from lowlight_raw.pipeline.network_input import NoiseConditioning, amplified_planes, network_input
 from lowlight_raw.pipeline.noise import NoiseProfile, read_variance_for
-from lowlight_raw.pipeline.tiling import run_tiled
+from lowlight_raw.pipeline.tiling import DEFAULT_TILE, LARGE_PHOTO_TILE, automatic_tile, run_tiled
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +120,9 @@ def test_importing_the_package_makes_openmp_wait_passively_unless_told(given, ex
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
     code = "import lowlight_raw, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip() == expected
+
+
+def test_a_large_photo_gets_smaller_tiles_unless_one_is_asked_for():
+    # the tiles' activations weigh on a large photo's memory (tiling.LARGE_PHOTO_TILE); smaller photos keep the faster tile
+    assert automatic_tile(HALF_FLOATS_FROM_PIXELS - 1) == DEFAULT_TILE
+    assert automatic_tile(HALF_FLOATS_FROM_PIXELS) == LARGE_PHOTO_TILE < DEFAULT_TILE

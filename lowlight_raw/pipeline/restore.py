@@ -50,7 +50,7 @@ from .denoise import denoise_planes
 from .device import image_dtype, release_freed_memory
 from .network_input import NoiseConditioning
 from .noise import NoiseProfile
-from .tiling import DEFAULT_TILE, run_tiled
+from .tiling import automatic_tile, run_tiled
 
 MID_GREY = 0.18  # the signal level (linear, after the gain) the noise is judged at
 NETWORK_FROM_SIGMA = 0.004  # the network's share ramps up from this noise sigma at mid-grey
@@ -150,7 +150,7 @@ def restore(
     gain: float,
     wb: np.ndarray,
     device: torch.device,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     should_cancel: Callable[[], bool] | None = None,
     on_progress: Callable[[float], None] | None = None,
     bf16: bool = True,
@@ -164,7 +164,7 @@ def restore(
     raw) skips the network altogether, a share of 1 the clean rendering; where the network ran, its
     dark levels are then calibrated (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`;
     ``blacks_clipped``: the raw's blacks were clipped at zero, :func:`~lowlight_raw.pipeline.network_input.clipped_at_black`).
-    The tiling arguments go to :func:`run_tiled`."""
+    The tiling arguments go to :func:`run_tiled` (``tile`` ``None``: :func:`~.tiling.automatic_tile` of the photo)."""
     if len(planes) != layout.channels:
         raise ValueError(f"restore takes the {layout.channels} amplified planes of the layout, not {len(planes)}")
     share = network_share(profile, gain, layout)
@@ -175,7 +175,7 @@ def restore(
             on_progress(1.0)
         return blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising), share
     pixels = planes.shape[1] * planes.shape[2] * layout.scale**2
-    full = run_tiled(network, planes, device, tile=tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
+    full = run_tiled(network, planes, device, tile=automatic_tile(pixels) if tile is None else tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
                      conditioning=NoiseConditioning(profile, gain), dtype=image_dtype(pixels))
     release_freed_memory(pixels)  # the tiles' activations: the blend's areas would otherwise come on top of them
     if share < 1.0:
