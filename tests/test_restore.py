@@ -25,13 +25,16 @@ from lowlight_raw.pipeline.restore import (
     DENOISE_FROM_SIGMA,
     DENOISE_FULL_SIGMA,
     NETWORK_FROM_SIGMA,
+    SHARE_STEP,
     blend_clean_rendering,
     calibrate_dark_levels,
+    chroma_smoothing_strength,
     dark_level_strength,
     denoise_strength,
     mid_grey_sigma,
     network_from_sigma,
     network_share,
+    pixel_shares,
     restore,
     smooth_chroma,
 )
@@ -50,13 +53,54 @@ def test_network_share_follows_the_noise_after_the_gain():
     clean_share = BayerLayout.clean_network_share
     assert 0.0 < clean_share < 1.0 and network_share(_profile(4e-6), 1.0, BayerLayout) == clean_share  # clean, ISO 200
     assert network_share(_profile(4e-6), 1.0, LinearLayout) == 0.0  # a clean linear raw: its own pixels
-    assert network_share(_profile(2e-4), 100.0, BayerLayout) == 1.0  # ×100 at ISO 6400
-    shares = [network_share(_profile(1e-4), gain, BayerLayout) for gain in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)]
+    assert 0.5 < network_share(_profile(2e-4), 30.0, BayerLayout) < 1.0  # a blend at mid-grey
+    assert network_share(_profile(2e-4), 100.0, BayerLayout) == 1.0
+    shares = [network_share(_profile(1e-4), gain, BayerLayout) for gain in (1.0, 2.0, 4.0, 16.0, 64.0, 256.0, 1024.0)]
     assert shares == sorted(shares) and clean_share < shares[2] < 1.0 and shares[-1] == 1.0
     at = lambda sigma: network_share(NoiseProfile(0.0, sigma**2, "b only"), 1.0, LinearLayout)  # noqa: E731
     assert network_from_sigma(LinearLayout) < NETWORK_FROM_SIGMA == network_from_sigma(BayerLayout)
     assert at(network_from_sigma(LinearLayout)) == pytest.approx(0.0, abs=1e-9)
     assert at(LinearLayout.full_network_sigma) == pytest.approx(1.0)
+
+
+def test_each_pixels_share_follows_the_noise_at_its_own_level():
+    x10 = NoiseProfile(5.747e-5, 1.727e-7, "A7 III at ISO 6400")  # ×10: a blend at mid-grey
+    mid_grey = np.broadcast_to((0.18 / WB).astype(np.float32), (64, 96, 3)).copy()  # white-balanced luminance 0.18
+    shares = pixel_shares(mid_grey, x10, 10.0, BayerLayout, WB)
+    assert shares.shape == (16, 24)
+    np.testing.assert_allclose(shares.numpy(), network_share(x10, 10.0, BayerLayout), rtol=1e-5)  # to the photo's edges
+    halves = mid_grey * np.where(np.arange(96) < 48, 0.05, 3.0)[None, :, None].astype(np.float32)  # shadow | highlight
+    shares = pixel_shares(halves, x10, 10.0, BayerLayout, WB).numpy()
+    assert shares[:, :8].min() > 0.6 > network_share(x10, 10.0, BayerLayout) > 0.25 > shares[:, -8:].max()  # measured 0.65, 0.31, 0.22
+    assert np.all(np.diff(shares, axis=1) <= 1e-6)  # falling across the edge, never rising
+    assert shares.min() >= BayerLayout.clean_network_share
+    assert pixel_shares(halves, _profile(2e-4), 3000.0, BayerLayout, WB) is None  # the network alone everywhere
+
+
+def test_a_blend_by_pixel_shares_is_the_whole_images_and_leaves_the_network_alone_where_they_are_1(monkeypatch):
+    planes = np.random.default_rng(6).random((4, 20, 28), dtype=np.float32) * 0.6
+    network_output = np.random.default_rng(7).random((40, 56, 3), dtype=np.float32)
+    clean = blend_clean_rendering(None, 0.0, planes, BayerLayout, WB)
+    shares = torch.from_numpy(np.random.default_rng(8).uniform(0.2, 0.9, (10, 14)).astype(np.float32))
+    shares[:3] = 1.0  # the first 12 rows: the network alone (the upsampling reads one block row beyond them)
+    upsampled = torch.nn.functional.interpolate(shares[None, None], scale_factor=SHARE_STEP, mode="bilinear")[0, 0, ..., None].numpy()
+    expected = upsampled * network_output + (1.0 - upsampled) * clean
+    monkeypatch.setattr(restore_module, "CLEAN_BAND", 4)  # blocks of 8 × 12 px: two and three share blocks
+    monkeypatch.setattr(restore_module, "CLEAN_COLUMNS", 6)
+    blended = blend_clean_rendering(network_output.copy(), shares, planes, BayerLayout, WB)
+    np.testing.assert_allclose(blended, expected, atol=1e-6)
+    np.testing.assert_array_equal(blended[:8], network_output[:8])  # blocks whose shares are all 1: as they were
+    np.testing.assert_array_equal(blend_clean_rendering(network_output.copy(), torch.ones(10, 14), planes, BayerLayout, WB),
+                                  network_output)
+
+
+def test_the_chroma_smoothing_follows_the_noise_and_goes_part_of_the_way():
+    x30, x100, x300 = (NoiseProfile(5.747e-5, 1.727e-7, "A7 III at ISO 6400"),) * 2 + (NoiseProfile(2.162e-4, 5.067e-7, "25600"),)
+    assert chroma_smoothing_strength(x30, 30.0) == 0.0 and chroma_smoothing_strength(x300, 300.0) == 1.0
+    assert 0.3 < chroma_smoothing_strength(x100, 100.0) < 0.6
+    noisy = np.random.default_rng(9).random((32, 48, 3), dtype=np.float32) * 0.3
+    whole = smooth_chroma(noisy.copy(), WB)
+    np.testing.assert_allclose(smooth_chroma(noisy.copy(), WB, 0.25), 0.75 * noisy + 0.25 * whole, atol=1e-6)
 
 
 def test_the_clean_rendering_is_denoised_as_the_noise_warrants():
@@ -100,15 +144,18 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     planes = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32) * 0.5
     tiny = SIDUNet(UNetConfig.for_layout("bayer", width=4, depth=2)).eval()
     full, share = restore(tiny, planes, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
-    dark, dark_share = restore(tiny, planes, BayerLayout, _profile(2e-4), 100.0, WB, cpu)
+    dark, dark_share = restore(tiny, planes, BayerLayout, _profile(2e-4), 1000.0, WB, cpu)
     assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
     # a dark one: the network (given the planes' noise), its chroma smoothed, its dark levels calibrated
-    network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(2e-4), 100.0)]), cpu)
+    network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(2e-4), 1000.0)]), cpu)
     np.testing.assert_allclose(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB),
                                atol=1e-6)
     clean = rcd_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(4e-6), 1.0)]), cpu)
-    blended = (share * network_alone + (1.0 - share) * clean).astype(np.float32)
+    shares = pixel_shares(network_alone, _profile(4e-6), 1.0, BayerLayout, WB)  # a clean photo's: its layout's share
+    assert shares is not None and float(shares.min()) == pytest.approx(share) and float(shares.max()) < 0.2
+    shares = torch.nn.functional.interpolate(shares[None, None], scale_factor=SHARE_STEP, mode="bilinear")[0, 0, ..., None].numpy()
+    blended = (shares * network_alone + (1.0 - shares) * clean).astype(np.float32)
     np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB), atol=1e-6)
     with pytest.raises(ValueError, match="4 amplified planes"):  # not the whole network input
         restore(tiny, np.concatenate([planes, planes]), BayerLayout, _profile(2e-4), 100.0, WB, cpu)
@@ -116,7 +163,7 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     tiny = SIDUNet(UNetConfig.for_layout("xtrans", width=4, depth=2)).eval()
     full, share = restore(tiny, xtrans, XTransLayout, _profile(4e-6), 1.0, WB, cpu)
     assert share == XTransLayout.clean_network_share and full.shape == (48, 48, 3)  # with the colour-difference demosaic
-    full, share = restore(tiny, xtrans, XTransLayout, _profile(2e-4), 100.0, WB, cpu)
+    full, share = restore(tiny, xtrans, XTransLayout, _profile(2e-4), 1000.0, WB, cpu)
     assert share == 1.0 and full.shape == (48, 48, 3)  # a dark one: the network alone
 
 

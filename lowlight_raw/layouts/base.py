@@ -129,13 +129,15 @@ class SensorLayout(ABC):
         """``(N, channels, h, w)`` → ``(N, 3, scale·h, scale·w)``: a sharp classical rendering (white
         balance ``wb``), for a photo too clean to need the network (:mod:`lowlight_raw.pipeline.restore`)."""
 
-    # How much of the network a photo gets (restore.network_share), chosen per layout by
-    # bench/blend.py on the validation photos. The clean rendering's errors (a demosaic's aliasing,
-    # the pixels' own noise) and the network's (softness) differ, so even a clean photo is better
-    # with ``clean_network_share`` of the network blended in; from ``full_network_sigma`` of noise
-    # at mid-grey on, the network alone.
+    # How much of the network a photo gets (restore.network_share, restore.pixel_shares). The clean
+    # rendering's errors (a demosaic's aliasing, the pixels' own noise) and the network's (softness)
+    # differ, so even a clean photo is better with ``clean_network_share`` of the network blended in
+    # (chosen per layout by bench/blend.py on the validation photos); from ``full_network_sigma`` of
+    # noise (at mid-grey, or its equivalent at a pixel's own level) on, the network alone: 0.1 for
+    # every layout since the share follows each pixel's level (`lowlight-raw evaluate --sweep`; 0.08
+    # and 0.14 scored up to 0.06 dB lower, 0.05 0.1–0.2 dB lower at ×10–×100).
     clean_network_share: ClassVar[float]
-    full_network_sigma: ClassVar[float]
+    full_network_sigma: ClassVar[float] = 0.1
     # where the ramp starts, when not at restore.NETWORK_FROM_SIGMA
     network_from_sigma: ClassVar[float | None] = None
     # the packed planes holding red, green and blue samples (the clean rendering's denoiser groups them)

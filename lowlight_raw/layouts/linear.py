@@ -32,7 +32,6 @@ class LinearLayout(SensorLayout):
     label = "linear RGB"
     # None: a clean linear raw comes back as its own pixels, the converter's demosaic the photographer had
     clean_network_share = 0.0  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
-    full_network_sigma = 0.05  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
     network_from_sigma = 0.001  # bench/blend.py: below ×3 at ISO 1600 (0.0029), above ×1 at ISO 400 (0.0008)
     scale = BLOCK
     channels = 3 * BLOCK * BLOCK

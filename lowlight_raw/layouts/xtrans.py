@@ -80,7 +80,6 @@ class XTransLayout(SensorLayout):
     kind = "xtrans"
     label = "X-Trans"
     clean_network_share = 0.1  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
-    full_network_sigma = 0.05  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
     scale = CELL
     channels = CELL * CELL
     colour_planes = (RED_PLANES, GREEN_PLANES, BLUE_PLANES)

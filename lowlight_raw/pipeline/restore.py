@@ -6,7 +6,9 @@ blend, ``share · network + (1 − share) · clean rendering``, where ``share`` 
 amplified photo has at mid-grey, ``σ = sqrt(gain·a·0.18 + gain²·b)``: the layout's
 ``clean_network_share`` until the log-linear ramp from 0 at :data:`NETWORK_FROM_SIGMA` to 1 at the
 layout's ``full_network_sigma`` passes it (the ramp starts at the layout's ``network_from_sigma``
-where it has one). The clean rendering is the layout's
+where it has one; :func:`network_share`). Each pixel's share is that ramp taken at the noise of its
+own level (:func:`pixel_shares`): more network in the shadows, where a photo's noise is largest
+against its signal, less in the highlights. The clean rendering is the layout's
 (:meth:`~lowlight_raw.layouts.base.SensorLayout.clean_rgb`: Bayer: an edge-directed demosaic on
 white-balanced planes; X-Trans: an iterated colour-difference demosaic; linear RGB: the file's own
 pixels) of planes first denoised (:mod:`.denoise`, driven by the amplified noise profile) at a
@@ -15,9 +17,9 @@ The two err differently (aliasing and noise against softness), so even a clean p
 with some of the network; ``bench/blend.py`` chose each layout's settings (its measurements are in
 the model card, "The clean-photo blend").
 
-A photo the network takes alone leaves it with low-frequency colour blotches; their chroma is
-smoothed by a filter that the photo's own colours guide (:func:`smooth_chroma`), which keeps
-colour edges (``bench/chroma.py``).
+The network leaves a noisy photo with low-frequency colour blotches; their chroma is smoothed
+by a filter that the photo's own colours guide (:func:`smooth_chroma`), which keeps colour edges
+(``bench/chroma.py``), at a strength that follows the noise (:func:`chroma_smoothing_strength`).
 
 The network, like any denoiser that cannot resolve dark detail under the noise, lifts the darkest
 tones (thin dark lines, small dark figures, dark gaps: ``evaluate --sweep``'s shadow ΔL\\* of the
@@ -54,8 +56,10 @@ from .tiling import automatic_tile, run_tiled
 
 MID_GREY = 0.18  # the signal level (linear, after the gain) the noise is judged at
 NETWORK_FROM_SIGMA = 0.004  # the network's share ramps up from this noise sigma at mid-grey
-NETWORK_ALONE_WITHIN = 0.01  # a share this close to 1 is 1: the denoised clean rendering (24 MP: 1.5–3 s on two
-# cores) would move the result by less than this part of its difference from the network's
+NETWORK_ALONE_WITHIN = 0.05  # a share this close to 1 is 1: the denoised clean rendering (24 MP: 1.5–4.5 s on two
+# cores) would move the result by less than this part of its difference from the network's (in the sweep 0.05 scored
+# as 0.01 did, within 0.01 dB; with 0.01 the engine bench's ×300 raw, 1 % of whose pixels had shares of 0.98–0.99, was
+# rendered nearly whole: 24 MP Bayer 4.0 → 5.9 s)
 # The clean rendering is made in blocks of packed rows and columns, each with this context around
 # (even: an X-Trans block then starts on the same kind of cell as the image; at least each clean
 # rendering's reach: Bayer 10 px = 5 packed pixels, X-Trans 15 px = 5).
@@ -104,10 +108,83 @@ def network_share(profile: NoiseProfile, gain: float, layout: type[SensorLayout]
     return 1.0 if position >= 1.0 - NETWORK_ALONE_WITHIN else max(position, layout.clean_network_share)
 
 
+# The network's share of each pixel (pixel_shares) follows the noise of the pixel's own level, not mid-grey's
+# alone: the ramp above is taken at σ_mid · (r / r_mid)^SHARE_NOISE_EXPONENT, r = σ(y) / y the noise relative to
+# the signal y around the pixel (r_mid: mid-grey's), so the network's share rises in the shadows, where it beats
+# the denoised clean rendering, and falls in the highlights. `lowlight-raw evaluate --sweep` against one share a
+# photo (each layout's full_network_sigma 0.05 then): Bayer ×10 / ×30 / ×100 35.13 → 35.27, 32.20 → 32.39,
+# 28.51 → 28.90 dB (shadow ΔL* at ×100 +1.8 → +1.4); X-Trans 34.54 → 34.64, 32.01 → 32.14, 28.77 → 29.11; linear
+# 33.88 → 33.99, 31.75 → 31.90, 28.58 → 28.91 (+2.2 → +1.9 L*); ×1, ×3 and ×300 within 0.06 dB. The exponent:
+# 0.75 scored the same, 1 (the pixel's noise alone) 0.05–0.1 dB lower; only lowering the share of bright pixels
+# (never raising it in the shadows) gave a third of the gain.
+SHARE_NOISE_EXPONENT = 0.5
+SHARE_STEP = 4  # full-resolution pixels a side of the blocks a share is computed for (then bilinearly upsampled)
+SHARE_BLUR = 1.0  # blocks: the Gaussian σ of the signal level around a pixel (4 px; 2 px scored within 0.02 dB)
+SHARE_BAND = 512  # rows of the result read at a time for its block means (a multiple of SHARE_STEP)
+
+
 def network_from_sigma(layout: type[SensorLayout] | SensorLayout) -> float:
     """The noise sigma at mid-grey from which the network's share of ``layout``'s result ramps up:
     the layout's ``network_from_sigma``, else :data:`NETWORK_FROM_SIGMA`."""
     return NETWORK_FROM_SIGMA if layout.network_from_sigma is None else layout.network_from_sigma
+
+
+def pixel_shares(full: np.ndarray, profile: NoiseProfile, gain: float, layout: type[SensorLayout] | SensorLayout,
+                 wb: np.ndarray) -> torch.Tensor | None:
+    """The network's share of each :data:`SHARE_STEP`² block of the network's result ``full (H, W, 3)``
+    (camera RGB of a raw of noise ``profile`` amplified by ``gain``), ``(⌈H/step⌉, ⌈W/step⌉)``
+    float32 (:func:`shares_at` the signal level around each block: the mean of its white-balanced
+    luminance, blurred by a Gaussian of :data:`SHARE_BLUR` blocks, normalised at the photo's
+    edges); ``None`` where it is 1 everywhere (the network alone), known without reading ``full``
+    when it is 1 at :data:`SHARE_BRIGHTEST`, the lowest share. Memory: the block means, 1/16 of a
+    channel of the photo."""
+    if float(shares_at(torch.tensor([SHARE_BRIGHTEST]), profile, gain, layout)[0]) >= 1.0:
+        return None
+    gains = torch.tensor(np.asarray(wb, dtype=np.float32) / 3.0).view(3, 1, 1)  # luminance: the white-balanced mean
+    step = SHARE_STEP
+    levels = torch.cat([(torch.nn.functional.avg_pool2d(torch.from_numpy(full[top : top + SHARE_BAND]).permute(2, 0, 1).float(),
+                                                        step, ceil_mode=True) * gains).sum(0)
+                        for top in range(0, full.shape[0], SHARE_BAND)])
+    radius = math.ceil(3 * SHARE_BLUR)
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / SHARE_BLUR) ** 2)
+    shares = shares_at(separable_filter(levels, taps).div_(separable_filter(torch.ones_like(levels), taps)), profile, gain, layout)
+    return None if bool(shares.min() >= 1.0) else shares
+
+
+def shares_at(levels: torch.Tensor, profile: NoiseProfile, gain: float, layout: type[SensorLayout] | SensorLayout) -> torch.Tensor:
+    """The network's share at each signal level in ``levels`` (white-balanced luminance, linear,
+    after the gain; overwritten) of a raw of noise ``profile`` amplified by ``gain``:
+    :func:`network_share`'s ramp taken at ``σ_mid · (r(y) / r_mid)^``:data:`SHARE_NOISE_EXPONENT`,
+    ``r(y) = sqrt(a·y + b) / y`` the noise relative to the signal (``y`` held within
+    :data:`SHARE_DARKEST` … :data:`SHARE_BRIGHTEST`), the layout's ``clean_network_share`` at least,
+    1 within :data:`NETWORK_ALONE_WITHIN` of it; the brighter the level, the lower its share."""
+    amplified = profile.amplified(gain)
+    levels = levels.clamp_(SHARE_DARKEST, SHARE_BRIGHTEST)
+    relative = levels.mul(amplified.a).add_(amplified.b).clamp_(min=1e-20).sqrt_().div_(levels)
+    mid = mid_grey_sigma(profile, gain)
+    sigma = relative.mul_(MID_GREY / mid).pow_(SHARE_NOISE_EXPONENT).mul_(mid)  # σ_mid · (r / r_mid)^exponent
+    start = network_from_sigma(layout)
+    shares = sigma.div_(start).log_().div_(math.log(layout.full_network_sigma / start)).clamp_(layout.clean_network_share, 1.0)
+    shares[shares >= 1.0 - NETWORK_ALONE_WITHIN] = 1.0
+    return shares
+
+
+SHARE_DARKEST = 1e-3  # a pixel's relative noise is judged at a signal level (linear, after the gain) of at least this …
+SHARE_BRIGHTEST = 1.0  # … and at most this (a brighter one, a clipped white, gets white's share)
+
+
+# The network's result has its chroma smoothed (smooth_chroma) at a strength rising log-linearly with the noise
+# at mid-grey from none here …
+CHROMA_FROM_SIGMA = 0.04  # (×30 at ISO 6400: 0.022, none; so the engine bench's "dark" raw, 0.032, is not smoothed)
+CHROMA_FULL_SIGMA = 0.07  # … to all of it here (×100 at ISO 6400, 0.052, gets half of it: in the sweep that scored
+# 0.13 dB above all of it, for every layout; ×300 all)
+
+
+def chroma_smoothing_strength(profile: NoiseProfile, gain: float) -> float:
+    """How much (0 … 1) of :func:`smooth_chroma`'s smoothing the network's result of a raw of noise
+    ``profile`` amplified by ``gain`` gets: none up to :data:`CHROMA_FROM_SIGMA` at mid-grey, all
+    from :data:`CHROMA_FULL_SIGMA`, log-linear between."""
+    return log_ramp(mid_grey_sigma(profile, gain), CHROMA_FROM_SIGMA, CHROMA_FULL_SIGMA)
 
 
 # The dark-level calibration (calibrate_dark_levels): its settings were chosen on `lowlight-raw evaluate
@@ -158,11 +235,13 @@ def restore(
 ) -> tuple[np.ndarray, float]:
     """Amplified packed planes ``(C, h, w)`` (:func:`~lowlight_raw.pipeline.network_input.amplified_planes`)
     → ``(s·h, s·w, 3)`` camera RGB of the packed area (float32, or half floats for a large photo:
-    :func:`~.device.image_dtype`), and the network's share in it
+    :func:`~.device.image_dtype`), and the network's share at mid-grey
     (:func:`network_share`). The network gets the planes' noise sigma as well, made per tile
-    (:class:`~lowlight_raw.pipeline.network_input.NoiseConditioning`). A share of 0 (a clean linear
-    raw) skips the network altogether, a share of 1 the clean rendering; where the network ran, its
-    dark levels are then calibrated (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`;
+    (:class:`~lowlight_raw.pipeline.network_input.NoiseConditioning`). A share of 0 at mid-grey (a
+    clean linear raw) skips the network altogether; otherwise its result's chroma is smoothed (at
+    :func:`chroma_smoothing_strength`) and each pixel gets its share of it (:func:`pixel_shares`),
+    the clean rendering made only where a share is below 1; its dark levels are then calibrated
+    (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`;
     ``blacks_clipped``: the raw's blacks were clipped at zero, :func:`~lowlight_raw.pipeline.network_input.clipped_at_black`).
     The tiling arguments go to :func:`run_tiled` (``tile`` ``None``: :func:`~.tiling.automatic_tile` of the photo)."""
     if len(planes) != layout.channels:
@@ -178,11 +257,13 @@ def restore(
     full = run_tiled(network, planes, device, tile=automatic_tile(pixels) if tile is None else tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
                      conditioning=NoiseConditioning(profile, gain), dtype=image_dtype(pixels))
     release_freed_memory(pixels)  # the tiles' activations: the blend's areas would otherwise come on top of them
-    if share < 1.0:
-        full = blend_clean_rendering(full, share, planes, layout, wb, noise, denoising)
+    smoothing = chroma_smoothing_strength(profile, gain)
+    if smoothing > 0.0:
+        smooth_chroma(full, wb, smoothing)
+    shares = pixel_shares(full, profile, gain, layout, wb)
+    if shares is not None:
+        full = blend_clean_rendering(full, shares, planes, layout, wb, noise, denoising)
         release_freed_memory(pixels)
-    else:
-        smooth_chroma(full, wb)
     strength = dark_level_strength(profile, gain, blacks_clipped)
     if strength > 0.0:
         calibrate_dark_levels(full, planes, layout, wb, strength)
@@ -190,11 +271,14 @@ def restore(
     return full, share
 
 
-def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndarray,
+def blend_clean_rendering(full: np.ndarray | None, shares: float | torch.Tensor, inputs: np.ndarray,
                           layout: type[SensorLayout] | SensorLayout, wb: np.ndarray,
                           noise: NoiseProfile | None = None, strength: float = 1.0) -> np.ndarray:
     """``share · full + (1 − share) · clean rendering`` of the packed planes in ``inputs``, in place
-    in ``full`` (``None``: the clean rendering alone, of :func:`~.device.image_dtype`). Made in blocks of :data:`CLEAN_BAND` packed
+    in ``full`` (``None``: the clean rendering alone, of :func:`~.device.image_dtype`). ``shares``: one
+    share for every pixel, or the network's share of each :data:`SHARE_STEP`² block of ``full``
+    (:func:`pixel_shares`), bilinearly upsampled; an area or block whose shares are all 1 is left
+    as it is, its clean rendering (and denoising) skipped. Made in blocks of :data:`CLEAN_BAND` packed
     rows × :data:`CLEAN_COLUMNS` columns, each with :data:`CLEAN_HALO` packed pixels of context
     around, so that memory never holds more than a block of the classical demosaic's
     intermediates, and those stay in the CPU's cache (an X-Trans block of 128 × 1024 ran 1.5× faster
@@ -215,6 +299,8 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
         area_bottom = min(area_top + rows, height)
         for area_left in range(0, width, columns):
             area_right = min(area_left + columns, width)
+            if _network_alone(shares, (area_top * scale, area_bottom * scale), (area_left * scale, area_right * scale)):
+                continue
             source, row_offset, column_offset = planes, 0, 0
             if noise is not None:
                 source, row_offset, column_offset = _denoised_area(planes, layout, wb, noise, strength,
@@ -223,16 +309,36 @@ def blend_clean_rendering(full: np.ndarray | None, share: float, inputs: np.ndar
                 bottom = min(top + CLEAN_BAND, area_bottom)
                 for left in range(area_left, area_right, CLEAN_COLUMNS):
                     right = min(left + CLEAN_COLUMNS, area_right)
+                    block_rows, block_columns = (top * scale, bottom * scale), (left * scale, right * scale)
+                    if _network_alone(shares, block_rows, block_columns):
+                        continue
                     rendering = clean_block(source, layout, wb, (top - row_offset, bottom - row_offset),
                                             (left - column_offset, right - column_offset), clamp=True)
                     rendering = rendering.permute(1, 2, 0).numpy()
                     pixels = full[top * scale : bottom * scale, left * scale : right * scale]
                     if alone:
                         pixels[...] = rendering
-                    else:
-                        pixels *= share
-                        pixels += (1.0 - share) * rendering
+                    elif not isinstance(shares, torch.Tensor):
+                        pixels *= shares
+                        pixels += (1.0 - shares) * rendering
+                    else:  # the network's share of each pixel
+                        target = torch.from_numpy(pixels)  # a view
+                        clean_shares = _upsampled_block(shares[None], 0, block_rows, block_columns, SHARE_STEP)[0].neg_().add_(1.0)
+                        blended = target.float().lerp_(torch.from_numpy(rendering), clean_shares[..., None])  # in place if float32
+                        if target.dtype != torch.float32:
+                            target.copy_(blended)
     return full
+
+
+def _network_alone(shares: float | torch.Tensor, rows: tuple[int, int], columns: tuple[int, int]) -> bool:
+    """Whether the network's ``shares`` (one, or :func:`pixel_shares`' blocks) are 1 at every
+    full-resolution pixel of ``rows`` × ``columns`` (``[start, end)``): of the blocks there and the
+    neighbours their upsampling reads."""
+    if not isinstance(shares, torch.Tensor):
+        return shares >= 1.0
+    (top, bottom), (left, right) = rows, columns
+    step = SHARE_STEP
+    return bool(shares[max(top // step - 1, 0) : -(-bottom // step) + 1, max(left // step - 1, 0) : -(-right // step) + 1].min() >= 1.0)
 
 
 def _denoise_columns(layout: type[SensorLayout] | SensorLayout) -> int:
@@ -367,8 +473,8 @@ class _PiecewiseLinear:
 CURVE_TABLE = 16384  # points of _PiecewiseLinear's table (64 KB: it stays in the CPU's cache)
 
 
-def smooth_chroma(rgb: np.ndarray, wb: np.ndarray) -> np.ndarray:
-    """In place: the chroma of camera RGB ``rgb (H, W, 3)`` smoothed by a guided filter (He, Sun &
+def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """In place: the chroma of camera RGB ``rgb (H, W, 3)`` smoothed (``strength`` of the way, 0 … 1) by a guided filter (He, Sun &
     Tang) that the photo's own colours guide: in each window, chroma is fitted as a linear function
     of the white-balanced RGB, whose regularisation (:data:`CHROMA_EPS`) is above the network's
     left-over colour noise and below real colour edges, so the low-frequency colour blotches go and
@@ -380,8 +486,8 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray) -> np.ndarray:
     made and applied to it, :data:`CHROMA_COLUMNS` at a time (24 MP on one core: 0.8 s, against
     1.2 s across whole rows), so the result is the whole image's and memory holds one band's
     intermediates.
-    For a noisy photo only (the network alone): on a clean one it blurs real colour detail
-    (``bench/chroma.py``)."""
+    For a noisy photo only (:func:`chroma_smoothing_strength`): on a clean one it blurs real colour
+    detail (``bench/chroma.py``)."""
     gains = torch.tensor(np.asarray(wb, dtype=np.float32)).view(3, 1, 1)
     height, width, _ = rgb.shape
     step = CHROMA_SUBSAMPLE
@@ -398,17 +504,28 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray) -> np.ndarray:
         coefficients = torch.cat([slopes, shifts], dim=1)[0, :, first - low : last - low]
         for left in range(0, width, CHROMA_COLUMNS):  # blocks whose planes stay in the CPU's cache
             right = min(left + CHROMA_COLUMNS, width)
-            start, end = max(left // step - 1, 0), min(-(-right // step) + 1, small.shape[3])
-            upsampled = _upsample(_upsample(coefficients[:, :, start:end], step, -1), step, -2)
-            upsampled = upsampled[:, top - step * first : bottom - step * first, left - step * start : right - step * start]
-            _apply_chroma(rgb[top:bottom, left:right], upsampled, gains)
+            upsampled = _upsampled_block(coefficients, first, (top, bottom), (left, right), step)
+            _apply_chroma(rgb[top:bottom, left:right], upsampled, gains, strength)
     return rgb
 
 
-def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.Tensor) -> None:
-    """In place: camera RGB ``pixels (h, w, 3)`` given the chroma the guided filter fits there,
-    ``coefficients (8, h, w)`` (each guide channel's slopes for red and blue, then the shifts), its
-    luminance kept."""
+def _upsampled_block(small: torch.Tensor, first_row: int, rows: tuple[int, int], columns: tuple[int, int],
+                     step: int) -> torch.Tensor:
+    """``(C, bottom − top, right − left)``: values of ``step``² blocks, ``small (C, h, w)`` (its row 0
+    the image's block row ``first_row``; every block column), bilinearly upsampled between the
+    blocks' centres (edges held) over the full-resolution ``rows`` × ``columns`` (``[start, end)``):
+    the whole image's upsampling there, from the blocks it reads and one more on each side."""
+    (top, bottom), (left, right) = rows, columns
+    start_row, end_row = max(top // step - 1, first_row), min(-(-bottom // step) + 1, first_row + small.shape[1])
+    start, end = max(left // step - 1, 0), min(-(-right // step) + 1, small.shape[2])
+    upsampled = _upsample(_upsample(small[:, start_row - first_row : end_row - first_row, start:end], step, -1), step, -2)
+    return upsampled[:, top - step * start_row : bottom - step * start_row, left - step * start : right - step * start]
+
+
+def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.Tensor, strength: float = 1.0) -> None:
+    """In place: camera RGB ``pixels (h, w, 3)`` given (``strength`` of the way) the chroma the guided
+    filter fits there, ``coefficients (8, h, w)`` (each guide channel's slopes for red and blue, then
+    the shifts), its luminance kept."""
     rows = torch.from_numpy(pixels).permute(2, 0, 1)  # (3, h, w), a view
     balanced = torch.mul(rows, gains, out=torch.empty(rows.shape))
     red_blue = coefficients[6:8]  # chroma of red and of blue: the fitted linear function of the guide
@@ -418,7 +535,10 @@ def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.T
     balanced[0:1] = luminance + red_blue[0:1]
     balanced[1:2] = luminance - red_blue.sum(0, keepdim=True)  # the three chroma sum to zero
     balanced[2:3] = luminance + red_blue[1:2]
-    rows.copy_(balanced.div_(gains))
+    if strength >= 1.0:
+        rows.copy_(balanced.div_(gains))
+    else:
+        rows.lerp_(balanced.div_(gains).to(rows.dtype), strength)
 
 
 CHROMA_SUBSAMPLE = 4  # the fit is made on 4 × 4 block means
