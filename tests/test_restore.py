@@ -21,7 +21,8 @@ from lowlight_raw.pipeline.denoise import denoise_planes
 from lowlight_raw.pipeline.noise import NoiseProfile, noise_sigma_map, read_variance_for
 from lowlight_raw.pipeline.restore import (
     CLIPPED_DARK_LEVEL_FULL_SIGMA,
-    CLIPPED_DARK_LEVEL_OFF_SIGMA,
+    CLIPPED_DARK_LEVEL_LEAST,
+    CLIPPED_DARK_LEVEL_LEAST_SIGMA,
     DENOISE_FROM_SIGMA,
     DENOISE_FULL_SIGMA,
     NETWORK_FROM_SIGMA,
@@ -372,10 +373,11 @@ def test_dark_levels_are_calibrated_at_every_noise_unless_the_blacks_were_clippe
     assert strength(400, 1.0, False) == strength(6400, 100.0, False) == strength(25600, 300.0, False) == 1.0
     # a converter's clipped blacks: their stand-in is too dark for dark greys, the more so the more noise
     assert strength(400, 1.0, True) == strength(6400, 100.0, True) == strength(6400, 150.0, True) == 1.0
-    assert strength(25600, 300.0, True) == 0.0
+    assert strength(25600, 300.0, True) == CLIPPED_DARK_LEVEL_LEAST == 0.5
     at = lambda sigma: dark_level_strength(NoiseProfile(0.0, sigma**2, "b only"), 1.0, True)  # noqa: E731
-    assert at(CLIPPED_DARK_LEVEL_FULL_SIGMA) == pytest.approx(1.0) and at(CLIPPED_DARK_LEVEL_OFF_SIGMA) == pytest.approx(0.0, abs=1e-9)
-    ramp = [at(sigma) for sigma in np.geomspace(CLIPPED_DARK_LEVEL_FULL_SIGMA, CLIPPED_DARK_LEVEL_OFF_SIGMA, 6)]
+    assert at(CLIPPED_DARK_LEVEL_FULL_SIGMA) == pytest.approx(1.0)
+    assert at(CLIPPED_DARK_LEVEL_LEAST_SIGMA) == pytest.approx(0.5) == at(3 * CLIPPED_DARK_LEVEL_LEAST_SIGMA)
+    ramp = [at(sigma) for sigma in np.geomspace(CLIPPED_DARK_LEVEL_FULL_SIGMA, CLIPPED_DARK_LEVEL_LEAST_SIGMA, 6)]
     assert ramp == sorted(ramp, reverse=True)
 
 

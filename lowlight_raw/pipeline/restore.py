@@ -192,12 +192,14 @@ def chroma_smoothing_strength(profile: NoiseProfile, gain: float) -> float:
 # It runs at full strength at every noise level: at ×300 (ISO 25600) it costs 0.3–0.9 dB of PSNR there
 # (the model stays 3.5–4.7 dB ahead of the best tuned classical method) and takes the blacks from
 # +9.1 … +9.7 L* to +2.9 … +4.2. Except where the raw's blacks were clipped at zero (a converter's linear
-# DNG): the zeros' stand-in (network_input.clipped_at_black) is the mean of black's noise below zero,
-# right for black but too dark for a dark grey, and more so the more noise: there the unbiased rendering
-# is not, and at ×300 full strength crushed the blacks (−7.6 L*, −3.8 dB). For such raws the strength
-# ramps down with the noise, log-linearly from full here …
+# DNG): the zeros' stand-ins (network_input.clipped_stand_ins) are the means of what they hide at the level
+# around them, which a window of noisy samples measures too low at high noise, so the unbiased rendering is
+# too dark there, and the more so the more noise: at ×300 full strength crushed the blacks (−6.1 L*, 23.47 →
+# 19.88 dB). For such raws the strength ramps down with the noise, log-linearly from full here …
 CLIPPED_DARK_LEVEL_FULL_SIGMA = 0.075  # … (×150 at ISO 6400: 0.074) …
-CLIPPED_DARK_LEVEL_OFF_SIGMA = 0.2  # … to none here (×300 at ISO 25600 gets none: +8.5 L*)
+CLIPPED_DARK_LEVEL_LEAST_SIGMA = 0.2  # … to the least here and above (×300 at ISO 25600: 0.24) …
+CLIPPED_DARK_LEVEL_LEAST = 0.5  # … this much of it: at ×300 +3.8 L* and 22.79 dB (none: +9.2 L*, 23.47 dB; 0.4:
+# +5.1, 23.08; 0.6: +2.4, 22.43; 0.75: −0.3, 21.73; the issue's limit there is 5 L*)
 DARK_LEVEL_BINS = 48  # luminance levels (equal counts of pixels) the curve is measured at
 DARK_LEVEL_SAMPLE = 2_000_000  # at least this many pixels, where the photo has them, measure the curve
 DARK_LEVEL_BLOCK = 128  # packed pixels a side of the blocks the measured pixels are taken in (64: as many pixels in
@@ -212,11 +214,12 @@ DARK_LEVEL_MIN = 1e-4  # a level darker than this (a result at or below black) k
 def dark_level_strength(profile: NoiseProfile, gain: float, blacks_clipped: bool) -> float:
     """How much of :func:`calibrate_dark_levels`' correction (0 … 1) a raw of noise ``profile``
     amplified by ``gain`` gets: all of it, unless its ``blacks_clipped`` at zero; then all of it up
-    to :data:`CLIPPED_DARK_LEVEL_FULL_SIGMA` of noise at mid-grey, none from
-    :data:`CLIPPED_DARK_LEVEL_OFF_SIGMA`, log-linear between."""
+    to :data:`CLIPPED_DARK_LEVEL_FULL_SIGMA` of noise at mid-grey, :data:`CLIPPED_DARK_LEVEL_LEAST`
+    from :data:`CLIPPED_DARK_LEVEL_LEAST_SIGMA`, log-linear between."""
     if not blacks_clipped:
         return 1.0
-    return log_ramp(mid_grey_sigma(profile, gain), CLIPPED_DARK_LEVEL_OFF_SIGMA, CLIPPED_DARK_LEVEL_FULL_SIGMA)
+    ramp = log_ramp(mid_grey_sigma(profile, gain), CLIPPED_DARK_LEVEL_LEAST_SIGMA, CLIPPED_DARK_LEVEL_FULL_SIGMA)
+    return CLIPPED_DARK_LEVEL_LEAST + (1.0 - CLIPPED_DARK_LEVEL_LEAST) * ramp
 
 
 def restore(
