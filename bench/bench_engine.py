@@ -292,7 +292,7 @@ CPU_TARGETS = {"bayer_24mp_s": 4.0, "speedup": 2.5, "layout_vs_bayer": 1.5, "pea
                "conv_share": 0.70}  # issue 29, on the project's 2-core CPU
 
 
-def conv_throughput(repeats: int = 5) -> dict[str, float]:
+def conv_throughput(repeats: int = 20) -> dict[str, float]:
     """GFLOP/s of a large 3×3 convolution (64 → 64 channels, 256², channels-last) on this CPU with
     torch's threads, float32 and bf16: what the machine's convolutions can reach, best of ``repeats``."""
     import torch
