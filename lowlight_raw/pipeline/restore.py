@@ -88,8 +88,9 @@ def mid_grey_sigma(profile: NoiseProfile, gain: float) -> float:
 
 def log_ramp(sigma: float, none_at: float, all_at: float) -> float:
     """0 … 1: where ``sigma`` lies between ``none_at`` (0) and ``all_at`` (1) on a log scale, held at
-    the ends (``all_at`` may be the smaller: a ramp down). The blend's share, the denoising's
-    strength and the dark-level calibration's all follow the noise this way."""
+    the ends (``all_at`` may be the smaller: a ramp down). The network's share (:func:`shares_at`,
+    in torch), the denoising's strength, the chroma smoothing's and the dark-level calibration's
+    all follow the noise this way."""
     position = math.log(sigma / none_at) / math.log(all_at / none_at)
     return float(min(max(position, 0.0), 1.0))
 
@@ -102,10 +103,10 @@ def denoise_strength(profile: NoiseProfile, gain: float) -> float:
 
 
 def network_share(profile: NoiseProfile, gain: float, layout: type[SensorLayout] | SensorLayout) -> float:
-    """The network's share (the ``layout``'s ``clean_network_share`` … 1) of the result for a raw of
-    noise ``profile`` amplified by ``gain``; within :data:`NETWORK_ALONE_WITHIN` of 1, 1."""
-    position = log_ramp(mid_grey_sigma(profile, gain), network_from_sigma(layout), layout.full_network_sigma)
-    return 1.0 if position >= 1.0 - NETWORK_ALONE_WITHIN else max(position, layout.clean_network_share)
+    """The network's share at mid-grey (the ``layout``'s ``clean_network_share`` … 1) of the result
+    for a raw of noise ``profile`` amplified by ``gain``: :func:`shares_at` :data:`MID_GREY`, where
+    the ramp is taken at the noise there, ``σ_mid``."""
+    return float(shares_at(torch.tensor([MID_GREY], dtype=torch.float64), profile, gain, layout)[0])
 
 
 # The network's share of each pixel (pixel_shares) follows the noise of the pixel's own level, not mid-grey's
@@ -328,7 +329,7 @@ def blend_clean_rendering(full: np.ndarray | None, shares: float | torch.Tensor,
                         target = torch.from_numpy(pixels)  # a view
                         clean_shares = _upsampled_block(shares[None], 0, block_rows, block_columns, SHARE_STEP)[0].neg_().add_(1.0)
                         blended = target.float().lerp_(torch.from_numpy(rendering), clean_shares[..., None])  # in place if float32
-                        if target.dtype != torch.float32:
+                        if blended is not target:
                             target.copy_(blended)
     return full
 
@@ -538,10 +539,10 @@ def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.T
     balanced[0:1] = luminance + red_blue[0:1]
     balanced[1:2] = luminance - red_blue.sum(0, keepdim=True)  # the three chroma sum to zero
     balanced[2:3] = luminance + red_blue[1:2]
-    if strength >= 1.0:
-        rows.copy_(balanced.div_(gains))
-    else:
-        rows.lerp_(balanced.div_(gains).to(rows.dtype), strength)
+    balanced.div_(gains)
+    if strength < 1.0:  # part of the way: from the smoothed chroma back towards the pixels' own
+        balanced.lerp_(rows.float(), 1.0 - strength)
+    rows.copy_(balanced)
 
 
 CHROMA_SUBSAMPLE = 4  # the fit is made on 4 × 4 block means

@@ -146,10 +146,11 @@ def run_tiled(
                     blend = wy[s * (top - y) : s * (bottom - y), None] * wx[None, s * (left - x) : s * (right - x)]
                     target = accumulated[s * (top - border) : s * (bottom - border), s * (left - border) : s * (right - border)]
                     contribution = result[s * (top - y) : s * (bottom - y), s * (left - x) : s * (right - x)]
-                    if target.dtype == torch.float32:
-                        target.addcmul_(contribution, blend[..., None])
-                    else:  # summed in float32 (a third of the time of a mixed-type sum into half floats)
-                        target.copy_(target.float().addcmul_(contribution, blend[..., None]))
+                    # summed in float32: in place where ``out`` is float32, else in a float32 copy of the block written
+                    # back (a third of the time of a mixed-type sum into half floats)
+                    summed = target.float().addcmul_(contribution, blend[..., None])
+                    if summed is not target:
+                        target.copy_(summed)
                 done += 1
                 if on_progress is not None:
                     on_progress(done / total)
