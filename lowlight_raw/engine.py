@@ -24,7 +24,7 @@ from .layouts.registry import layout_class
 from .networks.catalog import is_named, resolve_model
 from .networks.weights import ModelCard, load_model
 from .options import EnhanceOptions
-from .pipeline.device import choose_device, cpu_threads, release_freed_memory
+from .pipeline.device import choose_device, cpu_threads, release_freed_memory, reuse_freed_memory
 from .pipeline.exposure import auto_ev
 from .pipeline.network_input import amplified_planes, clipped_at_black
 from .pipeline.noise import profile_for
@@ -61,7 +61,9 @@ class Enhancer:
         AVX512-BF16 or AMX; :func:`.tiling.use_bf16`), else float32.
 
         ``self.network``/``self.card``: the network loaded now (a name: its Bayer network; a file:
-        that file's), the one status reports."""
+        that file's), the one status reports. This process's malloc reuses freed blocks from now
+        on (:func:`~.pipeline.device.reuse_freed_memory`)."""
+        reuse_freed_memory()
         self.device = choose_device(device)
         self.choice = model
         self.network, self.card = load_model(resolve_model(model, self.device), self.device)

@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from lowlight_raw.errors import LowlightError
 from lowlight_raw.networks.catalog import SHIPPED_MODELS, resolve_model
 from lowlight_raw.networks.registry import ARCHITECTURES
-from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
+from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig, max_pool_2x2
 from lowlight_raw.networks.weights import card_path, load_model, save_weights
 
 
@@ -124,3 +125,10 @@ def test_context_unet_tiles_like_one_pass():
     whole = run_tiled(net, x, torch.device("cpu"), tile=4096)
     tiled = run_tiled(net, x, torch.device("cpu"), tile=64, overlap=32)
     assert np.abs(tiled - whole).max() < 1e-3
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 34, 46), (2, 3, 33, 47)])
+def test_the_max_pooling_is_torchs_to_the_bit(shape):
+    x = torch.randn(shape)
+    for features in (x, x.contiguous(memory_format=torch.channels_last), x.to(torch.bfloat16)):
+        assert torch.equal(max_pool_2x2(features), F.max_pool2d(features, 2))

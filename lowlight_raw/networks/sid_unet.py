@@ -72,6 +72,15 @@ RESIDUAL_BASES = {
 }
 
 
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)`` (the same values), as the maximum of the four strided views of
+    ``(N, C, H, W)``: on the CPU, torch's own max-pooling of channels-last bf16 features took 5–6×
+    as long (a 784 × 880 tile's first level: 8.6 against 1.7 ms)."""
+    height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :height, :width]
+    return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]), torch.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2]))
+
+
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1),
@@ -123,7 +132,7 @@ class SIDUNet(nn.Module):
         h = self.core.with_extra_planes(x)
         for i, (encoder, context) in enumerate(zip(self.encoders, self.context)):
             if i:
-                h = F.max_pool2d(h, 2)
+                h = max_pool_2x2(h)
             h = context(encoder(h))
             skips.append(h)
         for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips[:-1])):

@@ -1,5 +1,5 @@
 """Where and how the network runs: the device, bf16 or float32, how many CPU threads; and how a
-photo is held in memory (:func:`image_dtype`, :func:`release_freed_memory`).
+photo is held in memory (:func:`image_dtype`, :func:`reuse_freed_memory`, :func:`release_freed_memory`).
 
 ``auto`` picks CUDA, then Apple MPS, then the CPU; bf16 runs where the hardware computes it
 natively; the thread count follows the cores idle right now, so a busy or shared machine is not
@@ -103,6 +103,25 @@ def image_dtype(pixels: int) -> type[np.floating]:
     """The dtype a photo of ``pixels`` (full-resolution pixels) is held in: float32, or half floats
     from :data:`HALF_FLOATS_FROM_PIXELS`. Every step that reads it works on float32 blocks of it."""
     return np.float16 if pixels >= HALF_FLOATS_FROM_PIXELS else np.float32
+
+
+# glibc's malloc serves a block this large or smaller from its heap, and keeps this much freed at the
+# heap's top, instead of mapping fresh pages for each (a 1024² tile's activations are 12–50 MB apiece;
+# by default glibc maps anything over 32 MB anew, and the kernel faults in and zeroes every 4 KB page of
+# it on first touch, each time). 24 MP on two cores (in-process, min of 2): the network 2.05 → 1.78 s
+# (Bayer), 3.31 → 2.36 s (X-Trans); one 1024² tile 254 → 150 ms; the peak 0.05–0.1 GB higher.
+HEAP_REUSE_BYTES = 256 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+
+
+def reuse_freed_memory() -> bool:
+    """Make this process's glibc malloc reuse freed blocks up to :data:`HEAP_REUSE_BYTES` instead of
+    returning them to the operating system and faulting fresh pages in for the next (process-wide;
+    the engine calls it once; :func:`release_freed_memory` still returns memory where it is asked
+    to). Returns whether it took effect (``False``: not glibc, or glibc refused the values)."""
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, HEAP_REUSE_BYTES)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, HEAP_REUSE_BYTES))
 
 
 def release_freed_memory(pixels: int) -> None:

@@ -99,7 +99,9 @@ class NoiseConditioning:
         inputs = torch.empty((planes.shape[0], 2 * count, *planes.shape[2:]), dtype=planes.dtype, device=planes.device,
                              memory_format=memory_format)
         inputs[:, :count] = planes
-        noise_sigma_map(planes, self.profile, self.gain, out=inputs[:, count:])
+        # made contiguous, then copied: written straight into the channels-last view, whose values
+        # are strided, it took 7× as long (24 MP Bayer: 0.21 against 0.03 s)
+        inputs[:, count:] = noise_sigma_map(planes, self.profile, self.gain)
         return inputs
 
 

@@ -55,15 +55,15 @@ class NoiseProfile:
         return NoiseProfile(self.a * gain, self.b * gain * gain, self.source)
 
 
-def noise_sigma_map(packed: torch.Tensor | np.ndarray, profile: NoiseProfile, gain: float, out: torch.Tensor | None = None):
+def noise_sigma_map(packed: torch.Tensor | np.ndarray, profile: NoiseProfile, gain: float):
     """Per-pixel noise sigma of amplified packed planes (same shape and type as ``packed``).
 
     ``packed`` holds ``gain·x`` (may be noisy, slightly negative, clipped at 1). The signal
-    estimate is the observed value clipped to ``[0, 1]``. ``out`` (tensors only): where to write it.
+    estimate is the observed value clipped to ``[0, 1]``.
     """
     amp = profile.amplified(gain)
     if isinstance(packed, torch.Tensor):
-        var = torch.clamp(packed, 0.0, 1.0, out=out).mul_(amp.a).add_(amp.b)
+        var = torch.clamp(packed, 0.0, 1.0).mul_(amp.a).add_(amp.b)
         return var.clamp_min_(1e-12).sqrt_()
     var = amp.a * np.clip(packed, 0.0, 1.0) + amp.b
     return np.sqrt(np.maximum(var, 1e-12)).astype(packed.dtype, copy=False)
