@@ -15,6 +15,7 @@ from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.registry import layout_class
 from lowlight_raw.layouts.xtrans import XTransLayout, pattern_letters
 from lowlight_raw.pipeline.noise import (
+    ESTIMATE_MAX_BLOCKS,
     ISO_A_SPREAD,
     NoiseProfile,
     darktable_profile,
@@ -51,6 +52,19 @@ def _shot(name: str, a: float, b: float, ratio: float = 1.0, seed: int = 0) -> n
 def test_estimate_is_within_30_percent_on_detailed_photos_at_high_iso(photo, a, ratio):
     b = read_variance_for(a)
     assert estimate_profile(_shot(photo, a, b, ratio)).a == pytest.approx(a, rel=0.3)
+
+
+def test_a_large_photo_is_measured_in_a_spread_of_its_blocks_and_reads_as_measured_whole(monkeypatch):
+    # four shots side by side: 4 × 200 × 1,200 packed pixels, 3,750 blocks, measured in every third
+    a = 3e-4
+    packed = np.concatenate([_shot("coffee", a, read_variance_for(a), 100.0, seed) for seed in range(4)], axis=2)
+    blocks = (packed.shape[1] // 8) * (packed.shape[2] // 8)
+    monkeypatch.setattr("lowlight_raw.pipeline.noise.ESTIMATE_MAX_BLOCKS", blocks // 3)
+    spread = estimate_profile(packed).a
+    monkeypatch.setattr("lowlight_raw.pipeline.noise.ESTIMATE_MAX_BLOCKS", blocks)
+    whole = estimate_profile(packed).a
+    assert spread == pytest.approx(whole, rel=0.03) and whole == pytest.approx(a, rel=0.3)
+    assert ESTIMATE_MAX_BLOCKS >= 1024 * 1024 // 64, "the sweep's 1 MP photos are measured whole"
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
