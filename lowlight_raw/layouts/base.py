@@ -142,6 +142,8 @@ class SensorLayout(ABC):
     network_from_sigma: ClassVar[float | None] = None
     # the packed planes holding red, green and blue samples (the clean rendering's denoiser groups them)
     colour_planes: ClassVar[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+    # whether the planes' noise is white (a mosaic's samples), which the denoiser's second stage assumes
+    white_noise: ClassVar[bool] = True
 
     @classmethod
     @abstractmethod

@@ -366,9 +366,10 @@ def _denoised_area(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout
     low = max(row_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN
     first = max(column_offset - DENOISE_REACH, 0) // DENOISE_ALIGN * DENOISE_ALIGN
     high, last = min(row_end + DENOISE_REACH, height), min(column_end + DENOISE_REACH, width)
+    window = (slice(row_offset - low, row_end - low), slice(column_offset - first, column_end - first))
     denoised = denoise_planes(torch.from_numpy(planes[:, low:high, first:last].astype(np.float32)),
-                              layout.colour_planes, wb, noise, strength)
-    return denoised[:, row_offset - low : row_end - low, column_offset - first : column_end - first].numpy(), row_offset, column_offset
+                              layout, wb, noise, strength, origin=(low, first), window=window)
+    return denoised.numpy(), row_offset, column_offset
 
 
 def clean_block(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, wb: np.ndarray, rows: tuple[int, int],
