@@ -61,9 +61,7 @@ class Enhancer:
         AVX512-BF16 or AMX; :func:`.tiling.use_bf16`), else float32.
 
         ``self.network``/``self.card``: the network loaded now (a name: its Bayer network; a file:
-        that file's), the one status reports. This process's malloc reuses freed blocks from now
-        on (:func:`~.pipeline.device.reuse_freed_memory`)."""
-        reuse_freed_memory()
+        that file's), the one status reports."""
         self.device = choose_device(device)
         self.choice = model
         self.network, self.card = load_model(resolve_model(model, self.device), self.device)
@@ -111,6 +109,7 @@ class Enhancer:
         photo = read_raw(source)
         network, _ = self.network_for(source, photo.layout.kind)
         packed, photo = photo.packed()
+        reuse_freed_memory(packed.shape[-2] * packed.shape[-1] * photo.layout.scale**2)
         ev = options.ev if options.ev is not None else auto_ev(packed, photo.color, photo.layout)
         gain = 2.0**ev
         profile = profile_for(packed, photo.make, photo.camera_model, photo.iso or 0.0, photo.masked, self.noiseprofiles,

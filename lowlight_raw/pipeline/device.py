@@ -111,17 +111,22 @@ def image_dtype(pixels: int) -> type[np.floating]:
 # it on first touch, each time). 24 MP on two cores (in-process, min of 2): the network 2.05 → 1.78 s
 # (Bayer), 3.31 → 2.36 s (X-Trans); one 1024² tile 254 → 150 ms; the peak 0.05–0.1 GB higher.
 HEAP_REUSE_BYTES = 256 << 20
+# … and for a photo from HALF_FLOATS_FROM_PIXELS, what glibc's own adaptive threshold reaches at most (its
+# 768² tiles' activations fit; 100 MP linear peaked at 2.04 GB with the larger value, 1.94 without)
+LARGE_PHOTO_HEAP_REUSE_BYTES = 32 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 
 
-def reuse_freed_memory() -> bool:
-    """Make this process's glibc malloc reuse freed blocks up to :data:`HEAP_REUSE_BYTES` instead of
+def reuse_freed_memory(pixels: int) -> bool:
+    """Before restoring a photo of ``pixels``: make this process's glibc malloc reuse freed blocks
+    up to :data:`HEAP_REUSE_BYTES` (:data:`LARGE_PHOTO_HEAP_REUSE_BYTES` for a large photo) instead of
     returning them to the operating system and faulting fresh pages in for the next (process-wide;
-    the engine calls it once; :func:`release_freed_memory` still returns memory where it is asked
-    to). Returns whether it took effect (``False``: not glibc, or glibc refused the values)."""
+    :func:`release_freed_memory` still returns memory where it is asked to). Returns whether it took
+    effect (``False``: not glibc, or glibc refused the values)."""
     if _LIBC is None:
         return False
-    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, HEAP_REUSE_BYTES)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, HEAP_REUSE_BYTES))
+    size = HEAP_REUSE_BYTES if pixels < HALF_FLOATS_FROM_PIXELS else LARGE_PHOTO_HEAP_REUSE_BYTES
+    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, size)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, size))
 
 
 def release_freed_memory(pixels: int) -> None:
