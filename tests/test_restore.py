@@ -107,7 +107,8 @@ def test_the_chroma_smoothing_follows_the_noise_and_goes_part_of_the_way():
 def test_the_clean_rendering_is_denoised_as_the_noise_warrants():
     clean, x3, x10 = (NoiseProfile(a, b, "A7 III") for a, b in ((3.9e-6, 6.1e-9), (1.482e-5, 3.51e-8), (5.747e-5, 1.727e-7)))
     assert mid_grey_sigma(clean, 1.0) < DENOISE_FROM_SIGMA and denoise_strength(clean, 1.0) == 0.0  # ×1 at ISO 400: as it is
-    assert 0.7 < denoise_strength(x3, 3.0) < 0.8  # ×3 at ISO 1600
+    assert denoise_strength(x3, 3.0) == 1.0  # ×3 at ISO 1600: all of it, the second stage too
+    assert 0.0 < denoise_strength(x3, 1.5) < 1.0  # between: part of the first stage
     assert mid_grey_sigma(x10, 10.0) > DENOISE_FULL_SIGMA and denoise_strength(x10, 10.0) == 1.0
 
 

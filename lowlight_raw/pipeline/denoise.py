@@ -293,7 +293,7 @@ def denoise_planes(planes: torch.Tensor, layout: type[SensorLayout] | SensorLayo
     profile; ``strength``: the noise the shrinkage assumes (the first stage: times :data:`FACTOR`);
     ``origin``: where the planes start in the whole image (packed row, column). The second stage
     (:func:`_block_wiener`) runs where the layout's planes hold white noise (``layout.white_noise``)
-    and at full ``strength`` (1: the restore's ramp is at its top, σ 0.004 at mid-grey; below it, on
+    and at full ``strength`` (1: the restore's ramp is at its top, σ 0.0028 at mid-grey; below it, on
     clean textured photos whose noise the estimate overrates, it took up to 0.07 dB of detail in
     ``bench/no_harm.py``), on the window and the blocks' reach around it."""
     channels, h, w = planes.shape

@@ -68,10 +68,12 @@ CLEAN_COLUMNS = 1024
 CLEAN_HALO = 8
 # The clean rendering the network is blended with is made of denoised planes (:mod:`.denoise`), at a
 # strength (denoise_strength) rising log-linearly with the amplified raw's noise at mid-grey from none at
-# DENOISE_FROM_SIGMA (×1 at ISO 400 in the sweep: 0.0008, kept as it is) to all of it at DENOISE_FULL_SIGMA
-# (×3 at ISO 1600: 0.0029 gets 0.77 of it; the sweep's ×3 scored 0.7 of it above all of it and none).
+# DENOISE_FROM_SIGMA (×1 at ISO 400 in the sweep: 0.0008, kept as it is) to all of it, with the denoiser's
+# second stage, at DENOISE_FULL_SIGMA (×3 at ISO 1600: 0.0029; with the ramp's top at 0.004 it got 0.77 of the
+# first stage alone, which scored Bayer / X-Trans 40.04 / 38.68 dB where all of it and the second stage score
+# 40.09 / 38.71; bench/no_harm.py's clean textured photos −0.01 … +0.05 dB).
 DENOISE_FROM_SIGMA = 0.001
-DENOISE_FULL_SIGMA = 0.004
+DENOISE_FULL_SIGMA = 0.0028
 DENOISE_BAND = 256  # packed rows × columns the denoiser takes at a time, for Bayer's 4 planes; a layout of more
 DENOISE_COLUMNS = 1024  # planes takes as many values at a time, in fewer columns (_denoise_columns: X-Trans 448,
 # linear 336). 24 MP end to end on two idle cores, 1024 against 512 columns: Bayer 4.9 against 5.3 s, X-Trans 8.3 and
