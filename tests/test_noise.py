@@ -67,6 +67,12 @@ def test_a_large_photo_is_measured_in_a_spread_of_its_blocks_and_reads_as_measur
     assert ESTIMATE_MAX_BLOCKS >= 1024 * 1024 // 64, "the sweep's 1 MP photos are measured whole"
 
 
+def test_planes_smaller_than_a_block_get_the_default_or_their_isos_profile():
+    tiny = np.zeros((4, 3, 3), dtype=np.float32)
+    assert estimate_profile(tiny).source.startswith("default")
+    assert estimate_profile(tiny, iso=800).a == pytest.approx(typical_a_at_iso(800))
+
+
 @pytest.mark.parametrize("photo", PHOTOS)
 def test_a_clean_detailed_photo_is_never_taken_for_a_noisy_one(photo):
     clean = estimate_profile(_shot(photo, 0.0, 0.0))

@@ -53,7 +53,8 @@ time and twice the reach. Oriented energy windows (5 × 3 along the edge) gained
 The second stage, on the sweep (``lowlight-raw evaluate --sweep --methods model``; the model,
 whose clean rendering it denoises): Bayer ×10 / ×30 / ×100 35.27 / 32.38 / 28.90 → 35.61 / 32.66 /
 29.04, SSIM ×10 0.923 → 0.927, edge chroma ×10 4.34 → 4.12; X-Trans 34.64 / 32.14 / 29.11 → 34.91
-/ 32.33 / 29.22; ×1 and ×3 within 0.01 dB. Sliding blocks (every pixel's 36) scored 0.1 dB more at
+/ 32.33 / 29.22; ×1 unchanged; ×3, at full strength since (:mod:`.restore`), 40.04 / 38.68 → 40.09 /
+38.71. Sliding blocks (every pixel's 36) scored 0.1 dB more at
 ×10 for 9× the work; four grids (every half block) no more than three; blocks of 4 px 0.1 dB less,
 of 8 px the same as 6; hard thresholds (2.7 σ) on the same grids as the pilot, in place of the wavelet
 stage, 0.1–0.2 dB less; on linear raws +0.05 / +0.02 dB at ×10 / ×30 for 3× the denoising time (left out).

@@ -204,7 +204,7 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
     """
     residual, level = layout.noise_residual(packed)
     diff, level = _blocks(residual), _blocks(level)
-    every = -(-len(diff) // ESTIMATE_MAX_BLOCKS)
+    every = max(1, -(-len(diff) // ESTIMATE_MAX_BLOCKS))
     diff, level = diff[::every], level[::every]
     b_masked = float(np.var(masked.astype(np.float64))) if masked is not None and masked.size >= 1024 else None
     mean = level.mean(axis=1)

@@ -165,10 +165,10 @@ def _float32_levels(model: nn.Module, device: torch.device, enabled: bool) -> It
     ``tests/test_tiling.py``): bf16 throughout lost 0.08 dB (Bayer) and 0.12 dB (X-Trans); with
     these in float32 (13 % of the FLOPs) +0.01 and −0.03 dB (the last convolution alone: +0.005,
     −0.04; the whole last decoder instead of its last convolution: no better).
-    The first encoder's features are handed on in bf16: all that reads them (a max-pooling, and
-    the last decoder's convolution after a concatenation, which autocast feeds bf16) computes the
-    same from them rounded first, and a concatenation of bf16 with float32 features cost 24 MP
-    Bayer 0.2 s."""
+    The first encoder's features are handed on in bf16: all that reads them (a max-pooling and the
+    last decoder's convolution after a concatenation, which autocast feeds bf16; no context blocks
+    at that level in the shipped networks) computes the same from them rounded first, and a
+    concatenation of bf16 with float32 features cost 24 MP Bayer 0.2 s."""
     if not enabled:
         yield
         return
