@@ -192,6 +192,22 @@ def chroma_smoothing_strength(profile: NoiseProfile, gain: float) -> float:
     return log_ramp(mid_grey_sigma(profile, gain), CHROMA_FROM_SIGMA, CHROMA_FULL_SIGMA)
 
 
+# The whole result (the blend, or the clean rendering alone) then gets this much of the smoothing too, as
+# strongly as its planes are denoised (denoise_strength: none for a clean photo) and less where the network's
+# own smoothing has taken over. Sweep, ×3 / ×10 / ×30, none → 0.2: Bayer 40.09 / 35.61 / 32.66 → 40.19 / 35.80
+# / 32.80 dB (SSIM ×10 0.927 → 0.930), X-Trans 38.71 / 34.91 / 32.33 → 38.86 / 35.06 / 32.44, linear 35.91 /
+# 33.99 / 31.90 → 36.36 / 34.10 / 32.01; 0.3 scored ×3 0.1–0.17 dB lower and ×10–×30 ≤ 0.03 higher; ×1, ×100
+# and ×300 unchanged. bench/no_harm.py: −0.02 … +0.95 dB (the textures most: their demosaic's false colour).
+RESULT_CHROMA_SMOOTHING = 0.2
+
+
+def result_chroma_smoothing(profile: NoiseProfile, gain: float) -> float:
+    """How much (0 … 1) of :func:`smooth_chroma`'s smoothing the whole result of a raw of noise
+    ``profile`` amplified by ``gain`` gets: :data:`RESULT_CHROMA_SMOOTHING` × its
+    :func:`denoise_strength` × what :func:`chroma_smoothing_strength` leaves."""
+    return RESULT_CHROMA_SMOOTHING * denoise_strength(profile, gain) * (1.0 - chroma_smoothing_strength(profile, gain))
+
+
 # The dark-level calibration (calibrate_dark_levels): its settings were chosen on `lowlight-raw evaluate
 # --sweep` with the shipped weights; the measurements are in the model card ("The dark-level calibration").
 # It runs at full strength at every noise level: at ×300 (ISO 25600) it costs 0.3–0.9 dB of PSNR there
@@ -248,7 +264,8 @@ def restore(
     (:class:`~lowlight_raw.pipeline.network_input.NoiseConditioning`). A share of 0 at mid-grey (a
     clean linear raw) skips the network altogether; otherwise its result's chroma is smoothed (at
     :func:`chroma_smoothing_strength`) and each pixel gets its share of it (:func:`pixel_shares`),
-    the clean rendering made only where a share is below 1; its dark levels are then calibrated
+    the clean rendering made only where a share is below 1; the whole result's chroma is smoothed
+    (at :func:`result_chroma_smoothing`); its dark levels are then calibrated
     (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`;
     ``blacks_clipped``: the raw's blacks were clipped at zero, :func:`~lowlight_raw.pipeline.network_input.clipped_at_black`).
     The tiling arguments go to :func:`run_tiled` (``tile`` ``None``: :func:`~.tiling.automatic_tile` of the photo)."""
@@ -272,6 +289,9 @@ def restore(
     if shares is not None:
         full = blend_clean_rendering(full, shares, planes, layout, wb, noise, denoising)
         release_freed_memory(pixels)
+    result_smoothing = result_chroma_smoothing(profile, gain)
+    if result_smoothing > 0.0:
+        smooth_chroma(full, wb, result_smoothing)
     strength = dark_level_strength(profile, gain, blacks_clipped)
     if strength > 0.0:
         calibrate_dark_levels(full, planes, layout, wb, strength)
@@ -497,8 +517,8 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.
     made and applied to it, :data:`CHROMA_COLUMNS` at a time (24 MP on one core: 0.8 s, against
     1.2 s across whole rows), so the result is the whole image's and memory holds one band's
     intermediates.
-    For a noisy photo only (:func:`chroma_smoothing_strength`): on a clean one it blurs real colour
-    detail (``bench/chroma.py``)."""
+    For a noisy photo only (:func:`chroma_smoothing_strength`, :func:`result_chroma_smoothing`): on a
+    clean one it blurs real colour detail (``bench/chroma.py``)."""
     gains = torch.tensor(np.asarray(wb, dtype=np.float32)).view(3, 1, 1)
     height, width, _ = rgb.shape
     step = CHROMA_SUBSAMPLE
