@@ -146,10 +146,7 @@ def pixel_shares(full: np.ndarray, profile: NoiseProfile, gain: float, layout: t
     if float(shares_at(torch.tensor([SHARE_BRIGHTEST]), profile, gain, layout)[0]) >= 1.0:
         return None
     gains = torch.tensor(np.asarray(wb, dtype=np.float32) / 3.0).view(3, 1, 1)  # luminance: the white-balanced mean
-    step = SHARE_STEP
-    levels = torch.cat([(torch.nn.functional.avg_pool2d(torch.from_numpy(full[top : top + SHARE_BAND]).permute(2, 0, 1).float(),
-                                                        step, ceil_mode=True) * gains).sum(0)
-                        for top in range(0, full.shape[0], SHARE_BAND)])
+    levels = (_block_means(full, SHARE_STEP, SHARE_BAND) * gains).sum(0)
     radius = math.ceil(3 * SHARE_BLUR)
     taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / SHARE_BLUR) ** 2)
     shares = shares_at(separable_filter(levels, taps).div_(separable_filter(torch.ones_like(levels), taps)), profile, gain, layout)
@@ -522,9 +519,7 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.
     gains = torch.tensor(np.asarray(wb, dtype=np.float32)).view(3, 1, 1)
     height, width, _ = rgb.shape
     step = CHROMA_SUBSAMPLE
-    small = torch.cat([torch.nn.functional.avg_pool2d(torch.from_numpy(rgb[top : top + CHROMA_BAND]).permute(2, 0, 1).float(),
-                                                      step, ceil_mode=True)
-                       for top in range(0, height, CHROMA_BAND)], dim=1).mul_(gains)[None]  # white-balanced block means
+    small = _block_means(rgb, step, CHROMA_BAND).mul_(gains)[None]  # white-balanced block means
     reach = 2 * CHROMA_RADIUS  # block rows: two window means
     for top in range(0, height, CHROMA_BAND):
         bottom = min(top + CHROMA_BAND, height)
@@ -538,6 +533,15 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.
             upsampled = _upsampled_block(coefficients, first, (top, bottom), (left, right), step)
             _apply_chroma(rgb[top:bottom, left:right], upsampled, gains, strength)
     return rgb
+
+
+def _block_means(rgb: np.ndarray, step: int, band: int) -> torch.Tensor:
+    """``(3, ⌈H/step⌉, ⌈W/step⌉)`` float32: the means of ``rgb (H, W, 3)`` (float32 or half floats) over
+    ``step``² blocks (the last row and column of blocks over what the photo has), read ``band`` rows
+    at a time (a multiple of ``step``), so memory holds one band as float32."""
+    return torch.cat([torch.nn.functional.avg_pool2d(torch.from_numpy(rgb[top : top + band]).permute(2, 0, 1).float(), step,
+                                                     ceil_mode=True)
+                      for top in range(0, rgb.shape[0], band)], dim=1)
 
 
 def _upsampled_block(small: torch.Tensor, first_row: int, rows: tuple[int, int], columns: tuple[int, int],
