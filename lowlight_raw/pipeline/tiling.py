@@ -181,7 +181,7 @@ def _float32_levels(model: nn.Module, device: torch.device, enabled: bool) -> It
         torch.set_autocast_enabled(device.type, True)
 
     def features_in_bf16(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        torch.set_autocast_enabled(device.type, True)
+        back_to_bf16(module, args, output)
         return output.to(torch.bfloat16)
 
     last_convolution = [m for m in model.decoders[-1].modules() if isinstance(m, nn.Conv2d)][-1]
