@@ -15,8 +15,8 @@ convolution throughput the same process then measures (a large 3×3 convolution 
 the network ran in, with the same threads; the parent prints it for all cores first). ``--baseline REV`` runs a git revision's code too (a temporary ``git worktree``, removed
 afterwards), run for run interleaved with this tree's, so both meet the same load on a shared
 machine. Both get the environment the bench was started with: each code sets its own threads
-(this tree: ``OMP_WAIT_POLICY=PASSIVE`` and as many threads as there are idle cores); export
-``OMP_WAIT_POLICY=PASSIVE`` first to give the baseline that too. Then a line per target of issue 29.
+(this tree: OpenMP's brief spinning, ``GOMP_SPINCOUNT``, and as many threads as there are idle
+cores); export ``GOMP_SPINCOUNT=1000`` first to give a baseline from before it that too. Then a line per target of issue 29.
 
 **The per-model rows** (``--per-model``; always on CUDA), each model in fresh subprocesses so that
 a row's peak RSS is its own:
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-LAUNCH_ENV = dict(os.environ)  # before lowlight_raw is imported (it sets OMP_WAIT_POLICY): what the children get
+LAUNCH_ENV = dict(os.environ)  # before lowlight_raw is imported (it sets GOMP_SPINCOUNT): what the children get
 RATIO = 100.0  # the synthetic raw is exposed 100× too dark; the network-alone rows amplify it back
 # --exposure: how the raw is shot (ratio too dark, noise a and b, ISO). A clean one gets the
 # network blended with the layout's clean rendering (restore.py), so only its end-to-end row differs.

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lowlight_raw import OPENMP_SPIN_COUNT
 from lowlight_raw.errors import Cancelled
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline.device import (
@@ -115,11 +116,13 @@ def test_threads_follow_the_idle_cores_and_omp_num_threads(monkeypatch):
     assert cpu_threads() == DEFAULT_THREADS  # the user's choice: torch read it at start
 
 
-@pytest.mark.parametrize("given,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_the_package_makes_openmp_wait_passively_unless_told(given, expected):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
-    code = "import lowlight_raw, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip() == expected
+@pytest.mark.parametrize("given,expected", [({}, (str(OPENMP_SPIN_COUNT), None)), ({"OMP_WAIT_POLICY": "PASSIVE"}, (None, "PASSIVE")),
+                                            ({"GOMP_SPINCOUNT": "50"}, ("50", None))])
+def test_importing_the_package_makes_openmp_spin_briefly_unless_told(given, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
+    code = "import lowlight_raw, os, torch; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert printed == [str(v) for v in expected]
 
 
 REFAULTS = """
