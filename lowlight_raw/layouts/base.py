@@ -230,12 +230,13 @@ def sample_density(mask: torch.Tensor, taps: torch.Tensor, axis: int | None = No
 
 def separable_filter(planes: torch.Tensor, taps: torch.Tensor, axis: int | None = None) -> torch.Tensor:
     """``planes (..., H, W)`` correlated with the odd-length, symmetric 1-D ``taps`` along ``axis``
-    (-1, -2), or by default with ``outer(taps, taps)``, zero outside: sums of shifted slices,
+    (-1, -2), or by default with ``outer(taps, taps)``, zero outside, in the planes' own type where the
+    taps are integers: sums of shifted slices,
     several times faster on the CPU than a depthwise ``conv2d`` and the same to float rounding."""
     if axis is None:
         return separable_filter(separable_filter(planes, taps, -1), taps, -2)
     radius, length = len(taps) // 2, planes.shape[axis]
-    weights = [float(t) for t in taps]
+    weights = taps.tolist()  # Python numbers: integer taps keep integer planes integer
     result = planes * weights[radius]
     for offset in range(1, min(radius, length - 1) + 1):
         result.narrow(axis, 0, length - offset).add_(planes.narrow(axis, offset, length - offset), alpha=weights[radius + offset])

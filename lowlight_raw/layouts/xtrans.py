@@ -233,13 +233,14 @@ class XTransLayout(SensorLayout):
         balanced = _mirror_cells(packed * plane_gains.view(1, cls.channels, 1, 1), CLEAN_PAD_CELLS)
         balanced = F.pad(balanced, (0, balanced.shape[-1] % 2, 0, balanced.shape[-2] % 2), mode="reflect")  # whole 6×6 periods
         mosaic = F.pixel_shuffle(_by_colour(balanced), CELL)[:, 0]  # plane 3·i + j lands at (i, j) of each cell
-        sampled = _sampled(*balanced.shape[-2:], packed.device, packed.dtype)[0].bool()  # (3, H, W)
+        sites = _sampled(*balanced.shape[-2:], packed.device, packed.dtype)[0]  # (3, H, W): 1 where sampled
+        sampled = sites.bool()
         taps = _markesteijn_taps(mosaic.shape[-1], packed.dtype, packed.device)
         padded = _padded(mosaic)
         low, high = _least_sample(mosaic[:, None], sampled[1], 3)[:, 0], _least_sample(-mosaic[:, None], sampled[1], 3)[:, 0]
         green_range = {phase: (torch.minimum(_phase(low, *phase), far), torch.maximum(_phase(high, *phase).neg(), far))
                        for phase, far in _stencil(padded, taps["far_green"]).items()}
-        rgb = _most_homogeneous([_markesteijn_rendering(padded, green_range, sampled, taps, axis) for axis in (0, 1)])
+        rgb = _most_homogeneous([_markesteijn_rendering(padded, green_range, sites, taps, axis) for axis in (0, 1)])
         for c in (0, 2):
             rgb[:, c].clamp_(min=_least_sample(mosaic[:, None], sampled[c], 7)[:, 0])
         rgb = torch.where(sampled, mosaic[:, None], rgb)
@@ -269,6 +270,7 @@ class XTransLayout(SensorLayout):
 
 
 @lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def _sampled(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``(1, 3, 3h, 3w)``: 1 where the canonical X-Trans CFA of ``h × w`` packed cells sampled R, G, B
     (cached: every tile of an image has the same size)."""
@@ -328,14 +330,18 @@ def _along_line(values: torch.Tensor, weights: dict[int, torch.Tensor], axis: in
 
 def _least_sample(mosaic: torch.Tensor, sampled: torch.Tensor, size: int) -> torch.Tensor:
     """The least of the ``sampled`` colour's samples in each pixel's ``size × size`` neighbourhood
-    (``inf`` where there is none): a minimum along the rows, then along the columns."""
-    least = torch.where(sampled.bool(), mosaic, torch.full_like(mosaic, torch.inf))
+    (``inf`` where there is none): a minimum along the rows, then along the columns, each over
+    windows of doubling length (the 7 of a row in 3 steps where one at a time took 6)."""
+    least = torch.where(sampled.bool(), mosaic, torch.inf)
     radius = size // 2
     for axis in (-1, -2):
-        padded = F.pad(least, (radius, radius, 0, 0) if axis == -1 else (0, 0, radius, radius), value=torch.inf)
-        least = padded.narrow(axis, 0, least.shape[axis]).clone()
-        for offset in range(1, size):
-            torch.minimum(least, padded.narrow(axis, offset, least.shape[axis]), out=least)
+        length = least.shape[axis]
+        window = F.pad(least, (radius, radius, 0, 0) if axis == -1 else (0, 0, radius, radius), value=torch.inf)
+        span = 1  # window[i]: the least over [i, i + span) of the padded values
+        while 2 * span <= size:
+            reach = window.shape[axis] - span
+            window, span = torch.minimum(window.narrow(axis, 0, reach), window.narrow(axis, span, reach)), 2 * span
+        least = torch.minimum(window.narrow(axis, 0, length), window.narrow(axis, size - span, length))
     return least
 
 
@@ -401,7 +407,7 @@ def _periodic_indices(n: int, before: int, after: int) -> np.ndarray:
 
 _TENT_TAPS = torch.tensor([0.5, 1.0, 0.5])  # bilinear interpolation's weights, as 3×3: 1, ½ at the sides, ¼ at the corners
 _GAUSS_TAPS = torch.from_numpy(np.exp(-0.5 * np.arange(-2.0, 3.0) ** 2).astype(np.float32))  # σ = 1 px, 5×5
-_BOX5_TAPS = torch.ones(5)  # a 5×5 sum
+_BOX5_TAPS = torch.ones(5, dtype=torch.uint8)  # a 5×5 sum, in the counts' own type
 HOMOGENEITY_THRESHOLD = 8.0  # Markesteijn's
 CLEAN_PAD_CELLS = 6  # even (the mirrored area keeps its phase), at least the clean rendering's 15 px reach
 GREEN_REFINEMENT = 0.6  # measured: XTransLayout.clean_rgb
@@ -593,10 +599,14 @@ def _most_homogeneous(renderings: list[torch.Tensor]) -> torch.Tensor:
     for dy in range(3):
         for dx in range(3):
             inside += bends[..., dy : dy + height - 2, dx : dx + width - 2] <= threshold
-    homogeneity = separable_filter(smooth.to(bends.dtype), _BOX5_TAPS)
+    homogeneity = separable_filter(smooth, _BOX5_TAPS)  # at most 225: summed in bytes
     best = homogeneity.amax(1, keepdim=True)
-    taken = (homogeneity >= best - torch.floor(best / 8)).to(bends.dtype)
+    taken = homogeneity >= best - best // 8
+    if len(renderings) == 2:  # the second's weight: 0, ½ or 1
+        return renderings[0].lerp_(renderings[1], taken[:, 1:].to(bends.dtype).div_(taken.sum(1, keepdim=True)))
+    taken = taken.to(bends.dtype)
     rgb = renderings[0] * taken[:, :1]
     for a in range(1, len(renderings)):
         rgb.addcmul_(renderings[a], taken[:, a : a + 1])
     return rgb.div_(taken.sum(1, keepdim=True))
+
