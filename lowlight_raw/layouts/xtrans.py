@@ -184,7 +184,7 @@ class XTransLayout(SensorLayout):
         window of X-Trans has all three colours): Bayer's bilinear demosaic, for any CFA."""
         _, _, h, w = packed.shape
         mosaic = F.pixel_shuffle(_by_colour(packed), CELL)  # plane 3·i + j lands at (i, j) of each cell
-        masks, density = _sampled(h, w, packed.device, packed.dtype), _density(h, w, packed.device, packed.dtype, False)
+        masks, density = _sampled(h, w, packed.device, packed.dtype), _density(h, w, packed.device, packed.dtype)
         return normalised_convolution(mosaic, masks, _TENT_TAPS, density=density)
 
     @classmethod
@@ -279,11 +279,10 @@ def _sampled(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.
 
 
 @lru_cache(maxsize=4)
-def _density(h: int, w: int, device: torch.device, dtype: torch.dtype, smooth: bool) -> torch.Tensor:
+def _density(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``(1, 3, 3h, 3w)``: :func:`~lowlight_raw.layouts.base.sample_density` of each colour's sites of
-    :func:`_sampled` under the bilinear weights, or ``smooth``: the colour differences' Gaussian
-    (cached like the sites: every tile and band of an image has the same size)."""
-    return sample_density(_sampled(h, w, device, dtype), _GAUSS_TAPS if smooth else _TENT_TAPS)
+    :func:`_sampled` under the bilinear weights (cached like the sites: every tile of an image has the same size)."""
+    return sample_density(_sampled(h, w, device, dtype), _TENT_TAPS)
 
 
 def _mirror_cells(packed: torch.Tensor, cells: int) -> torch.Tensor:
@@ -294,38 +293,6 @@ def _mirror_cells(packed: torch.Tensor, cells: int) -> torch.Tensor:
         packed = F.pad(packed, (step, step, step, step), mode="reflect")
         cells -= step
     return packed
-
-
-@lru_cache(maxsize=2)
-def _along_line_weights(h: int, w: int, device: torch.device, dtype: torch.dtype) -> dict[int, dict[int, torch.Tensor]]:
-    """For each axis (-1: the row, -2: the column), for each offset along it (±1, ±2 px), ``(1, 1, 3h, 3w)``:
-    the weight of the pixel that far in :func:`_along_line`'s linear interpolation at each red and
-    blue site of a canonical area of ``h × w`` packed cells (greens repeat every cell: X-Trans has
-    a green at most 2 px away on either side along both axes)."""
-    green = CANONICAL[:CELL, :CELL] == 1
-    weights = {}
-    for axis, step in ((-1, (0, 1)), (-2, (1, 0))):
-        tables = {offset: np.zeros((CELL, CELL), np.float32) for offset in (-2, -1, 1, 2)}
-        for i, j in zip(*np.nonzero(~green)):
-            ahead, behind = (next(k for k in (1, 2) if green[(i + sign * k * step[0]) % CELL, (j + sign * k * step[1]) % CELL])
-                             for sign in (1, -1))
-            tables[ahead][i, j] = behind / (ahead + behind)
-            tables[-behind][i, j] = ahead / (ahead + behind)
-        weights[axis] = {offset: torch.from_numpy(np.tile(table, (h, w))).to(device, dtype)[None, None]
-                         for offset, table in tables.items()}
-    return weights
-
-
-def _along_line(values: torch.Tensor, weights: dict[int, torch.Tensor], axis: int) -> torch.Tensor:
-    """``values (N, 1, H, W)`` at the green sites nearest each red and blue site on either side along
-    ``axis``, linearly interpolated there (``weights``: :func:`_along_line_weights` of the axis); 0 at
-    the green sites."""
-    along, length = torch.zeros_like(values), values.shape[axis]
-    for offset, weight in weights.items():
-        near, far = (0, offset) if offset > 0 else (-offset, 0)  # along[y] += weight[y] · values[y + offset]
-        along.narrow(axis, near, length - abs(offset)).addcmul_(values.narrow(axis, far, length - abs(offset)),
-                                                                weight.narrow(axis, near, length - abs(offset)))
-    return along
 
 
 def _least_sample(mosaic: torch.Tensor, sampled: torch.Tensor, size: int) -> torch.Tensor:
@@ -406,7 +373,7 @@ def _periodic_indices(n: int, before: int, after: int) -> np.ndarray:
 
 
 _TENT_TAPS = torch.tensor([0.5, 1.0, 0.5])  # bilinear interpolation's weights, as 3×3: 1, ½ at the sides, ¼ at the corners
-_GAUSS_TAPS = torch.from_numpy(np.exp(-0.5 * np.arange(-2.0, 3.0) ** 2).astype(np.float32))  # σ = 1 px, 5×5
+_GAUSS = np.exp(-0.5 * np.arange(-2.0, 3.0) ** 2)  # σ = 1 px, 5 taps: the refinement's colour differences (5 × 5)
 _BOX5_TAPS = torch.ones(5, dtype=torch.uint8)  # a 5×5 sum, in the counts' own type
 HOMOGENEITY_THRESHOLD = 8.0  # Markesteijn's
 CLEAN_PAD_CELLS = 6  # even (the mirrored area keeps its phase), at least the clean rendering's 15 px reach
@@ -414,7 +381,7 @@ GREEN_REFINEMENT = 0.6  # measured: XTransLayout.clean_rgb
 
 
 AXES = ((0, 1), (1, 0))  # a step along the row, along the column
-_REACH = 3  # the farthest any step of :func:`_markesteijn_rendering` reads, in px
+_REACH = 4  # the farthest any step of :func:`_markesteijn_rendering` reads, in px (the refinement's)
 PhaseTaps = dict[tuple[int, int], list[tuple[tuple[int, int], torch.Tensor]]]  # cell pixel → its (offset, weights)
 
 
@@ -437,8 +404,12 @@ def _markesteijn_taps(width: int, dtype: torch.dtype, device: torch.device) -> d
     its green is 0.6796875 × theirs − 0.1796875 × the next ones') or a green on one side and one
     2 px away on the other (223/256 of the near one, 33/256 of the far one, and 92/256 of the change
     of its own colour over 2 px towards the near one; ``far_green``: the far one); its hexagon is its
-    adjacent greens and that far one."""
-    steps: dict = {"green": {}, "far_green": {}, "solitary": {}, "adjacent": {}, "distant": {}, "block": {}}
+    adjacent greens and that far one. ``refine``: the weights of the colour differences to green
+    (sample − green) at its own colour's sites up to 4 px away that its refinement subtracts: at the
+    nearest greens on either side along the axis, linearly between them, the Gaussian (σ = 1 px,
+    5 × 5) mean of the differences at that colour's sites around each (one stencil where a
+    normalised convolution of the whole plane, then a linear interpolation, took 3× as long)."""
+    steps: dict = {"green": {}, "far_green": {}, "refine": {}, "solitary": {}, "adjacent": {}, "distant": {}, "block": {}}
 
     def put(step: tuple, site: tuple[int, int], offset: tuple[int, int], weight: float) -> None:
         table = steps[step[0]].setdefault(step[1:], {}).setdefault(offset, np.zeros((PERIOD, PERIOD), np.float32))
@@ -460,6 +431,16 @@ def _markesteijn_taps(width: int, dtype: torch.dtype, device: torch.device) -> d
                         for k, weight in ((s, 223 / 256), (-2 * s, 33 / 256), (0, 92 / 256), (2 * s, -92 / 256)):
                             put(("green", axis), site, (k * uy, k * ux), weight)
                         put(("far_green",), site, (-2 * s * uy, -2 * s * ux), 1.0)
+                    # the refinement's colour difference: at the nearest greens on either side along the
+                    # axis (linearly between them), each the Gaussian mean of the differences at the
+                    # colour's own sites around it
+                    ahead, behind = (next(k for k in (1, 2) if _cfa(y + sign * k * uy, x + sign * k * ux) == 1) for sign in (1, -1))
+                    for k, share in ((ahead, behind / (ahead + behind)), (-behind, ahead / (ahead + behind))):
+                        qy, qx = y + k * uy, x + k * ux
+                        around = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if _cfa(qy + dy, qx + dx) == colour]
+                        density = sum(_GAUSS[dy + 2] * _GAUSS[dx + 2] for dy, dx in around)
+                        for dy, dx in around:
+                            put(("refine", axis), site, (qy + dy - y, qx + dx - x), share * _GAUSS[dy + 2] * _GAUSS[dx + 2] / density)
                     other = 2 - colour  # the adjacent pixels: a sample of it and a solitary green; or its samples 3 px away
                     k = 1 if {_cfa(y + uy, x + ux), _cfa(y - uy, x - ux)} == {other, 1} else 3
                     assert _cfa(y + k * uy, x + k * ux) in (other, 1) and _cfa(y - k * uy, x - k * ux) in (other, 1)
@@ -541,33 +522,30 @@ def _markesteijn_rendering(padded_mosaic: torch.Tensor, green_range: dict[tuple[
     green = _inside(padded_green)
     for phase, estimate in _stencil(padded_mosaic, taps["green"][axis,]).items():
         _phase(green, *phase).copy_(estimate.clamp_(*green_range[phase]))
-    refined = mosaic.clone()  # the sample minus its colour's difference to green at the greens along the axis
-    density = _density(height // CELL, width // CELL, mosaic.device, mosaic.dtype, True)
-    line_weights = _along_line_weights(height // CELL, width // CELL, mosaic.device, mosaic.dtype)[-1 - axis]
-    for c in (0, 2):
-        difference = normalised_convolution((mosaic - green)[:, None], sampled[c], _GAUSS_TAPS, density=density[:, c : c + 1])
-        refined.sub_(_along_line(difference, line_weights, -1 - axis)[:, 0].mul_(sampled[c]))
-    for phase, limits in green_range.items():
-        _phase(green, *phase).lerp_(_phase(refined, *phase).clamp(*limits), GREEN_REFINEMENT)
+    # the sample minus its colour's difference to green at the greens along the axis, within the range
+    for phase, difference in _stencil(padded_mosaic - padded_green, taps["refine"][axis,]).items():
+        _phase(green, *phase).lerp_(torch.sub(_phase(mosaic, *phase), difference).clamp_(*green_range[phase]), GREEN_REFINEMENT)
     padded = {c: torch.zeros_like(padded_mosaic) for c in (0, 2)}  # red − green and blue − green, filled in below
     differences = {c: _inside(padded[c]) for c in (0, 2)}
     for c in (0, 2):
         torch.sub(mosaic, green, out=differences[c]).mul_(sampled[c])
         for phase, estimate in _stencil(padded[c], taps["solitary"][c, axis]).items():
             _phase(differences[c], *phase).add_(estimate)
+
+    def change(phase: tuple[int, int], k: int, a: int) -> torch.Tensor:  # of green, k px either way along AXES[a]
+        centre, (uy, ux) = _phase(green, *phase), AXES[a]
+        return ((centre - _at(padded_green, (k * uy, k * ux), phase)).abs_()
+                + (centre - _at(padded_green, (-k * uy, -k * ux), phase)).abs_())
+
+    # from the samples 3 px away along the axis, unless green changes less across: where it does (per
+    # cell pixel; the same for red at blue sites as for blue at red ones)
+    across = {phase: across for phase, across in taps["adjacent_axis"].items() if across != axis}
+    nearer = {phase: change(phase, 1, across[phase]) < 2 * change(phase, 3, axis) for phase in across}
     for c in (0, 2):  # red at blue sites and blue at red ones
-        adjacent, distant = _stencil(padded[c], taps["adjacent"][c,]), _stencil(padded[c], taps["distant"][c,])
-        for phase, estimate in adjacent.items():
-            across = taps["adjacent_axis"][phase]
-            if across != axis:  # from the samples 3 px away along the axis, unless green changes less across
-                centre = _phase(green, *phase)
-
-                def change(k: int, a: int) -> torch.Tensor:
-                    (uy, ux) = AXES[a]
-                    return ((centre - _at(padded_green, (k * uy, k * ux), phase)).abs_()
-                            + (centre - _at(padded_green, (-k * uy, -k * ux), phase)).abs_())
-
-                estimate = torch.where(change(1, across) < 2 * change(3, axis), estimate, distant[phase])
+        distant = _stencil(padded[c], {phase: t for phase, t in taps["distant"][c,].items() if phase in across})
+        for phase, estimate in _stencil(padded[c], taps["adjacent"][c,]).items():
+            if phase in across:
+                estimate = torch.where(nearer[phase], estimate, distant[phase])
             _phase(differences[c], *phase).add_(estimate)
     for c in (0, 2):
         for phase, estimate in _stencil(padded[c], taps["block"][axis,]).items():
