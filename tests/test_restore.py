@@ -282,11 +282,11 @@ def test_chroma_smoothing_keeps_luminance_and_colour_edges_removes_colour_noise_
 
 @pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
 def test_the_clean_rendering_made_in_blocks_is_the_whole_images(layout, monkeypatch):
+    assert restore_module.CLEAN_HALO == 6  # the least even halo that covers Bayer's 10 px (5 packed) and X-Trans's 15 px (5 cells)
     planes = np.random.default_rng(3).random((layout.channels, 38, 20), dtype=np.float32) * 0.8
     whole = layout.clean_rgb(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     monkeypatch.setattr(restore_module, "CLEAN_BAND", 6)
     monkeypatch.setattr(restore_module, "CLEAN_COLUMNS", 8)
-    monkeypatch.setattr(restore_module, "CLEAN_HALO", 6)  # the least even halo that covers Bayer's 10 px (5 packed) and X-Trans's 15 px (5 cells)
     network_output = np.random.default_rng(4).random(whole.shape, dtype=np.float32)
     np.testing.assert_allclose(blend_clean_rendering(None, 0.0, planes, layout, WB), whole, atol=1e-6)
     blended = blend_clean_rendering(network_output.copy(), 0.25, planes, layout, WB)

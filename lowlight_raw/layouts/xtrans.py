@@ -208,7 +208,7 @@ class XTransLayout(SensorLayout):
         dark edge of a saturated colour) the differences undershoot, which dark tones show most.
         Measured samples are kept as they are. The planes are first mirrored outwards by
         :data:`CLEAN_PAD_CELLS` cells, so that the image's border is rendered like its inside; the
-        reach is 15 px (each rendering's 11, the homogeneity's 4 more).
+        reach is :data:`CLEAN_REACH`.
 
         Measured against the demosaic before it (green linear along the axis, then refined from the
         colour differences in full; red and blue from Gaussian colour differences): on the sweep's
@@ -376,7 +376,8 @@ _TENT_TAPS = torch.tensor([0.5, 1.0, 0.5])  # bilinear interpolation's weights, 
 _GAUSS = np.exp(-0.5 * np.arange(-2.0, 3.0) ** 2)  # σ = 1 px, 5 taps: the refinement's colour differences (5 × 5)
 _BOX5_TAPS = torch.ones(5, dtype=torch.uint8)  # a 5×5 sum, in the counts' own type
 HOMOGENEITY_THRESHOLD = 8.0  # Markesteijn's
-CLEAN_PAD_CELLS = 6  # even (the mirrored area keeps its phase), at least the clean rendering's 15 px reach
+CLEAN_REACH = 15  # px the clean rendering reads around a pixel: each rendering's 11, the homogeneity's 4 more
+CLEAN_PAD_CELLS = 6  # even (the mirrored area keeps its phase), at least CLEAN_REACH
 GREEN_REFINEMENT = 0.6  # measured: XTransLayout.clean_rgb
 
 

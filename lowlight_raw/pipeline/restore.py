@@ -45,7 +45,9 @@ import torch
 from torch import nn
 
 from ..layouts.base import SensorLayout, separable_filter
-from ..layouts.bayer import BayerLayout
+from ..layouts.bayer import RCD_REACH, BayerLayout
+from ..layouts.xtrans import CLEAN_REACH as XTRANS_CLEAN_REACH
+from ..layouts.xtrans import XTransLayout
 from .denoise import ALIGN as DENOISE_ALIGN
 from .denoise import REACH as DENOISE_REACH
 from .denoise import denoise_planes
@@ -60,12 +62,12 @@ NETWORK_ALONE_WITHIN = 0.05  # a share this close to 1 is 1: the denoised clean 
 # cores) would move the result by less than this part of its difference from the network's (in the sweep 0.05 scored
 # as 0.01 did, within 0.01 dB; with 0.01 the engine bench's ×300 raw, 1 % of whose pixels had shares of 0.98–0.99, was
 # rendered nearly whole: 24 MP Bayer 4.0 → 5.9 s)
-# The clean rendering is made in blocks of packed rows and columns, each with this context around
-# (even: an X-Trans block then starts on the same kind of cell as the image; at least each clean
-# rendering's reach: Bayer 10 px = 5 packed pixels, X-Trans 15 px = 5).
+# The clean rendering is made in blocks of packed rows and columns, each with this context around:
+# the least even number of packed pixels (an X-Trans block then starts on the same kind of cell as the
+# image) that covers each clean rendering's reach, Bayer's 10 px (5 packed pixels) and X-Trans's 15 (5 cells)
 CLEAN_BAND = 128
 CLEAN_COLUMNS = 1024
-CLEAN_HALO = 8
+CLEAN_HALO = 2 * math.ceil(max(math.ceil(RCD_REACH / BayerLayout.scale), math.ceil(XTRANS_CLEAN_REACH / XTransLayout.scale)) / 2)
 # The clean rendering the network is blended with is made of denoised planes (:mod:`.denoise`), at a
 # strength (denoise_strength) rising log-linearly with the amplified raw's noise at mid-grey from none at
 # DENOISE_FROM_SIGMA (×1 at ISO 400 in the sweep: 0.0008, kept as it is) to all of it, with the denoiser's
