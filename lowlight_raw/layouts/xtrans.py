@@ -270,7 +270,6 @@ class XTransLayout(SensorLayout):
 
 
 @lru_cache(maxsize=2)
-@lru_cache(maxsize=4)
 def _sampled(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``(1, 3, 3h, 3w)``: 1 where the canonical X-Trans CFA of ``h × w`` packed cells sampled R, G, B
     (cached: every tile of an image has the same size)."""
@@ -581,11 +580,5 @@ def _most_homogeneous(renderings: list[torch.Tensor]) -> torch.Tensor:
     homogeneity = separable_filter(smooth, _BOX5_TAPS)  # at most 225: summed in bytes
     best = homogeneity.amax(1, keepdim=True)
     taken = homogeneity >= best - best // 8
-    if len(renderings) == 2:  # the second's weight: 0, ½ or 1
-        return renderings[0].lerp_(renderings[1], taken[:, 1:].to(bends.dtype).div_(taken.sum(1, keepdim=True)))
-    taken = taken.to(bends.dtype)
-    rgb = renderings[0] * taken[:, :1]
-    for a in range(1, len(renderings)):
-        rgb.addcmul_(renderings[a], taken[:, a : a + 1])
-    return rgb.div_(taken.sum(1, keepdim=True))
-
+    first, second = renderings  # the mean of those taken: the second's weight 0, ½ or 1
+    return first.lerp_(second, taken[:, 1:].to(bends.dtype).div_(taken.sum(1, keepdim=True)))
