@@ -121,16 +121,26 @@ def test_failed_write_leaves_no_temporary_file(image, tmp_path):
         write_output(image, tmp_path / "missing" / "x.dng", "dng")
 
 
-def test_failure_after_pixels_are_written_removes_the_temporary_file(image, tmp_path, monkeypatch):
+def test_failure_after_writing_began_removes_the_temporary_file(image, tmp_path, monkeypatch):
+    def broken_pixels(*args, **kwargs):
+        assert len(leftovers(tmp_path)) == 1  # the temporary file, its tags and metadata written
+        raise RuntimeError("pixel step failed")
+
     def broken_copy(source, target, note, extra=None, dng_output=False, linear_source=False):
         assert Path(target).stat().st_size > 0  # the pixels were on disk
         raise RuntimeError("metadata step failed")
 
-    monkeypatch.setattr(writers, "copy_metadata", broken_copy)
-    target = tmp_path / "out.tif"
-    with pytest.raises(RuntimeError):
-        write_output(image, target, "tiff")
-    assert not target.exists() and leftovers(tmp_path) == []
+    monkeypatch.setattr(writers, "_quantise", broken_pixels)  # a DNG's and a TIFF's first strip
+    for fmt in ("dng", "tiff"):
+        target = tmp_path / f"out{writers.EXTENSIONS[fmt]}"
+        with pytest.raises(RuntimeError, match="pixel step"):
+            write_output(image, target, fmt)
+        assert not target.exists() and leftovers(tmp_path) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(writers, "copy_metadata", broken_copy)  # a JPEG's metadata is added to the written file
+    with pytest.raises(RuntimeError, match="metadata step"):
+        write_output(image, tmp_path / "out.jpg", "jpeg")
+    assert not (tmp_path / "out.jpg").exists() and leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------- DNG

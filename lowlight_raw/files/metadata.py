@@ -1,7 +1,7 @@
 """Photo metadata: read a RAW's EXIF (exifread), carry it into every output (python-exiv2).
 
 :func:`copy_metadata` copies the source's EXIF (camera, lens, exposure, ISO, dates, GPS, maker
-notes), XMP and IPTC into an output file, **except** what describes the source's image data
+notes), XMP and IPTC into an output file (:func:`with_metadata`: into a small TIFF's bytes), **except** what describes the source's image data
 (sizes, compression, CFA layout, black/white levels, DNG colour tags, thumbnails, preview IFDs):
 those belong to the file the writer made and copying them would corrupt it. It then records what
 was done, in standard places:
@@ -244,34 +244,55 @@ def copy_metadata(
     is logged as a warning and only the software/processing tags are written; a target that
     cannot be written raises :class:`LowlightError` naming it.
     """
-    image_source, _source_data = _open_source(source)  # (exiv2 reads from the bytes while the image lives)
     try:
-        image = exiv2.ImageFactory.open(str(target))
-        image.readMetadata()
-        exif, xmp, iptc = image.exifData(), image.xmpData(), image.iptcData()
-        if image_source is not None:
-            for datum in image_source.exifData():
-                if is_copied_exif(datum.key(), datum.tag()) and is_well_formed(
-                    datum.groupName(), datum.tag(), int(datum.typeId()), datum.count()
-                ):
-                    exif[datum.key()] = datum.value()
-            for key, value in lens_corrections(image_source.exifData(), dng_output, linear_source).items():
-                exif[key] = value
-            for datum in image_source.xmpData():
-                if is_copied_xmp(datum.key()):
-                    xmp[datum.key()] = datum.value()
-            for datum in image_source.iptcData():
-                iptc.add(datum)
-        for key, value in _EXIF_DEFAULTS.items():
-            if key not in exif:
-                exif[key] = value
-        for key, value in (extra or {}).items():
-            exif[key] = value
-        exif["Exif.Image.Software"] = SOFTWARE
-        _record_history(xmp, note)
-        image.writeMetadata()
+        _add_metadata(exiv2.ImageFactory.open(str(target)), source, note, extra, dng_output, linear_source)
     except exiv2.Exiv2Error as exc:
         raise LowlightError(target, f"cannot write metadata ({exc})") from exc
+
+
+def with_metadata(
+    source: Path, tiff: bytes, named: Path, note: str, extra: Mapping[str, str] | None = None, dng_output: bool = False,
+    linear_source: bool = False,
+) -> bytes:
+    """``tiff``, the bytes of a small TIFF or DNG, with ``source``'s photo metadata and ``note`` as
+    :func:`copy_metadata` writes them into a file: exiv2 rewrites a TIFF whole, so an output's
+    tags get their metadata in a small stand-in for it before its pixels are written
+    (:mod:`.tiffstrips`). Failure raises :class:`LowlightError` naming ``named``."""
+    try:
+        image = exiv2.ImageFactory.open(tiff)  # reads from ``tiff``, alive while it is used
+        _add_metadata(image, source, note, extra, dng_output, linear_source)
+        return bytes(image.io().data())
+    except exiv2.Exiv2Error as exc:
+        raise LowlightError(named, f"cannot write metadata ({exc})") from exc
+
+
+def _add_metadata(image, source: Path, note: str, extra: Mapping[str, str] | None, dng_output: bool,
+                  linear_source: bool) -> None:
+    """Into an opened exiv2 ``image``: what :func:`copy_metadata` copies and records, written."""
+    image_source, _source_data = _open_source(source)  # (exiv2 reads from the bytes while the image lives)
+    image.readMetadata()
+    exif, xmp, iptc = image.exifData(), image.xmpData(), image.iptcData()
+    if image_source is not None:
+        for datum in image_source.exifData():
+            if is_copied_exif(datum.key(), datum.tag()) and is_well_formed(
+                datum.groupName(), datum.tag(), int(datum.typeId()), datum.count()
+            ):
+                exif[datum.key()] = datum.value()
+        for key, value in lens_corrections(image_source.exifData(), dng_output, linear_source).items():
+            exif[key] = value
+        for datum in image_source.xmpData():
+            if is_copied_xmp(datum.key()):
+                xmp[datum.key()] = datum.value()
+        for datum in image_source.iptcData():
+            iptc.add(datum)
+    for key, value in _EXIF_DEFAULTS.items():
+        if key not in exif:
+            exif[key] = value
+    for key, value in (extra or {}).items():
+        exif[key] = value
+    exif["Exif.Image.Software"] = SOFTWARE
+    _record_history(xmp, note)
+    image.writeMetadata()
 
 
 def _open_source(source: Path) -> tuple[object | None, bytes | None]:

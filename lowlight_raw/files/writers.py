@@ -2,7 +2,8 @@
 
 Every output is written through :func:`lowlight_raw.files.atomic.write_atomically`: a hidden
 temporary file next to the final one gets the pixels and the source's metadata
-(:func:`lowlight_raw.files.metadata.copy_metadata`), is flushed to disk and only then takes its
+(:mod:`lowlight_raw.files.metadata`; a DNG or TIFF in one pass, its metadata first:
+:mod:`lowlight_raw.files.tiffstrips`), is flushed to disk and only then takes its
 name, so a failure, Ctrl-C or SIGTERM never leaves a half-written output, and an existing file is
 replaced only on request (even one that appears while the output is written). Temporary files of
 ours whose writer process is gone (a crash, SIGKILL) are removed from the folder before the next
@@ -20,6 +21,7 @@ write into it. Pixels keep the sensor orientation; the source's orientation is w
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Callable
@@ -36,7 +38,8 @@ from ..pipeline.color import SPACES, CameraColor, camera_to_linear, srgb_encode
 from .atomic import write_atomically
 from .dngtags import camera_tags, rationals, valid_orientation
 from .formats import EXTENSIONS, FORMATS
-from .metadata import SOFTWARE, copy_metadata
+from .metadata import SOFTWARE, copy_metadata, with_metadata
+from .tiffstrips import header_for_strips
 
 OUTPUT_SUFFIX = "_lowlight"  # outputs are <stem>_lowlight<ext>, or <stem>_lowlight_<n><ext> beside an existing one
 JPEG_QUALITY = 95
@@ -104,9 +107,8 @@ def write_output(
 
     Raises :class:`LowlightError` naming ``path`` if it exists (and ``overwrite`` is false), is
     the source, or cannot be written; nothing is left behind on failure. Returns ``path``.
-    ``release_pixels``: ``image.camera_rgb`` is set to ``None`` once the pixels are in the file,
-    so that, where nothing else holds them, memory is free of them while exiv2 copies the
-    metadata (it rewrites a TIFF or DNG whole, holding it twice: 1.2 GB for a 100 MP DNG).
+    ``release_pixels``: ``image.camera_rgb`` is set to ``None`` once the file is written, so that
+    memory is free of them (where nothing else holds them) before the file is flushed to disk.
     """
     path = Path(path)
     _check_format(fmt)
@@ -114,16 +116,16 @@ def write_output(
         raise LowlightError(path, f"unknown colour space {space!r} (choose from {', '.join(SPACES)})")
 
     def write(temp: Path) -> None:
-        OUTPUT_FORMATS[fmt].write(image, temp, linear_tiff, space)
-        note, tags = processing_note(image, fmt, linear_tiff, space), _format_exif(image, fmt, linear_tiff)
-        if release_pixels:
-            image.camera_rgb = None
+        metadata = SourceMetadata(image.source, processing_note(image, fmt, linear_tiff, space),
+                                  _format_exif(image, fmt, linear_tiff), fmt == "dng", image.linear_source)
         try:
-            copy_metadata(image.source, temp, note, tags, dng_output=fmt == "dng", linear_source=image.linear_source)
+            OUTPUT_FORMATS[fmt].write(image, temp, linear_tiff, space, metadata)
         except LowlightError as exc:
             if exc.path == temp:  # name the output the user asked for, not our temporary file
                 raise LowlightError(path, exc.reason) from exc
             raise
+        if release_pixels:
+            image.camera_rgb = None
 
     return _write_new(path, image.source, write, overwrite)
 
@@ -203,9 +205,50 @@ def _same_file(a: Path, b: Path) -> bool:
 # ---------------------------------------------------------------- DNG
 
 
-def _write_dng(image: OutputImage, path: Path) -> None:
+@dataclass(frozen=True)
+class SourceMetadata:
+    """What an output gets from its source besides the pixels: its metadata, and the processing
+    note and tags of the output (:func:`~.metadata.copy_metadata`'s arguments)."""
+
+    source: Path
+    note: str
+    extra: dict[str, str]
+    dng_output: bool
+    linear_source: bool
+
+    def into_file(self, path: Path) -> None:
+        """Into the written file ``path`` (exiv2 rewrites it)."""
+        copy_metadata(self.source, path, self.note, self.extra, self.dng_output, self.linear_source)
+
+    def into_tiff(self, stand_in: bytes, named: Path) -> bytes:
+        """Into the bytes of a small TIFF (:mod:`.tiffstrips`); errors name ``named``."""
+        return with_metadata(self.source, stand_in, named, self.note, self.extra, self.dng_output, self.linear_source)
+
+
+def _write_tiff_file(path: Path, image: OutputImage, codes: Callable[[np.ndarray], np.ndarray], metadata: SourceMetadata,
+                     **tags) -> None:
+    """A TIFF or DNG of ``image``: its pixels as ``codes`` (uint16, three a pixel) of
+    :data:`_ROWS_PER_STRIP` rows at a time, uncompressed strips, with ``tags`` (``tifffile.imwrite``'s
+    arguments) and the source's ``metadata``, in one pass (:mod:`.tiffstrips`): a stand-in of one
+    pixel a strip gets the tags and the metadata, then the strips follow it."""
+    height, width, channels = image.camera_rgb.shape
+    strips = _strips(image)
+    stand_in = io.BytesIO()
+    tifffile.imwrite(stand_in, np.zeros((len(strips), 1, channels), np.uint16), planarconfig="contig", rowsperstrip=1,
+                     metadata=None, **tags)
+    sizes = [len(range(height)[rows]) * width * channels * np.dtype(np.uint16).itemsize for rows in strips]
+    try:
+        header = header_for_strips(metadata.into_tiff(stand_in.getvalue(), path), height, width, _ROWS_PER_STRIP, sizes)
+    except ValueError as exc:
+        raise LowlightError(path, f"cannot write ({exc})") from exc
+    with open(path, "wb") as handle:
+        handle.write(header)
+        for rows in strips:
+            handle.write(np.ascontiguousarray(codes(image.camera_rgb[rows]), dtype=np.uint16).data)
+
+
+def _write_dng(image: OutputImage, path: Path, metadata: SourceMetadata) -> None:
     scale = np.float32(2.0 ** -DNG_HEADROOM_EV)
-    strips = (_quantise(image.camera_rgb[rows] * scale, 65535, np.uint16).tobytes() for rows in _strips(image))
     extratags = camera_tags(image.make, image.camera_model, image.color.cam_xyz, image.color.as_shot_neutral, image.orientation)
     extratags += [
         (50714, "I", 3, (0, 0, 0), True),  # BlackLevel, one per sample
@@ -213,48 +256,28 @@ def _write_dng(image: OutputImage, path: Path) -> None:
         (50730, "2i", 1, rationals([DNG_HEADROOM_EV], 100), True),  # BaselineExposure: the headroom
         (50827, "B", 0, os.fsencode(image.source.name) + b"\0", True),  # OriginalRawFileName, bytes as on disk
     ]
-    tifffile.imwrite(
-        path,
-        strips,
-        shape=image.camera_rgb.shape,
-        dtype=np.uint16,
-        photometric=34892,  # LinearRaw
-        planarconfig="contig",
-        rowsperstrip=_ROWS_PER_STRIP,
-        software=SOFTWARE,
-        extratags=extratags,
-        metadata=None,
-    )
+    _write_tiff_file(path, image, lambda rgb: _quantise(rgb * scale, 65535, np.uint16), metadata,
+                     photometric=34892, software=SOFTWARE, extratags=extratags)  # LinearRaw
 
 
 # ---------------------------------------------------------------- TIFF and JPEG
 
 
-def _write_tiff(image: OutputImage, path: Path, linear: bool, space: str) -> None:
+def _write_tiff(image: OutputImage, path: Path, linear: bool, space: str, metadata: SourceMetadata) -> None:
     profile = linear_icc_profile(space) if linear else _srgb_icc_profile()
     space = space if linear else "srgb"
-    strips = (_display_codes(image.camera_rgb[rows], image.color, 65535, np.uint16, space, not linear).tobytes()
-              for rows in _strips(image))
-    tifffile.imwrite(
-        path,
-        strips,
-        shape=image.camera_rgb.shape,
-        dtype=np.uint16,
-        photometric="rgb",
-        planarconfig="contig",
-        rowsperstrip=_ROWS_PER_STRIP,
-        iccprofile=profile,
-        software=SOFTWARE,
-        extratags=[(274, "H", 1, valid_orientation(image.orientation), True)],
-        metadata=None,
-    )
+    _write_tiff_file(path, image, lambda rgb: _display_codes(rgb, image.color, 65535, np.uint16, space, not linear), metadata,
+                     photometric="rgb", iccprofile=profile, software=SOFTWARE,
+                     extratags=[(274, "H", 1, valid_orientation(image.orientation), True)])
 
 
-def _write_jpeg(image: OutputImage, path: Path) -> None:
+def _write_jpeg(image: OutputImage, path: Path, metadata: SourceMetadata) -> None:
     codes = np.empty(image.camera_rgb.shape, np.uint8)  # the encoder takes the whole image: 8-bit codes, a quarter of the pixels' size
     for rows in _strips(image):
         codes[rows] = _display_codes(image.camera_rgb[rows], image.color, 255, np.uint8, "srgb", True)
     Image.fromarray(codes, "RGB").save(path, format="JPEG", quality=JPEG_QUALITY, icc_profile=_srgb_icc_profile())
+    del codes
+    metadata.into_file(path)  # a JPEG is small: exiv2 rewrites it
 
 
 def _strips(image: OutputImage) -> list[slice]:
@@ -351,15 +374,15 @@ def _icc_desc(text: str) -> bytes:
 class OutputFormat:
     """How one output format (a name of :data:`.formats.FORMATS`) is written."""
 
-    write: Callable[[OutputImage, Path, bool, str], None]  # (image, path, linear TIFF, colour space)
+    write: Callable[[OutputImage, Path, bool, str, SourceMetadata], None]  # (image, path, linear TIFF, colour space, metadata)
     rendering: Callable[[bool, str], str]  # the processing note's words for it (linear TIFF, colour space)
 
 
 # A writer for every format of .formats.FORMATS (tests/test_writers.py holds the two equal).
 OUTPUT_FORMATS: dict[str, OutputFormat] = {
-    "dng": OutputFormat(lambda image, path, linear, space: _write_dng(image, path),
+    "dng": OutputFormat(lambda image, path, linear, space, metadata: _write_dng(image, path, metadata),
                         lambda linear, space: "linear camera RGB DNG"),
     "tiff": OutputFormat(_write_tiff, lambda linear, space: f"16-bit {'linear ' + space if linear else 'sRGB'} TIFF"),
-    "jpeg": OutputFormat(lambda image, path, linear, space: _write_jpeg(image, path),
+    "jpeg": OutputFormat(lambda image, path, linear, space, metadata: _write_jpeg(image, path, metadata),
                          lambda linear, space: "sRGB JPEG"),
 }
