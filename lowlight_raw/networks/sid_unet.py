@@ -120,6 +120,13 @@ class SIDUNet(nn.Module):
         nn.init.zeros_(self.head.bias)
         self.context = nn.ModuleList(self.context_blocks(level, w) for level, w in enumerate(widths))
 
+    @property
+    def input_memory_format(self) -> torch.memory_format:
+        """How a tile's input is best laid out for this network: channels last for its convolutions,
+        or as planes where it first re-mosaics them (:meth:`~..layouts.base.SensorLayout.to_bayer`
+        gathers each plane's 2 × 2 blocks: from channels-last input 2.5× as long)."""
+        return torch.contiguous_format if self.config.remosaic else torch.channels_last
+
     def context_blocks(self, level: int, channels: int) -> nn.Module:  # noqa: ARG002 - a seam for subclasses
         """What runs after the encoder of ``level`` (``channels`` wide), before its skip and the
         next pooling: nothing in the plain U-Net."""

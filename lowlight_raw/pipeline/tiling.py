@@ -133,9 +133,9 @@ def run_tiled(
                     raise Cancelled(None, "cancelled")
                 patch = _take(inputs, rows[y : y + th], columns[x : x + tw])
                 if conditioning is None:  # float32 however the planes are held (a large linear raw's: half floats)
-                    patch = patch.to(device, torch.float32, memory_format=torch.channels_last)
+                    patch = patch.to(device, torch.float32, memory_format=model.input_memory_format)
                 else:
-                    patch = conditioning(patch.to(device, torch.float32), memory_format=torch.channels_last)
+                    patch = conditioning(patch.to(device, torch.float32), memory_format=model.input_memory_format)
                 with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
                     result = model(patch)
                 result = result[0].to("cpu", torch.float32).permute(1, 2, 0)  # (s·th, s·tw, 3), a view
