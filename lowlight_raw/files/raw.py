@@ -167,11 +167,13 @@ def _linear_visible(path: Path, raw, black: np.ndarray, white: float) -> tuple[n
     rgb_black = black[:3] if black.size >= 3 else np.full(3, float(black.flat[0]), np.float32)
     scale = np.float32(1.0) / np.maximum(white - rgb_black, 1.0)
     rgb = np.empty(data.shape[:2] + (3,), image_dtype(data.shape[0] * data.shape[1]))  # the one full-size copy
-    for top in range(0, len(rgb), DECODE_ROWS):  # normalised in float32, a band of rows at a time
-        band = data[top : top + DECODE_ROWS, :, :3].astype(np.float32)
-        band -= rgb_black
-        band *= scale
-        torch.from_numpy(rgb[top : top + DECODE_ROWS]).copy_(torch.from_numpy(band))  # to half floats: 4× numpy's speed
+    samples, offsets, scales = torch.from_numpy(data), torch.from_numpy(rgb_black), torch.from_numpy(scale)
+    for top in range(0, len(rgb), DECODE_ROWS):  # normalised in float32, a band of rows at a time, by torch's
+        rows = torch.from_numpy(rgb[top : top + DECODE_ROWS])  # threads (24 MP: 0.15 s, numpy's 0.36)
+        band = rows if rows.dtype == torch.float32 else torch.empty(rows.shape)  # half floats: from a float32 band
+        band.copy_(samples[top : top + DECODE_ROWS, :, :3]).sub_(offsets).mul_(scales)
+        if band is not rows:
+            rows.copy_(band)
     if min(rgb.shape[:2]) < 2:
         raise LowlightError(path, f"image too small ({rgb.shape[0]}×{rgb.shape[1]})")
     return rgb, LinearLayout(*rgb.shape[:2])
