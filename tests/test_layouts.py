@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from scipy.ndimage import minimum_filter
 from torch.nn import functional as F
 
 from lowlight_raw.errors import LowlightError, UnsupportedSensor
@@ -15,7 +16,7 @@ from lowlight_raw.layouts.base import mosaic_from_rgb
 from lowlight_raw.layouts.bayer import BayerLayout, simple_demosaic
 from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.registry import LAYOUTS, layout_class
-from lowlight_raw.layouts.xtrans import PERIOD, XTransLayout, pattern_letters, phase_of
+from lowlight_raw.layouts.xtrans import PERIOD, XTransLayout, _least_sample, cfa_colors, pattern_letters, phase_of
 from lowlight_raw.networks.catalog import SHIPPED_MODELS
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.networks.weights import load_model
@@ -279,3 +280,13 @@ def test_xtrans_to_bayer_is_the_plain_demosaic_sampled_at_rggb_sites() -> None:
     torch.testing.assert_close(XTransLayout.to_bayer(inputs), expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(XTransLayout.to_bayer(inputs.contiguous(memory_format=torch.channels_last)), expected,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_xtrans_least_sample_is_the_minimum_of_the_colour_in_the_window() -> None:
+    rng = np.random.default_rng(5)
+    mosaic = rng.random((1, 1, 30, 42), dtype=np.float32)
+    for colour in range(3):
+        sampled = torch.from_numpy(cfa_colors(30, 42) == colour)
+        for size in (3, 7):
+            expected = minimum_filter(np.where(sampled.numpy(), mosaic[0, 0], np.inf), size, mode="constant", cval=np.inf)
+            np.testing.assert_array_equal(_least_sample(torch.from_numpy(mosaic), sampled, size)[0, 0].numpy(), expected)

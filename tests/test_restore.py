@@ -406,3 +406,13 @@ def test_the_dark_level_curve_is_np_interp_within_a_hair():
     curve = restore_module._PiecewiseLinear(knots, values)
     np.testing.assert_allclose(curve(x.clone()).numpy(), np.interp(x.numpy(), knots, values), atol=2e-4)  # measured 1.4e-5
     np.testing.assert_allclose(restore_module._PiecewiseLinear(knots[:1], values[:1])(x.clone()).numpy(), values[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("shape", [(37, 53), (8, 12), (3, 2)])
+def test_block_means_are_the_pooled_means_over_what_the_photo_has(shape, dtype):
+    rgb = np.random.default_rng(sum(shape)).random(shape + (3,), dtype=np.float32).astype(dtype)
+    pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1), 4, ceil_mode=True)
+    means = restore_module._block_means(rgb, 4, 8)  # bands of 8 rows: the last one short
+    assert means.dtype == torch.float32 and means.shape == pooled.shape
+    torch.testing.assert_close(means, pooled, rtol=0.0, atol=3e-7)

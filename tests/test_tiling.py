@@ -69,6 +69,24 @@ def test_noise_channels_made_per_tile_equal_the_whole_network_input(random_net):
     np.testing.assert_allclose(from_half, expected, rtol=0.01, atol=1e-3)
 
 
+def test_a_remosaicing_network_takes_planar_tiles_and_computes_the_same_from_either(monkeypatch):
+    torch.manual_seed(1)
+    xtrans = SIDUNet(UNetConfig.for_layout("xtrans", 8, 2, remosaic=True)).eval()
+    torch.nn.init.normal_(xtrans.head.weight, std=0.1)
+    assert xtrans.input_memory_format == torch.contiguous_format  # its re-mosaic gathers the planes' blocks
+    assert SIDUNet(UNetConfig.for_layout("bayer", 8, 2)).input_memory_format == torch.channels_last
+    packed = np.random.default_rng(2).random((9, 40, 58), dtype=np.float32) * 0.01
+    profile = NoiseProfile(2e-4, read_variance_for(2e-4), "test")
+    planes = amplified_planes(packed, 100.0, profile)
+
+    def tiled() -> np.ndarray:
+        return run_tiled(xtrans, planes, torch.device("cpu"), tile=24, overlap=8, bf16=False, conditioning=NoiseConditioning(profile, 100.0))
+
+    planar = tiled()
+    monkeypatch.setattr(SIDUNet, "input_memory_format", property(lambda self: torch.channels_last))
+    np.testing.assert_allclose(planar, tiled(), rtol=0.0, atol=1e-6)
+
+
 def test_progress_and_cancel(random_net):
     x = np.zeros((8, 64, 64), dtype=np.float32)
     fractions = []

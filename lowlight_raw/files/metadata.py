@@ -1,8 +1,9 @@
 """Photo metadata: read a RAW's EXIF (exifread), carry it into every output (python-exiv2).
 
 :func:`copy_metadata` copies the source's EXIF (camera, lens, exposure, ISO, dates, GPS, maker
-notes), XMP and IPTC into an output file (:func:`with_metadata`: into a small TIFF's bytes), **except** what describes the source's image data
-(sizes, compression, CFA layout, black/white levels, DNG colour tags, thumbnails, preview IFDs):
+notes), XMP and IPTC into an output file (:func:`with_metadata`: into a small TIFF's bytes),
+**except** what describes the source's image data (sizes, compression, CFA layout, black/white
+levels, DNG colour tags, thumbnails, preview IFDs):
 those belong to the file the writer made and copying them would corrupt it. It then records what
 was done, in standard places:
 

@@ -202,7 +202,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-# ---------------------------------------------------------------- DNG
+# ---------------------------------------------------------------- metadata, and a TIFF in one pass
 
 
 @dataclass(frozen=True)
@@ -245,6 +245,9 @@ def _write_tiff_file(path: Path, image: OutputImage, codes: Callable[[np.ndarray
         handle.write(header)
         for rows in strips:
             handle.write(np.ascontiguousarray(codes(image.camera_rgb[rows]), dtype=np.uint16).data)
+
+
+# ---------------------------------------------------------------- DNG
 
 
 def _write_dng(image: OutputImage, path: Path, metadata: SourceMetadata) -> None:
