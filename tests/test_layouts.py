@@ -16,7 +16,16 @@ from lowlight_raw.layouts.base import mosaic_from_rgb
 from lowlight_raw.layouts.bayer import BayerLayout, simple_demosaic
 from lowlight_raw.layouts.linear import LinearLayout
 from lowlight_raw.layouts.registry import LAYOUTS, layout_class
-from lowlight_raw.layouts.xtrans import PERIOD, XTransLayout, _least_sample, cfa_colors, pattern_letters, phase_of
+from lowlight_raw.layouts.xtrans import (
+    PERIOD,
+    XTransLayout,
+    _least_sample,
+    _periodic_indices,
+    _take_2d,
+    cfa_colors,
+    pattern_letters,
+    phase_of,
+)
 from lowlight_raw.networks.catalog import SHIPPED_MODELS
 from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.networks.weights import load_model
@@ -290,3 +299,10 @@ def test_xtrans_least_sample_is_the_minimum_of_the_colour_in_the_window() -> Non
         for size in (3, 7):
             expected = minimum_filter(np.where(sampled.numpy(), mosaic[0, 0], np.inf), size, mode="constant", cval=np.inf)
             np.testing.assert_array_equal(_least_sample(torch.from_numpy(mosaic), sampled, size)[0, 0].numpy(), expected)
+
+
+def test_xtrans_sites_taken_by_slices_where_they_can_equal_the_gathered_ones() -> None:
+    values = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
+    for rows, columns in [(np.arange(1, 40, 3), np.arange(2, 50, 3)), (_periodic_indices(40, 2, 4)[::3], np.arange(0, 50, 3)),
+                          (np.arange(0, 40, 3), _periodic_indices(50, 1, 3)[1::3]), (_periodic_indices(40, 5, 1)[2::3], _periodic_indices(50, 3, 1)[::3])]:
+        np.testing.assert_array_equal(_take_2d(values, rows, columns), values[np.ix_(rows, columns)])
