@@ -1,13 +1,16 @@
-"""What is local to this machine: live processes, what dead ones left, and loopback hosts (shared by engine and bridge).
+"""What is local to this machine: live processes, what dead ones left, loopback hosts, and how the C
+library's allocator keeps freed memory (shared by engine and bridge).
 
 Pure standard library: the bridge's client imports it and must stay light.
 """
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
 import re
+import sys
 from pathlib import Path
 
 
@@ -45,3 +48,55 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# glibc's malloc: which freed blocks go back to the operating system. glibc raises its mmap threshold
+# after a large block is freed, so later large blocks come from the heap and stay with the process
+# after they are freed (the daemon was measured holding 1.16 GB after six jobs); the engine, the other
+# way round, keeps its tiles' activations in the heap while it restores a photo (pipeline/device).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+RETURNED_BLOCK_BYTES = 1 << 20  # return_large_blocks: every block this large is its own mapping
+DEFAULT_TRIM_BYTES = 128 << 10  # glibc's default M_TRIM_THRESHOLD
+_returns_large_blocks = False  # whether this process asked for return_large_blocks (the daemon)
+
+
+def keep_freed_blocks(size: int) -> bool:
+    """Make glibc serve blocks up to ``size`` bytes from its heap and keep as much freed at its top,
+    process-wide. Returns whether it took effect (``False``: not glibc, or it refused the value)."""
+    return _LIBC is not None and bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, size)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, size))
+
+
+def return_large_blocks() -> None:
+    """From now on, this process's policy (the daemon's: file bytes come and go in large blocks): every
+    block of :data:`RETURNED_BLOCK_BYTES` or more is its own mapping, unmapped when freed, and the heap
+    is trimmed from glibc's default; the engine then keeps no freed blocks of its own (``pipeline/device``)."""
+    global _returns_large_blocks
+    _returns_large_blocks = True
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, RETURNED_BLOCK_BYTES)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, DEFAULT_TRIM_BYTES)
+
+
+def returns_large_blocks() -> bool:
+    """Whether this process asked for :func:`return_large_blocks` (the daemon)."""
+    return _returns_large_blocks
+
+
+def release_memory() -> None:
+    """Hand the heap's free memory back to the operating system (glibc's ``malloc_trim``; a no-op elsewhere)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has ``malloc_trim`` and ``mallopt``), else ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl and others
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
+_LIBC = _glibc()

@@ -34,11 +34,11 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from lowlight_raw.backends.spec import ClusterSpec
 from lowlight_raw.errors import LowlightError
+from lowlight_raw.machine import release_memory, return_large_blocks
 from lowlight_raw.networks.catalog import MODEL_CHOICES, check_shipped
 from lr_bridge import __version__
 from lr_bridge.jobs import Job, JobQueue
 from lr_bridge.keys import Admission, KeyPair, authorized_keys, make_curve_server, new_keypair
-from lr_bridge.memory import release_memory, return_large_blocks
 from lr_bridge.protocol import (
     BAD_OPTIONS,
     BUSY,

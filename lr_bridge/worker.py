@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from lowlight_raw.backends.spec import ClusterSpec
-from lowlight_raw.machine import left_by_dead_processes
+from lowlight_raw.machine import left_by_dead_processes, release_memory
 from lowlight_raw.options import EnhanceOptions
 from lr_bridge.jobs import Job, JobQueue
-from lr_bridge.memory import release_memory
 from lr_bridge.protocol import FILE_FAILED, INTERNAL, EnhanceRequest, InputFile, encode
 
 if TYPE_CHECKING:  # the cluster module loads distributed, the engine torch: only when a job needs them

@@ -145,21 +145,27 @@ def test_importing_the_package_makes_openmp_spin_briefly_unless_told(given, expe
 
 REFAULTS = """
 import resource, sys, torch
+from lowlight_raw.machine import return_large_blocks
 from lowlight_raw.pipeline.device import reuse_freed_memory
-reused = sys.argv[1] != "default" and reuse_freed_memory(int(sys.argv[1]))
-for _ in range(20):  # the heap settles around the block over the first few (up to 9 seen)
-    torch.ones(64 << 18)  # 64 MB, as large as a 1024² tile's activations, freed at once
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    torch.ones(64 << 18)
-print(reused, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+pixels, daemon = sys.argv[1], sys.argv[2] == "daemon"
+if daemon:
+    return_large_blocks()
+def faults():
+    for _ in range(20):  # the heap settles around the block over the first few (up to 9 seen)
+        torch.ones(64 << 18)  # 64 MB, as large as a 1024² tile's activations, freed at once
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        torch.ones(64 << 18)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+reused = pixels != "default" and reuse_freed_memory(int(pixels))
+print(reused, faults())
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-def test_freed_blocks_are_reused_instead_of_faulted_in_anew_except_for_a_large_photo():
-    def faults(pixels: str) -> tuple[str, int]:
-        out = subprocess.run([sys.executable, "-c", REFAULTS, pixels], capture_output=True, text=True, check=True)
+def test_freed_blocks_are_reused_while_a_photo_is_restored_except_a_large_one_and_in_the_daemon():
+    def faults(pixels: str, process: str = "cli") -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", REFAULTS, pixels, process], capture_output=True, text=True, check=True)
         reused, count = out.stdout.split()
         return reused, int(count)
 
@@ -167,10 +173,12 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_anew_except_for_a_large_p
     default_reused, default_faults = faults("default")
     reused, reuse_faults = faults(str(24_000_000))
     large_reused, large_faults = faults(str(HALF_FLOATS_FROM_PIXELS))
-    assert default_reused == "False" and reused == large_reused == "True"
+    daemon_reused, daemon_faults = faults(str(24_000_000), "daemon")
+    assert default_reused == daemon_reused == "False" and reused == large_reused == "True"
     assert default_faults >= 0.9 * pages, "by default each 64 MB block is mapped anew and its pages faulted in"
-    assert reuse_faults <= 0.2 * pages, "kept in the heap: the pages stay (none faulted in, as a rule)"
+    assert reuse_faults <= 0.2 * pages, "kept in the heap: the pages stay"
     assert large_faults >= 0.9 * pages, "a large photo's memory goes back as before: its 768² tiles' blocks are smaller"
+    assert daemon_faults >= 0.9 * pages, "the daemon returns large blocks (its file bytes come and go in them)"
 
 
 def test_a_large_photo_gets_smaller_tiles_unless_one_is_asked_for():

@@ -8,13 +8,13 @@ made to spin.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 import time
 
 import numpy as np
 import torch
+
+from ..machine import keep_freed_blocks, release_memory, returns_large_blocks
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -114,42 +114,30 @@ HEAP_REUSE_BYTES = 256 << 20
 # … and for a photo from HALF_FLOATS_FROM_PIXELS, what glibc's own adaptive threshold reaches at most (its
 # 768² tiles' activations fit; 100 MP linear peaked at 2.04 GB with the larger value, 1.94 without)
 LARGE_PHOTO_HEAP_REUSE_BYTES = 32 << 20
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 
 
 def reuse_freed_memory(pixels: int) -> bool:
     """Before restoring a photo of ``pixels``: make this process's glibc malloc reuse freed blocks
     up to :data:`HEAP_REUSE_BYTES` (:data:`LARGE_PHOTO_HEAP_REUSE_BYTES` for a large photo) instead of
     returning them to the operating system and faulting fresh pages in for the next (process-wide;
-    :func:`release_freed_memory` still returns memory where it is asked to). Returns whether it took
-    effect (``False``: not glibc, or glibc refused the values)."""
-    if _LIBC is None:
+    :func:`release_freed_memory` still returns memory where it is asked to). Not in a process that
+    returns large blocks (:func:`~lowlight_raw.machine.return_large_blocks`: the daemon, whose file
+    bytes, received meanwhile, came from the heap and stayed with it: 116 MiB held for 64 MiB of
+    queued files, and 36–60 MiB after its jobs, in ``tests/test_bridge_hardening.py``; a 24 MP
+    file's network takes it about 0.3 s longer there). Returns whether it took effect (``False``:
+    not glibc, glibc refused the values, or the process returns large blocks)."""
+    if returns_large_blocks():
         return False
-    size = HEAP_REUSE_BYTES if pixels < HALF_FLOATS_FROM_PIXELS else LARGE_PHOTO_HEAP_REUSE_BYTES
-    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, size)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, size))
+    return keep_freed_blocks(HEAP_REUSE_BYTES if pixels < HALF_FLOATS_FROM_PIXELS else LARGE_PHOTO_HEAP_REUSE_BYTES)
 
 
 def release_freed_memory(pixels: int) -> None:
     """For a photo of ``pixels`` from :data:`HALF_FLOATS_FROM_PIXELS`: give the heap memory freed so
-    far back to the operating system (glibc's ``malloc_trim``; a no-op elsewhere). glibc keeps what
+    far back to the operating system (:func:`release_memory`). glibc keeps what
     numpy and torch free in its arenas (one per thread), so after a phase of large temporaries the
     process's resident memory stays up to 0.4 GB above what it holds (a 100 MP X-Trans raw after
     its clean rendering), and the next phase's peak sits on top of that (Dask's workers trim for
     the same reason). Not for smaller photos: faulting the memory back in cost a 24 MP X-Trans raw
     0.5 s of its 9."""
-    if _LIBC is not None and pixels >= HALF_FLOATS_FROM_PIXELS:
-        _LIBC.malloc_trim(0)
-
-
-def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (it has ``malloc_trim``), else ``None``."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # musl and others
-        return None
-    return libc if hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _glibc()
+    if pixels >= HALF_FLOATS_FROM_PIXELS:
+        release_memory()
