@@ -24,7 +24,7 @@ from .layouts.registry import layout_class
 from .networks.catalog import is_named, resolve_model
 from .networks.weights import ModelCard, load_model
 from .options import EnhanceOptions
-from .pipeline.device import choose_device, cpu_threads, release_freed_memory, reuse_freed_memory
+from .pipeline.device import choose_device, cpu_threads, freed_memory_reused, release_freed_memory
 from .pipeline.exposure import auto_ev
 from .pipeline.network_input import amplified_planes, clipped_at_black
 from .pipeline.noise import profile_for
@@ -109,75 +109,75 @@ class Enhancer:
         photo = read_raw(source)
         network, _ = self.network_for(source, photo.layout.kind)
         packed, photo = photo.packed()
-        reuse_freed_memory(packed.shape[-2] * packed.shape[-1] * photo.layout.scale**2)
-        ev = options.ev if options.ev is not None else auto_ev(packed, photo.color, photo.layout)
-        gain = 2.0**ev
-        profile = profile_for(packed, photo.make, photo.camera_model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
-                              layout=photo.layout)
-        blacks_clipped = clipped_at_black(packed)
-        planes = amplified_planes(packed, gain, profile, in_place=True, blacks_clipped=blacks_clipped)  # noise channels: per tile
-        del packed
-        seconds["decode"] = time.perf_counter() - t0
+        with freed_memory_reused(packed.shape[-2] * packed.shape[-1] * photo.layout.scale**2):
+            ev = options.ev if options.ev is not None else auto_ev(packed, photo.color, photo.layout)
+            gain = 2.0**ev
+            profile = profile_for(packed, photo.make, photo.camera_model, photo.iso or 0.0, photo.masked, self.noiseprofiles,
+                                  layout=photo.layout)
+            blacks_clipped = clipped_at_black(packed)
+            planes = amplified_planes(packed, gain, profile, in_place=True, blacks_clipped=blacks_clipped)  # noise channels: per tile
+            del packed
+            seconds["decode"] = time.perf_counter() - t0
 
-        t1 = time.perf_counter()
-        report(0.1, "network")
-        try:
-            full, _ = restore(
-                network,
-                planes,
-                photo.layout,
-                profile,
-                gain,
-                photo.color.wb,
-                self.device,
-                tile=self.tile,
-                should_cancel=should_cancel,
-                on_progress=lambda f: report(0.1 + 0.8 * f, "network"),
-                bf16=self.bf16,
-                blacks_clipped=blacks_clipped,
+            t1 = time.perf_counter()
+            report(0.1, "network")
+            try:
+                full, _ = restore(
+                    network,
+                    planes,
+                    photo.layout,
+                    profile,
+                    gain,
+                    photo.color.wb,
+                    self.device,
+                    tile=self.tile,
+                    should_cancel=should_cancel,
+                    on_progress=lambda f: report(0.1 + 0.8 * f, "network"),
+                    bf16=self.bf16,
+                    blacks_clipped=blacks_clipped,
+                )
+            except torch.OutOfMemoryError as exc:
+                raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
+            if options.strength < 1.0:  # in place: no full-size temporaries beside the two renderings
+                naive = photo.layout.naive_rgb(torch.from_numpy(np.clip(planes[None], 0.0, 1.0, dtype=np.float32)))[0].permute(1, 2, 0).numpy()
+                full *= np.float32(options.strength)
+                naive *= np.float32(1.0 - options.strength)
+                full += naive
+                del naive
+            del planes  # not needed to write: memory holds the result alone from here on
+            release_freed_memory(full.shape[0] * full.shape[1])
+            camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
+            np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
+            seconds["network"] = time.perf_counter() - t1
+
+            if should_cancel is not None and should_cancel():  # last chance before anything is written
+                raise Cancelled(source, "cancelled")
+            t2 = time.perf_counter()
+            report(0.9, "write")
+            image = OutputImage(
+                camera_rgb=camera_rgb,
+                color=photo.color,
+                orientation=photo.orientation,
+                make=photo.make,
+                camera_model=photo.camera_model,
+                source=source,
+                ev=ev,
+                strength=options.strength,
+                linear_source=photo.layout.kind == "linear",
             )
-        except torch.OutOfMemoryError as exc:
-            raise LowlightError(source, f"out of memory on {self.device} (try a smaller --tile)") from exc
-        if options.strength < 1.0:  # in place: no full-size temporaries beside the two renderings
-            naive = photo.layout.naive_rgb(torch.from_numpy(np.clip(planes[None], 0.0, 1.0, dtype=np.float32)))[0].permute(1, 2, 0).numpy()
-            full *= np.float32(options.strength)
-            naive *= np.float32(1.0 - options.strength)
-            full += naive
-            del naive
-        del planes  # not needed to write: memory holds the result alone from here on
-        release_freed_memory(full.shape[0] * full.shape[1])
-        camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
-        np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
-        seconds["network"] = time.perf_counter() - t1
-
-        if should_cancel is not None and should_cancel():  # last chance before anything is written
-            raise Cancelled(source, "cancelled")
-        t2 = time.perf_counter()
-        report(0.9, "write")
-        image = OutputImage(
-            camera_rgb=camera_rgb,
-            color=photo.color,
-            orientation=photo.orientation,
-            make=photo.make,
-            camera_model=photo.camera_model,
-            source=source,
-            ev=ev,
-            strength=options.strength,
-            linear_source=photo.layout.kind == "linear",
-        )
-        del full, camera_rgb  # the image holds the result alone: it is released once written
-        written = write_output(
-            image,
-            output,
-            options.output_format,
-            linear_tiff=options.linear_tiff,
-            overwrite=options.overwrite,
-            release_pixels=True,
-        )
-        seconds["write"] = time.perf_counter() - t2
-        seconds["total"] = time.perf_counter() - t0
-        report(1.0, "done")
-        return EnhanceResult(source=source, output=written, ev=ev, noise_source=profile.source, seconds=seconds)
+            del full, camera_rgb  # the image holds the result alone: it is released once written
+            written = write_output(
+                image,
+                output,
+                options.output_format,
+                linear_tiff=options.linear_tiff,
+                overwrite=options.overwrite,
+                release_pixels=True,
+            )
+            seconds["write"] = time.perf_counter() - t2
+            seconds["total"] = time.perf_counter() - t0
+            report(1.0, "done")
+            return EnhanceResult(source=source, output=written, ev=ev, noise_source=profile.source, seconds=seconds)
 
 
 class EnginePool:

@@ -146,7 +146,7 @@ def test_importing_the_package_makes_openmp_spin_briefly_unless_told(given, expe
 REFAULTS = """
 import resource, sys, torch
 from lowlight_raw.machine import return_large_blocks
-from lowlight_raw.pipeline.device import reuse_freed_memory
+from lowlight_raw.pipeline.device import freed_memory_reused
 pixels, daemon = sys.argv[1], sys.argv[2] == "daemon"
 if daemon:
     return_large_blocks()
@@ -157,28 +157,33 @@ def faults():
     for _ in range(10):
         torch.ones(64 << 18)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-reused = pixels != "default" and reuse_freed_memory(int(pixels))
-print(reused, faults())
+if pixels == "default":
+    reused, during = False, faults()
+else:
+    with freed_memory_reused(int(pixels)) as reused:
+        during = faults()
+print(reused, during, faults())  # while the photo is restored, then after it
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-def test_freed_blocks_are_reused_while_a_photo_is_restored_except_a_large_one_and_in_the_daemon():
-    def faults(pixels: str, process: str = "cli") -> tuple[str, int]:
+def test_freed_blocks_are_reused_while_a_photo_is_restored_except_a_large_one_and_returned_after_it_in_the_daemon():
+    def faults(pixels: str, process: str = "cli") -> tuple[str, int, int]:
         out = subprocess.run([sys.executable, "-c", REFAULTS, pixels, process], capture_output=True, text=True, check=True)
-        reused, count = out.stdout.split()
-        return reused, int(count)
+        reused, during, after = out.stdout.split()
+        return reused, int(during), int(after)
 
     pages = 10 * (64 << 20) // 4096
-    default_reused, default_faults = faults("default")
-    reused, reuse_faults = faults(str(24_000_000))
-    large_reused, large_faults = faults(str(HALF_FLOATS_FROM_PIXELS))
-    daemon_reused, daemon_faults = faults(str(24_000_000), "daemon")
-    assert default_reused == daemon_reused == "False" and reused == large_reused == "True"
+    default_reused, default_faults, _ = faults("default")
+    reused, reuse_faults, cli_after = faults(str(24_000_000))
+    large_reused, large_faults, _ = faults(str(HALF_FLOATS_FROM_PIXELS))
+    daemon_reused, daemon_faults, daemon_after = faults(str(24_000_000), "daemon")
+    assert default_reused == "False" and reused == large_reused == daemon_reused == "True"
     assert default_faults >= 0.9 * pages, "by default each 64 MB block is mapped anew and its pages faulted in"
-    assert reuse_faults <= 0.2 * pages, "kept in the heap: the pages stay"
+    assert reuse_faults <= 0.2 * pages and daemon_faults <= 0.2 * pages, "kept in the heap: the pages stay"
     assert large_faults >= 0.9 * pages, "a large photo's memory goes back as before: its 768² tiles' blocks are smaller"
-    assert daemon_faults >= 0.9 * pages, "the daemon returns large blocks (its file bytes come and go in them)"
+    assert daemon_after >= 0.9 * pages, "after the photo the daemon returns large blocks again (its file bytes)"
+    assert cli_after <= 0.2 * pages, "a command line run keeps them for its next photo"
 
 
 def test_a_large_photo_gets_smaller_tiles_unless_one_is_asked_for():

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from ..machine import keep_freed_blocks, release_memory, returns_large_blocks
+from ..machine import keep_freed_blocks, return_large_blocks, returns_large_blocks, trim_heap
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -116,28 +118,33 @@ HEAP_REUSE_BYTES = 256 << 20
 LARGE_PHOTO_HEAP_REUSE_BYTES = 32 << 20
 
 
-def reuse_freed_memory(pixels: int) -> bool:
-    """Before restoring a photo of ``pixels``: make this process's glibc malloc reuse freed blocks
-    up to :data:`HEAP_REUSE_BYTES` (:data:`LARGE_PHOTO_HEAP_REUSE_BYTES` for a large photo) instead of
+@contextmanager
+def freed_memory_reused(pixels: int) -> Iterator[bool]:
+    """While a photo of ``pixels`` is restored: this process's glibc malloc reuses freed blocks up to
+    :data:`HEAP_REUSE_BYTES` (:data:`LARGE_PHOTO_HEAP_REUSE_BYTES` for a large photo) instead of
     returning them to the operating system and faulting fresh pages in for the next (process-wide;
-    :func:`release_freed_memory` still returns memory where it is asked to). Not in a process that
-    returns large blocks (:func:`~lowlight_raw.machine.return_large_blocks`: the daemon, whose file
-    bytes, received meanwhile, came from the heap and stayed with it: 116 MiB held for 64 MiB of
-    queued files, and 36–60 MiB after its jobs, in ``tests/test_bridge_hardening.py``; a 24 MP
-    file's network takes it about 0.3 s longer there). Returns whether it took effect (``False``:
-    not glibc, glibc refused the values, or the process returns large blocks)."""
-    if returns_large_blocks():
-        return False
-    return keep_freed_blocks(HEAP_REUSE_BYTES if pixels < HALF_FLOATS_FROM_PIXELS else LARGE_PHOTO_HEAP_REUSE_BYTES)
+    :func:`release_freed_memory` still returns memory where it is asked to). Afterwards a process
+    that returns large blocks between photos (:func:`~lowlight_raw.machine.return_large_blocks`: the
+    daemon, whose file bytes would otherwise come from the heap and stay) does so again, its heap
+    trimmed: with its policy throughout, a 24 MP photo took it 5.0 s where 2.7 on the command line
+    (every activation mapped and faulted in anew); with the engine's throughout, its received file
+    bytes stayed (``tests/test_bridge_hardening.py``: 114–118 MiB held for 64 MiB of queued files).
+    Yields whether it took effect (``False``: not glibc, or glibc refused the values)."""
+    try:
+        yield keep_freed_blocks(HEAP_REUSE_BYTES if pixels < HALF_FLOATS_FROM_PIXELS else LARGE_PHOTO_HEAP_REUSE_BYTES)
+    finally:
+        if returns_large_blocks():
+            return_large_blocks()
+            trim_heap()
 
 
 def release_freed_memory(pixels: int) -> None:
     """For a photo of ``pixels`` from :data:`HALF_FLOATS_FROM_PIXELS`: give the heap memory freed so
-    far back to the operating system (:func:`release_memory`). glibc keeps what
+    far back to the operating system (:func:`~lowlight_raw.machine.trim_heap`). glibc keeps what
     numpy and torch free in its arenas (one per thread), so after a phase of large temporaries the
     process's resident memory stays up to 0.4 GB above what it holds (a 100 MP X-Trans raw after
     its clean rendering), and the next phase's peak sits on top of that (Dask's workers trim for
     the same reason). Not for smaller photos: faulting the memory back in cost a 24 MP X-Trans raw
     0.5 s of its 9."""
     if pixels >= HALF_FLOATS_FROM_PIXELS:
-        release_memory()
+        trim_heap()
