@@ -1,5 +1,5 @@
 """Where and how the network runs: the device, bf16 or float32, how many CPU threads; and how a
-photo is held in memory (:func:`image_dtype`, :func:`reuse_freed_memory`, :func:`release_freed_memory`).
+photo is held in memory (:func:`image_dtype`, :func:`freed_memory_reused`, :func:`release_freed_memory`).
 
 ``auto`` picks CUDA, then Apple MPS, then the CPU; bf16 runs where the hardware computes it
 natively; the thread count follows the cores idle right now, so a busy or shared machine is not
