@@ -12,6 +12,8 @@ import ipaddress
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -61,17 +63,24 @@ DEFAULT_TRIM_BYTES = 128 << 10  # glibc's default M_TRIM_THRESHOLD
 _returns_large_blocks = False  # whether this process asked for return_large_blocks (the daemon)
 
 
-def keep_freed_blocks(size: int) -> bool:
-    """Make glibc serve blocks up to ``size`` bytes from its heap and keep as much freed at its top,
-    process-wide. Returns whether it took effect (``False``: not glibc, or it refused the value)."""
-    return _LIBC is not None and bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, size)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, size))
+@contextmanager
+def freed_blocks_kept(size: int) -> Iterator[bool]:
+    """While it lasts: glibc serves blocks up to ``size`` bytes from its heap and keeps as much freed at
+    its top, process-wide; afterwards a process that returns large blocks (:func:`return_large_blocks`)
+    does so again, its heap trimmed. Yields whether it took effect (``False``: not glibc, or it
+    refused the value)."""
+    try:
+        yield _LIBC is not None and bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, size)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, size))
+    finally:
+        if _returns_large_blocks:
+            return_large_blocks()
+            trim_heap()
 
 
 def return_large_blocks() -> None:
-    """From now on, this process's policy between photos (the daemon's: file bytes come and go in large
-    blocks): every block of :data:`RETURNED_BLOCK_BYTES` or more is its own mapping, unmapped when
-    freed, and the heap is trimmed from glibc's default; ``pipeline/device.freed_memory_reused`` comes
-    back to it after each photo."""
+    """From now on, this process's policy (the daemon's: file bytes come and go in large blocks), and
+    again after each :func:`freed_blocks_kept`: every block of :data:`RETURNED_BLOCK_BYTES` or more
+    is its own mapping, unmapped when freed, and the heap is trimmed from glibc's default."""
     global _returns_large_blocks
     _returns_large_blocks = True
     if _LIBC is not None:
@@ -79,15 +88,11 @@ def return_large_blocks() -> None:
         _LIBC.mallopt(_M_TRIM_THRESHOLD, DEFAULT_TRIM_BYTES)
 
 
-def returns_large_blocks() -> bool:
-    """Whether this process asked for :func:`return_large_blocks` (the daemon)."""
-    return _returns_large_blocks
-
-
 def release_memory() -> None:
-    """Hand what this process no longer uses back to the operating system: the garbage that only the
-    cyclic collector frees (a cancelled job's exception and its frames held its file bytes: 36–63 MiB
-    of a daemon's after its jobs), then the heap's free memory (:func:`trim_heap`)."""
+    """After a job or a large message: hand what this process no longer uses back to the operating
+    system: the garbage that only the cyclic collector frees (a daemon kept 36–63 MiB of file bytes
+    after its jobs until it ran; 30–45 ms with the engine loaded), then the heap's free memory
+    (:func:`trim_heap`)."""
     gc.collect()
     trim_heap()
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
 
-from ..machine import keep_freed_blocks, return_large_blocks, returns_large_blocks, trim_heap
+from ..machine import freed_blocks_kept, trim_heap
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -118,24 +117,17 @@ HEAP_REUSE_BYTES = 256 << 20
 LARGE_PHOTO_HEAP_REUSE_BYTES = 32 << 20
 
 
-@contextmanager
-def freed_memory_reused(pixels: int) -> Iterator[bool]:
-    """While a photo of ``pixels`` is restored: this process's glibc malloc reuses freed blocks up to
-    :data:`HEAP_REUSE_BYTES` (:data:`LARGE_PHOTO_HEAP_REUSE_BYTES` for a large photo) instead of
-    returning them to the operating system and faulting fresh pages in for the next (process-wide;
-    :func:`release_freed_memory` still returns memory where it is asked to). Afterwards a process
-    that returns large blocks between photos (:func:`~lowlight_raw.machine.return_large_blocks`: the
-    daemon, whose file bytes would otherwise come from the heap and stay) does so again, its heap
-    trimmed: with its policy throughout, a 24 MP photo took it 5.0 s where 2.7 on the command line
-    (every activation mapped and faulted in anew); with the engine's throughout, its received file
-    bytes stayed (``tests/test_bridge_hardening.py``: 114–118 MiB held for 64 MiB of queued files).
-    Yields whether it took effect (``False``: not glibc, or glibc refused the values)."""
-    try:
-        yield keep_freed_blocks(HEAP_REUSE_BYTES if pixels < HALF_FLOATS_FROM_PIXELS else LARGE_PHOTO_HEAP_REUSE_BYTES)
-    finally:
-        if returns_large_blocks():
-            return_large_blocks()
-            trim_heap()
+def freed_memory_reused(pixels: int) -> AbstractContextManager[bool]:
+    """While a photo of ``pixels`` is restored (:func:`~lowlight_raw.machine.freed_blocks_kept`): this
+    process's glibc malloc reuses freed blocks up to :data:`HEAP_REUSE_BYTES`
+    (:data:`LARGE_PHOTO_HEAP_REUSE_BYTES` for a large photo) instead of returning them to the operating
+    system and faulting fresh pages in for the next (:func:`release_freed_memory` still returns memory
+    where it is asked to). Afterwards the daemon returns large blocks again: with its policy
+    throughout, a 24 MP photo took it 5.0 s where 2.7 on the command line (every activation mapped and
+    faulted in anew); with the engine's throughout, its received file bytes stayed
+    (``tests/test_bridge_hardening.py``: 114–118 MiB held for 64 MiB of queued files). Yields whether
+    it took effect."""
+    return freed_blocks_kept(HEAP_REUSE_BYTES if pixels < HALF_FLOATS_FROM_PIXELS else LARGE_PHOTO_HEAP_REUSE_BYTES)
 
 
 def release_freed_memory(pixels: int) -> None:
