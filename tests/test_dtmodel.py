@@ -223,8 +223,8 @@ def test_a_dark_x100_raw_comes_out_denoised(dark_x100, monkeypatch) -> None:
     network, _ = load_model(shipped_weights("fast"))
     emulated = psnr(render(_camera_of(cfa, raw, 100.0), case.sample), case.reference)
     # the graphs carry the network, not the engine's dark-level curve measured on each photo
-    # (restore.calibrate_dark_levels: here 25.95 → 27.18 dB), so they are held to the engine without it
-    monkeypatch.setattr(restore_module, "calibrate_dark_levels", lambda full, *args: full)
+    # (restore.dark_level_curve: here 25.95 → 27.18 dB), so they are held to the engine without it
+    monkeypatch.setattr(restore_module, "dark_level_curve", lambda *args: None)
     ours = psnr(render(model_camera(network, case.sample), case.sample), case.reference)
     naive = psnr(naive_srgb(case), case.reference)
     assert emulated > naive + 10.0, (emulated, naive)

@@ -29,8 +29,8 @@ from lowlight_raw.pipeline.restore import (
     RESULT_CHROMA_SMOOTHING,
     SHARE_STEP,
     blend_clean_rendering,
-    calibrate_dark_levels,
     chroma_smoothing_strength,
+    dark_level_curve,
     dark_level_strength,
     denoise_strength,
     mid_grey_sigma,
@@ -39,6 +39,7 @@ from lowlight_raw.pipeline.restore import (
     pixel_shares,
     restore,
     result_chroma_smoothing,
+    scale_dark_levels,
     smooth_chroma,
 )
 from lowlight_raw.pipeline.tiling import run_tiled
@@ -46,6 +47,12 @@ from lowlight_raw.testing.synthetic import DngSpec, dark_exposure, write_cfa_dng
 from lowlight_raw.training.unprocess import sample_params, unprocess
 
 WB = np.array([2.1, 1.0, 1.7])
+
+
+def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout, wb: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """In place: ``full``'s dark levels measured (``dark_level_curve``) and scaled, as ``restore`` does."""
+    levels = dark_level_curve(full, inputs, layout, wb, strength)
+    return full if levels is None else scale_dark_levels(full, wb, levels)
 
 
 def _profile(a: float) -> NoiseProfile:
@@ -345,6 +352,19 @@ def test_dark_level_calibration_brings_lifted_blacks_back_to_their_mean_and_leav
     np.testing.assert_allclose(luminance(calibrated)[bright].mean(), luminance(result)[bright].mean(), rtol=0.005)  # −0.1 %
     ratio = calibrated / result  # each pixel scaled, its colour kept
     np.testing.assert_allclose(ratio, ratio[..., :1].repeat(3, axis=-1), rtol=1e-5)
+
+
+def test_the_chroma_smoothing_scales_the_dark_levels_in_its_pass_as_scaling_after_it_would(monkeypatch):
+    _, inputs, result, _ = _lifted_dark_scene()
+    result *= 1.0 + 0.3 * np.random.default_rng(12).standard_normal(result.shape).astype(np.float32)  # colour noise
+    levels = dark_level_curve(result, inputs, BayerLayout, WB)
+    assert levels is not None
+    monkeypatch.setattr(restore_module, "CHROMA_BAND", 32)  # several bands and blocks
+    monkeypatch.setattr(restore_module, "CHROMA_COLUMNS", 48)
+    separately = scale_dark_levels(smooth_chroma(result.copy(), WB, 0.2), WB, levels)
+    together = smooth_chroma(result.copy(), WB, 0.2, levels)
+    np.testing.assert_allclose(together, separately, rtol=1e-5, atol=1e-7)
+    assert np.abs(together - smooth_chroma(result.copy(), WB, 0.2)).max() > 1e-3  # it did scale
 
 
 def test_dark_level_calibration_leaves_a_flat_noise_field_and_an_unbiased_result_as_they_are():

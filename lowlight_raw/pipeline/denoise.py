@@ -68,7 +68,11 @@ the isotropic denoiser in 256 × 1,024, min of 3 interleaved runs): 0.79 → 1.3
 
 A sample depends on the planes within :data:`REACH` packed pixels; an area denoised alone must
 start on a multiple of :data:`ALIGN` (the decimations' grid) and say where it starts (the block
-grids are the whole image's) to equal the whole image's.
+grids are the whole image's) to equal the whole image's. Each level's bands are shrunk only where
+the result is needed (the window and the second stage's blocks around it, at the finest; at a coarser
+one, what the finer one's interpolation reads), its smoothing made everywhere (the next level's
+input): the same values, and 24 MP Bayer's denoising on two cores 1.22 → 1.01 s (its areas' reach
+had been shrunk whole).
 """
 
 from __future__ import annotations
@@ -219,22 +223,55 @@ def _wiener(result: torch.Tensor, detail: torch.Tensor, noise_variance: torch.Te
     return result.add_(detail).addcmul_(detail, gain, value=-1.0)
 
 
-def _shrink_level(x: torch.Tensor, variance: torch.Tensor, level: int) -> torch.Tensor:
-    """In place: components ``x (K, h, w)`` of pixel noise ``variance`` (as at full resolution),
-    their bands of this ``level`` (:func:`_bands`) Wiener-shrunk and the coarser ones, made on the
-    2× decimated smoothing, shrunk in turn and their change interpolated back."""
+def _shrink_level(x: torch.Tensor, variance: torch.Tensor, level: int,
+                  needed: tuple[slice, slice] | None = None) -> torch.Tensor:
+    """Components ``x (K, h, w)`` (overwritten, unless ``needed``) of pixel noise ``variance`` (as at
+    full resolution), their bands of this ``level`` (:func:`_bands`) Wiener-shrunk and the coarser ones, made on the
+    2× decimated smoothing, shrunk in turn and their change interpolated back; ``needed``: the
+    result only there (rows, columns: ``slice(start, stop)``), the level's bands made there and a
+    pixel around (the local energy's reach), the smoothing everywhere (the coarser levels')."""
     h, w = x.shape[-2:]
     step = 2**level
-    smooth, bands = _bands(x, level < ORIENTED_LEVELS)
-    noise_variance = variance[:, ::step, ::step].clamp_min(1e-30)
-    result = smooth.clone() if level + 1 < SCALES and min(h, w) > 2 else smooth
+    oriented = level < ORIENTED_LEVELS
+    if needed is None:
+        smooth, bands = _bands(x, oriented)
+        rows, columns, inner = slice(0, h), slice(0, w), (slice(None), slice(None), slice(None))
+    else:
+        rows = slice(max(needed[0].start - 1, 0), min(needed[0].stop + 1, h))
+        columns = slice(max(needed[1].start - 1, 0), min(needed[1].stop + 1, w))
+        smooth, bands = _bands_within(x, oriented, rows, columns)
+        inner = (slice(None), slice(needed[0].start - rows.start, needed[0].stop - rows.start),
+                 slice(needed[1].start - columns.start, needed[1].stop - columns.start))
+    noise_variance = variance[:, ::step, ::step][:, rows, columns].clamp_min(1e-30)
+    coarser = level + 1 < SCALES and min(h, w) > 2
+    result = smooth[:, rows, columns].clone() if coarser or needed is not None else smooth
     for band, beta in zip(bands, band_noise()[level]):
         _wiener(result, band, noise_variance, beta)
-    if result is not smooth:
+    if coarser:
         small = smooth[:, ::2, ::2]
-        change = _shrink_level(small.clone(), variance, level + 1).sub_(small)
-        result.add_(_upsample(change, h, w))
-    return result
+        # the decimated samples the interpolation onto ``rows`` × ``columns`` reads
+        within = tuple(slice(span.start // 2, min(span.stop // 2 + 1, length))
+                       for span, length in zip((rows, columns), small.shape[1:]))
+        change = _shrink_level(small.clone(), variance, level + 1, within).sub_(small[:, within[0], within[1]])
+        upsampled = _upsample(change, 2 * change.shape[1], 2 * change.shape[2])
+        result.add_(upsampled[:, rows.start - 2 * within[0].start : rows.stop - 2 * within[0].start,
+                              columns.start - 2 * within[1].start : columns.stop - 2 * within[1].start])
+    return result[inner]
+
+
+def _bands_within(x: torch.Tensor, oriented: bool, rows: slice, columns: slice) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """:func:`_bands` of ``x (K, h, w)``: the smoothing everywhere, the bands within ``rows`` ×
+    ``columns`` only (the whole image's there)."""
+    across = _smooth_along(x, 2)
+    smooth = _smooth_along(across, 1)
+    h = x.shape[1]
+    area = (slice(None), rows, columns)
+    if not oriented:
+        return smooth, (x[area] - smooth[area],)
+    top, bottom = max(rows.start - 2, 0), min(rows.stop + 2, h)  # the spline's reach down the columns
+    down = _smooth_along(x[:, top:bottom, columns], 1)[:, rows.start - top : rows.stop - top]
+    diagonal = (x[area] - across[area]).sub_(down).add_(smooth[area])
+    return smooth, (down.sub_(smooth[area]), across[area] - smooth[area], diagonal)
 
 
 @lru_cache(maxsize=1)
@@ -306,14 +343,14 @@ def denoise_planes(planes: torch.Tensor, layout: type[SensorLayout] | SensorLayo
     variance = (weights @ raw_variance.reshape(3, -1)).reshape(channels, h, w)  # each component's
     variance.mul_(strength**2)
     components = (matrix @ planes.reshape(channels, -1)).reshape(channels, h, w)
-    second_stage = layout.white_noise and strength >= 1.0
-    result = _shrink_level(components.clone() if second_stage else components, variance * FACTOR**2, 0)
-    if second_stage:
+    if layout.white_noise and strength >= 1.0:  # the second stage, on the window and its blocks' reach
         reach = WIENER_BLOCK - 1
         top, bottom = max(rows.start - reach, 0), min(rows.stop + reach, h)
         left, right = max(columns.start - reach, 0), min(columns.stop + reach, w)
         around = (slice(None), slice(top, bottom), slice(left, right))
-        result = _block_wiener(components[around], variance[around], result[around], (origin[0] + top, origin[1] + left))
-        rows, columns = slice(rows.start - top, rows.stop - top), slice(columns.start - left, columns.stop - left)
-    result = result[:, rows, columns]
+        pilot = _shrink_level(components, variance * FACTOR**2, 0, around[1:])
+        result = _block_wiener(components[around], variance[around], pilot, (origin[0] + top, origin[1] + left))
+        result = result[:, rows.start - top : rows.stop - top, columns.start - left : columns.stop - left]
+    else:
+        result = _shrink_level(components, variance * FACTOR**2, 0, (rows, columns))
     return (inverse @ result.reshape(channels, -1)).reshape(result.shape)

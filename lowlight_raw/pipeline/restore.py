@@ -27,7 +27,7 @@ shipped Bayer model +6.2 at ×100). The lift is at the scale of a few pixels, no
 of dark areas: replacing the result's low frequencies (Gaussian σ ≥ 8 px) with the *truth's* took
 ×100 only from +6.2 to +6.0, so no low-pass correction towards an unbiased rendering can mend it,
 and one towards the noisy plain demosaic cost 0.3–5 dB. What does mend it is a tone curve measured
-on the photo itself (:func:`calibrate_dark_levels`): among the pixels the result renders at a given
+on the photo itself (:func:`dark_level_curve`): among the pixels the result renders at a given
 luminance, the mean of an unbiased rendering (the layout's clean demosaic of the unclamped planes)
 is where they should be on average; where it is darker, the result is scaled down to it. Every
 pixel of a level gets the same gain, so it adds no noise.
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -207,7 +208,7 @@ def result_chroma_smoothing(profile: NoiseProfile, gain: float) -> float:
     return RESULT_CHROMA_SMOOTHING * denoise_strength(profile, gain) * (1.0 - chroma_smoothing_strength(profile, gain))
 
 
-# The dark-level calibration (calibrate_dark_levels): its settings were chosen on `lowlight-raw evaluate
+# The dark-level calibration (dark_level_curve): its settings were chosen on `lowlight-raw evaluate
 # --sweep` with the shipped weights; the measurements are in the model card ("The dark-level calibration").
 # It runs at full strength at every noise level: at ×300 (ISO 25600) it costs 0.3–0.9 dB of PSNR there
 # (the model stays 3.5–4.7 dB ahead of the best tuned classical method) and takes the blacks from
@@ -232,7 +233,7 @@ DARK_LEVEL_MIN = 1e-4  # a level darker than this (a result at or below black) k
 
 
 def dark_level_strength(profile: NoiseProfile, gain: float, blacks_clipped: bool) -> float:
-    """How much of :func:`calibrate_dark_levels`' correction (0 … 1) a raw of noise ``profile``
+    """How much of :func:`dark_level_curve`'s correction (0 … 1) a raw of noise ``profile``
     amplified by ``gain`` gets: all of it, unless its ``blacks_clipped`` at zero; then all of it up
     to :data:`CLIPPED_DARK_LEVEL_FULL_SIGMA` of noise at mid-grey, :data:`CLIPPED_DARK_LEVEL_LEAST`
     from :data:`CLIPPED_DARK_LEVEL_LEAST_SIGMA`, log-linear between."""
@@ -263,9 +264,9 @@ def restore(
     (:class:`~lowlight_raw.pipeline.network_input.NoiseConditioning`). A share of 0 at mid-grey (a
     clean linear raw) skips the network altogether; otherwise its result's chroma is smoothed (at
     :func:`chroma_smoothing_strength`) and each pixel gets its share of it (:func:`pixel_shares`),
-    the clean rendering made only where a share is below 1; the whole result's chroma is smoothed
-    (at :func:`result_chroma_smoothing`); its dark levels are then calibrated
-    (:func:`calibrate_dark_levels`, at :func:`dark_level_strength`;
+    the clean rendering made only where a share is below 1; its dark levels are calibrated
+    (:func:`dark_level_curve`, at :func:`dark_level_strength`) as the whole result's chroma is
+    smoothed (at :func:`result_chroma_smoothing`, one pass over the photo for both;
     ``blacks_clipped``: the raw's blacks were clipped at zero, :func:`~lowlight_raw.pipeline.network_input.clipped_at_black`).
     The tiling arguments go to :func:`run_tiled` (``tile`` ``None``: :func:`~.tiling.automatic_tile` of the photo)."""
     if len(planes) != layout.channels:
@@ -288,13 +289,16 @@ def restore(
     if shares is not None:
         full = blend_clean_rendering(full, shares, planes, layout, wb, noise, denoising)
         release_freed_memory(pixels)
+    # the dark levels are measured before the result's chroma is smoothed, which keeps every pixel's
+    # luminance, so that one pass over the photo smooths its chroma and scales its levels
+    strength = dark_level_strength(profile, gain, blacks_clipped)
+    levels = dark_level_curve(full, planes, layout, wb, strength) if strength > 0.0 else None
     result_smoothing = result_chroma_smoothing(profile, gain)
     if result_smoothing > 0.0:
-        smooth_chroma(full, wb, result_smoothing)
-    strength = dark_level_strength(profile, gain, blacks_clipped)
-    if strength > 0.0:
-        calibrate_dark_levels(full, planes, layout, wb, strength)
-        release_freed_memory(pixels)
+        smooth_chroma(full, wb, result_smoothing, levels)
+    elif levels is not None:
+        scale_dark_levels(full, wb, levels)
+    release_freed_memory(pixels)
     return full, share
 
 
@@ -411,11 +415,34 @@ def clean_block(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, w
     return rendering[:, (top - low) * scale : (bottom - low) * scale, (left - first) * scale : (right - first) * scale]
 
 
-def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[SensorLayout] | SensorLayout,
-                          wb: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """In place: camera RGB ``full (s·h, s·w, 3)``, restored from the packed planes in ``inputs``,
-    with its too-light dark levels brought down to where an unbiased rendering of the same planes
-    has them on average.
+class _PiecewiseLinear:
+    """``np.interp(x, knots, values)`` of a float32 tensor, from a table of it at :data:`CURVE_TABLE`
+    points evenly spaced over the knots, linearly interpolated (the same but within a step of each
+    knot): a multiply-add and two look-ups a pixel, where ``torch.bucketize`` on the knots took 5–9×
+    as long. The end values hold outside the knots."""
+
+    def __init__(self, knots: np.ndarray, values: np.ndarray) -> None:
+        grid = np.linspace(knots[0], knots[-1], CURVE_TABLE)
+        table = np.interp(grid, knots, values)
+        self.start, self.per_step = float(knots[0]), (CURVE_TABLE - 1) / max(float(knots[-1] - knots[0]), 1e-12)
+        self.table = torch.from_numpy(table.astype(np.float32))
+        self.steps = torch.from_numpy(np.append(np.diff(table), 0.0).astype(np.float32))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        position = (x - self.start).mul_(self.per_step).clamp_(0.0, CURVE_TABLE - 1)
+        index = position.to(torch.int64)  # torch.take's (a quarter faster than indexing with it)
+        return position.sub_(index).mul_(torch.take(self.steps, index)).add_(torch.take(self.table, index))
+
+
+CURVE_TABLE = 16384  # points of _PiecewiseLinear's table (64 KB: it stays in the CPU's cache)
+
+
+def dark_level_curve(full: np.ndarray, inputs: np.ndarray, layout: type[SensorLayout] | SensorLayout,
+                     wb: np.ndarray, strength: float = 1.0) -> DarkLevels | None:
+    """The scale that brings the too-light dark levels of camera RGB ``full (s·h, s·w, 3)``, restored
+    from the packed planes in ``inputs``, down to where an unbiased rendering of the same planes
+    has them on average (``None``: no level lifted). :func:`scale_dark_levels`, or
+    :func:`smooth_chroma` as it smooths, applies it.
 
     Luminance is the mean of the white-balanced channels (as in :func:`smooth_chroma`). Pixels are
     put in :data:`DARK_LEVEL_BINS` bins of equal count by the result's luminance ``Y``; in each, the
@@ -425,15 +452,14 @@ def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[Sen
     the measurement does not move a level), capped at 1 (only lifted levels are brought down: upward
     corrections scored lower) and at 0;
     levels above :data:`DARK_LEVEL_TOP` keep a gain of 1.
-    Every pixel is then scaled, all channels alike (its chromaticity kept), by
+    Every pixel is to be scaled, all channels alike (its chromaticity kept), by
     ``1 + strength·(gain(Y) − 1)``, the gain interpolated between the bins' mean ``Y``; the gain at
     the darkest bin holds below it. The same gain for every pixel of a level: no noise added, and no
     low-pass of a noisy rendering (see the module's text for what those cost). The curve is measured
     on at least :data:`DARK_LEVEL_SAMPLE` pixels where the photo has them: blocks of
     :data:`DARK_LEVEL_BLOCK`² packed pixels on diagonals across the whole photo, each rendered with
-    :data:`CLEAN_HALO` of context (24 MP Bayer: 2.1 MP); the result is then scaled in blocks of
-    :data:`CHROMA_BAND` rows × :data:`CHROMA_COLUMNS`, so memory holds the measured pixels'
-    luminances and a block's (24 MP Bayer on two idle cores: 0.42 s)."""
+    :data:`CLEAN_HALO` of context (24 MP Bayer: 2.1 MP), so memory holds the measured pixels' luminances
+    (24 MP Bayer on two idle cores: 0.2 s)."""
     planes = inputs[: layout.channels]
     (height, width), scale = planes.shape[1:], layout.scale
     gains = np.asarray(wb, dtype=np.float32) / 3.0  # luminance: the mean of the white-balanced channels
@@ -466,44 +492,38 @@ def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout: type[Sen
     level_gains = np.where(levels > DARK_LEVEL_MIN, np.clip(targets / np.maximum(levels, DARK_LEVEL_MIN), 0.0, 1.0), 1.0)
     level_gains[levels > DARK_LEVEL_TOP] = 1.0
     if level_gains.min() >= 1.0:
-        return full  # no level lifted: nothing to do
+        return None  # no level lifted: nothing to do
     scales = 1.0 + strength * (level_gains - 1.0)
     kept = min(int(np.flatnonzero(scales < 1.0).max()) + 2, len(levels))  # up to the first level after the lifted ones
-    curve = _PiecewiseLinear(levels[:kept], scales[:kept])
     unchanged_from = float(levels[kept - 1]) if scales[kept - 1] == 1.0 else math.inf  # brighter: scale 1
-    weights = torch.from_numpy(gains)
+    return DarkLevels(_PiecewiseLinear(levels[:kept], scales[:kept]), unchanged_from)
+
+
+class DarkLevels(NamedTuple):
+    """:func:`dark_level_curve`'s scale of each luminance (the mean of the white-balanced channels)."""
+
+    curve: _PiecewiseLinear  # the scale of a luminance
+    unchanged_from: float  # luminances from this one up keep a scale of 1
+
+    def scales(self, luminance: torch.Tensor) -> torch.Tensor | None:
+        """The scale of each pixel of ``luminance`` (float32), or ``None`` where all keep 1."""
+        return self.curve(luminance) if float(luminance.min()) < self.unchanged_from else None
+
+
+def scale_dark_levels(full: np.ndarray, wb: np.ndarray, levels: DarkLevels) -> np.ndarray:
+    """In place: camera RGB ``full (H, W, 3)`` scaled by :func:`dark_level_curve`'s ``levels``, in
+    blocks of :data:`CHROMA_BAND` rows × :data:`CHROMA_COLUMNS` (their planes stay in the CPU's cache)."""
+    weights = torch.from_numpy(np.asarray(wb, dtype=np.float32) / 3.0)  # luminance: the mean of the white-balanced channels
     for top in range(0, full.shape[0], CHROMA_BAND):
-        for left in range(0, full.shape[1], CHROMA_COLUMNS):  # blocks whose planes stay in the CPU's cache
+        for left in range(0, full.shape[1], CHROMA_COLUMNS):
             pixels = torch.from_numpy(full[top : top + CHROMA_BAND, left : left + CHROMA_COLUMNS])  # a view
-            luminance = pixels.to(torch.float32) @ weights
-            if float(luminance.min()) < unchanged_from:
-                pixels.mul_(curve(luminance).unsqueeze_(-1))
+            scales = levels.scales(pixels.to(torch.float32) @ weights)
+            if scales is not None:
+                pixels.mul_(scales.unsqueeze_(-1))
     return full
 
 
-class _PiecewiseLinear:
-    """``np.interp(x, knots, values)`` of a float32 tensor, from a table of it at :data:`CURVE_TABLE`
-    points evenly spaced over the knots, linearly interpolated (the same but within a step of each
-    knot): a multiply-add and two look-ups a pixel, where ``torch.bucketize`` on the knots took 5–9×
-    as long. The end values hold outside the knots."""
-
-    def __init__(self, knots: np.ndarray, values: np.ndarray) -> None:
-        grid = np.linspace(knots[0], knots[-1], CURVE_TABLE)
-        table = np.interp(grid, knots, values)
-        self.start, self.per_step = float(knots[0]), (CURVE_TABLE - 1) / max(float(knots[-1] - knots[0]), 1e-12)
-        self.table = torch.from_numpy(table.astype(np.float32))
-        self.steps = torch.from_numpy(np.append(np.diff(table), 0.0).astype(np.float32))
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        position = (x - self.start).mul_(self.per_step).clamp_(0.0, CURVE_TABLE - 1)
-        index = position.to(torch.int64)  # torch.take's (a quarter faster than indexing with it)
-        return position.sub_(index).mul_(torch.take(self.steps, index)).add_(torch.take(self.table, index))
-
-
-CURVE_TABLE = 16384  # points of _PiecewiseLinear's table (64 KB: it stays in the CPU's cache)
-
-
-def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.ndarray:
+def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0, levels: DarkLevels | None = None) -> np.ndarray:
     """In place: the chroma of camera RGB ``rgb (H, W, 3)`` smoothed (``strength`` of the way, 0 … 1) by a guided filter (He, Sun &
     Tang) that the photo's own colours guide: in each window, chroma is fitted as a linear function
     of the white-balanced RGB, whose regularisation (:data:`CHROMA_EPS`) is above the network's
@@ -515,7 +535,8 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.
     time, the fit of the block rows that band reads (with the windows' reach above and below) is
     made and applied to it, :data:`CHROMA_COLUMNS` at a time (24 MP on one core: 0.8 s, against
     1.2 s across whole rows), so the result is the whole image's and memory holds one band's
-    intermediates.
+    intermediates; ``levels``: each pixel then scaled by :func:`dark_level_curve`'s scale of its
+    luminance too (:func:`scale_dark_levels` in the same pass).
     For a noisy photo only (:func:`chroma_smoothing_strength`, :func:`result_chroma_smoothing`): on a
     clean one it blurs real colour detail (``bench/chroma.py``)."""
     gains = torch.tensor(np.asarray(wb, dtype=np.float32)).view(3, 1, 1)
@@ -533,7 +554,7 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.
         for left in range(0, width, CHROMA_COLUMNS):  # blocks whose planes stay in the CPU's cache
             right = min(left + CHROMA_COLUMNS, width)
             upsampled = _upsampled_block(coefficients, first, (top, bottom), (left, right), step)
-            _apply_chroma(rgb[top:bottom, left:right], upsampled, gains, strength)
+            _apply_chroma(rgb[top:bottom, left:right], upsampled, gains, strength, levels)
     return rgb
 
 
@@ -576,10 +597,11 @@ def _upsampled_block(small: torch.Tensor, first_row: int, rows: tuple[int, int],
     return upsampled[:, top - step * start_row : bottom - step * start_row, left - step * start : right - step * start]
 
 
-def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.Tensor, strength: float = 1.0) -> None:
+def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.Tensor, strength: float = 1.0,
+                  levels: DarkLevels | None = None) -> None:
     """In place: camera RGB ``pixels (h, w, 3)`` given (``strength`` of the way) the chroma the guided
     filter fits there, ``coefficients (8, h, w)`` (each guide channel's slopes for red and blue, then
-    the shifts), its luminance kept."""
+    the shifts), its luminance kept, then scaled by ``levels``' scale of it."""
     rows = torch.from_numpy(pixels).permute(2, 0, 1)  # (3, h, w), a view
     balanced = torch.mul(rows, gains, out=torch.empty(rows.shape))
     red_blue = coefficients[6:8]  # chroma of red and of blue: the fitted linear function of the guide
@@ -592,6 +614,9 @@ def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.T
     balanced.div_(gains)
     if strength < 1.0:  # part of the way: from the smoothed chroma back towards the pixels' own
         balanced.lerp_(rows.float(), 1.0 - strength)
+    scales = levels.scales(luminance) if levels is not None else None
+    if scales is not None:
+        balanced.mul_(scales)
     rows.copy_(balanced)
 
 
@@ -599,7 +624,8 @@ CHROMA_SUBSAMPLE = 4  # the fit is made on 4 × 4 block means
 CHROMA_RADIUS = 2  # block means: windows of 5 × 5 of them, 20 × 20 px (bench/chroma.py)
 CHROMA_EPS = 1e-3  # regularisation of the fit, in squared white-balanced linear units (bench/chroma.py)
 CHROMA_BAND = 512  # rows; like the reach, a multiple of the subsampling, so bands share the whole image's grid
-CHROMA_COLUMNS = 1024  # the filter is applied in blocks of a band this wide (a multiple of the subsampling too)
+CHROMA_COLUMNS = 256  # the filter is applied in blocks of a band this wide (a multiple of the subsampling too): a
+# block's 8 upsampled coefficient planes, 4 MB, stay in the CPU's cache (24 MP on two cores: 0.61 s with 1,024, 0.54)
 
 
 def _guided_coefficients(small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
