@@ -155,8 +155,7 @@ def _low_quantile_ratio(layout: type[SensorLayout]) -> float:
     of white Gaussian noise, ÷ its σ² (neighbouring residuals share pixels, so this is measured
     rather than derived)."""
     noise = np.random.default_rng(0).normal(size=(layout.channels, 512, 512))
-    blocks = _blocks(layout.noise_residual(noise)[0])
-    mad = np.median(np.abs(blocks - np.median(blocks, axis=1, keepdims=True)), axis=1)
+    mad = _median_absolute_deviations(_blocks(layout.noise_residual(noise)[0]))
     return float(np.quantile((mad * _MAD_TO_SIGMA) ** 2, LOW_QUANTILE))
 
 
@@ -164,6 +163,17 @@ def _blocks(plane: np.ndarray) -> np.ndarray:
     n = ESTIMATE_BLOCK
     h, w = plane.shape[0] // n * n, plane.shape[1] // n * n
     return plane[:h, :w].reshape(h // n, n, w // n, n).swapaxes(1, 2).reshape(-1, n * n)
+
+
+def _median_absolute_deviations(rows: np.ndarray) -> np.ndarray:
+    """Each row's median absolute deviation from its median: ``np.median`` along the rows, as the
+    mean of the two middle values of sorted rows (the same values; numpy's vectorised sort took a
+    sixth of its selection's time: 32,768 blocks of 64, 0.06 → 0.01 s)."""
+    def medians(values: np.ndarray) -> np.ndarray:
+        ordered = np.sort(values, axis=1)
+        n = values.shape[1]
+        return (ordered[:, (n - 1) // 2] + ordered[:, n // 2]) / 2
+    return medians(np.abs(rows - medians(rows)[:, None]))
 
 
 def _slope_for(x: np.ndarray, v: np.ndarray, b: float | None) -> np.ndarray:
@@ -214,7 +224,7 @@ def estimate_profile(packed: np.ndarray, masked: np.ndarray | None = None, iso: 
         a = typical_a_at_iso(iso) if iso else 1e-5
         return NoiseProfile(a, b_masked if b_masked is not None else read_variance_for(a),
                             "typical for its ISO (too little of the image to measure)" if iso else "default (image too small to measure)")
-    mad = np.median(np.abs(diff - np.median(diff, axis=1, keepdims=True)), axis=1)
+    mad = _median_absolute_deviations(diff)
     mean, var = mean[usable], (mad[usable] * _MAD_TO_SIGMA) ** 2
     bins = np.array_split(np.argsort(mean), min(ESTIMATE_BINS, mean.size // 16))
     x = np.maximum([np.median(mean[i]) for i in bins], 0.0)  # a dark raw's blacks average slightly below 0
