@@ -106,7 +106,10 @@ def pack_bayer(mosaic: np.ndarray, layout: BayerLayout) -> np.ndarray:
     """``(H, W)`` visible mosaic of any phase → ``(4, h, w)`` planes R, G1, G2, B."""
     top, bottom, left, right = layout.padding
     m = np.pad(mosaic, ((top, bottom), (left, right)), mode="reflect") if any(layout.padding) else mosaic
-    return np.stack([m[0::2, 0::2], m[0::2, 1::2], m[1::2, 0::2], m[1::2, 1::2]])
+    planes = np.empty((4, m.shape[0] // 2, m.shape[1] // 2), m.dtype)
+    for plane, (row, column) in zip(torch.from_numpy(planes), _PHASES):  # torch's threads copy (24 MP: 0.02 s, np.stack 0.04)
+        plane.copy_(torch.from_numpy(m[row::2, column::2]))
+    return planes
 
 
 def unpack_bayer(packed: np.ndarray, layout: BayerLayout) -> np.ndarray:
