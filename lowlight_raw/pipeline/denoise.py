@@ -140,7 +140,7 @@ def band_noise() -> tuple[tuple[float, ...], ...]:
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 512, 512)).astype(np.float32))
     betas = []
     for level in range(SCALES):
-        smooth, bands = _bands(x.clone(), level < ORIENTED_LEVELS)
+        smooth, bands = _bands(x, level < ORIENTED_LEVELS)
         betas.append(tuple(float(band[:, 16:-16, 16:-16].std()) for band in bands))
         x = smooth[:, ::2, ::2]
     return tuple(betas)
@@ -172,18 +172,24 @@ def _smooth_along(x: torch.Tensor, axis: int) -> torch.Tensor:
     return result
 
 
-def _bands(x: torch.Tensor, oriented: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """``(smoothing, bands)`` of ``x (K, h, w)`` (overwritten): the B3 smoothing ``S = Sᵥ·Sₕ`` and
-    the detail ``x − S``, whole, or (``oriented``) as its three separable parts, which sum to it:
-    ``Sᵥ·(1 − Sₕ)`` (detail across the rows: vertical edges), ``Sₕ·(1 − Sᵥ)`` (horizontal edges) and
-    ``(1 − Sₕ)·(1 − Sᵥ)`` (diagonal detail)."""
+def _bands(x: torch.Tensor, oriented: bool, rows: slice = slice(None), columns: slice = slice(None)
+           ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """``(smoothing, bands)`` of ``x (K, h, w)``: the B3 smoothing ``S = Sᵥ·Sₕ`` (everywhere) and,
+    within ``rows`` × ``columns`` (slices with a start and a stop, or whole), the detail ``x − S``,
+    whole, or (``oriented``) as its three separable parts, which sum to it: ``Sᵥ·(1 − Sₕ)`` (detail
+    across the rows: vertical edges), ``Sₕ·(1 − Sᵥ)`` (horizontal edges) and ``(1 − Sₕ)·(1 − Sᵥ)``
+    (diagonal detail), the whole image's there."""
     across = _smooth_along(x, 2)
     smooth = _smooth_along(across, 1)
+    area = (slice(None), rows, columns)
     if not oriented:
-        return smooth, (x.sub_(smooth),)
-    down = _smooth_along(x, 1)
-    diagonal = x.sub_(across).sub_(down).add_(smooth)
-    return smooth, (down.sub_(smooth), across.sub_(smooth), diagonal)
+        return smooth, (x[area] - smooth[area],)
+    h = x.shape[1]
+    top, bottom = max((rows.start or 0) - 2, 0), min((h if rows.stop is None else rows.stop) + 2, h)  # the spline's reach
+    start = (rows.start or 0) - top
+    down = _smooth_along(x[:, top:bottom, columns], 1)[:, start : start + smooth[area].shape[1]]
+    diagonal = (x[area] - across[area]).sub_(down).add_(smooth[area])
+    return smooth, (down.sub_(smooth[area]), across[area] - smooth[area], diagonal)
 
 
 def _box3(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -223,28 +229,20 @@ def _wiener(result: torch.Tensor, detail: torch.Tensor, noise_variance: torch.Te
     return result.add_(detail).addcmul_(detail, gain, value=-1.0)
 
 
-def _shrink_level(x: torch.Tensor, variance: torch.Tensor, level: int,
-                  needed: tuple[slice, slice] | None = None) -> torch.Tensor:
-    """Components ``x (K, h, w)`` (overwritten, unless ``needed``) of pixel noise ``variance`` (as at
-    full resolution), their bands of this ``level`` (:func:`_bands`) Wiener-shrunk and the coarser ones, made on the
-    2× decimated smoothing, shrunk in turn and their change interpolated back; ``needed``: the
-    result only there (rows, columns: ``slice(start, stop)``), the level's bands made there and a
-    pixel around (the local energy's reach), the smoothing everywhere (the coarser levels')."""
+def _shrink_level(x: torch.Tensor, variance: torch.Tensor, level: int, needed: tuple[slice, slice]) -> torch.Tensor:
+    """Components ``x (K, h, w)`` of pixel noise ``variance`` (as at full resolution) within
+    ``needed`` (rows, columns: ``slice(start, stop)``): their bands of this ``level``
+    (:func:`_bands`, made there and a pixel around, the local energy's reach) Wiener-shrunk, and the
+    coarser ones, made on the 2× decimated smoothing (of the whole of ``x``), shrunk in turn where
+    the interpolation back reads them."""
     h, w = x.shape[-2:]
     step = 2**level
-    oriented = level < ORIENTED_LEVELS
-    if needed is None:
-        smooth, bands = _bands(x, oriented)
-        rows, columns, inner = slice(0, h), slice(0, w), (slice(None), slice(None), slice(None))
-    else:
-        rows = slice(max(needed[0].start - 1, 0), min(needed[0].stop + 1, h))
-        columns = slice(max(needed[1].start - 1, 0), min(needed[1].stop + 1, w))
-        smooth, bands = _bands_within(x, oriented, rows, columns)
-        inner = (slice(None), slice(needed[0].start - rows.start, needed[0].stop - rows.start),
-                 slice(needed[1].start - columns.start, needed[1].stop - columns.start))
+    rows = slice(max(needed[0].start - 1, 0), min(needed[0].stop + 1, h))
+    columns = slice(max(needed[1].start - 1, 0), min(needed[1].stop + 1, w))
+    smooth, bands = _bands(x, level < ORIENTED_LEVELS, rows, columns)
     noise_variance = variance[:, ::step, ::step][:, rows, columns].clamp_min(1e-30)
     coarser = level + 1 < SCALES and min(h, w) > 2
-    result = smooth[:, rows, columns].clone() if coarser or needed is not None else smooth
+    result = smooth[:, rows, columns].clone() if coarser else smooth[:, rows, columns]  # the coarser level reads smooth
     for band, beta in zip(bands, band_noise()[level]):
         _wiener(result, band, noise_variance, beta)
     if coarser:
@@ -252,26 +250,12 @@ def _shrink_level(x: torch.Tensor, variance: torch.Tensor, level: int,
         # the decimated samples the interpolation onto ``rows`` × ``columns`` reads
         within = tuple(slice(span.start // 2, min(span.stop // 2 + 1, length))
                        for span, length in zip((rows, columns), small.shape[1:]))
-        change = _shrink_level(small.clone(), variance, level + 1, within).sub_(small[:, within[0], within[1]])
+        change = _shrink_level(small, variance, level + 1, within).sub_(small[:, within[0], within[1]])
         upsampled = _upsample(change, 2 * change.shape[1], 2 * change.shape[2])
         result.add_(upsampled[:, rows.start - 2 * within[0].start : rows.stop - 2 * within[0].start,
                               columns.start - 2 * within[1].start : columns.stop - 2 * within[1].start])
-    return result[inner]
-
-
-def _bands_within(x: torch.Tensor, oriented: bool, rows: slice, columns: slice) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """:func:`_bands` of ``x (K, h, w)``: the smoothing everywhere, the bands within ``rows`` ×
-    ``columns`` only (the whole image's there)."""
-    across = _smooth_along(x, 2)
-    smooth = _smooth_along(across, 1)
-    h = x.shape[1]
-    area = (slice(None), rows, columns)
-    if not oriented:
-        return smooth, (x[area] - smooth[area],)
-    top, bottom = max(rows.start - 2, 0), min(rows.stop + 2, h)  # the spline's reach down the columns
-    down = _smooth_along(x[:, top:bottom, columns], 1)[:, rows.start - top : rows.stop - top]
-    diagonal = (x[area] - across[area]).sub_(down).add_(smooth[area])
-    return smooth, (down.sub_(smooth[area]), across[area] - smooth[area], diagonal)
+    return result[:, needed[0].start - rows.start : needed[0].stop - rows.start,
+                  needed[1].start - columns.start : needed[1].stop - columns.start]
 
 
 @lru_cache(maxsize=1)
