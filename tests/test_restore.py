@@ -354,6 +354,18 @@ def test_dark_level_calibration_brings_lifted_blacks_back_to_their_mean_and_leav
     np.testing.assert_allclose(ratio, ratio[..., :1].repeat(3, axis=-1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("layout", [BayerLayout, XTransLayout, LinearLayout], ids=lambda c: c.kind)
+def test_blocks_rendered_together_are_each_blocks_own_rendering(layout):
+    rng = np.random.default_rng(13)
+    planes = (0.3 * rng.random((layout.channels, 60, 72)) - 0.02).astype(np.float32)  # some below black: unclamped
+    blocks = [((0, 12), (0, 12)), ((12, 24), (12, 24)), ((24, 36), (24, 36)), ((12, 24), (36, 48)), ((56, 60), (0, 12))]
+    together = restore_module.clean_blocks(planes, layout, WB, blocks, clamp=False)
+    for (rows, columns), rendering in zip(blocks, together):  # the three inner blocks: contexts of one shape, rendered as one batch
+        alone = restore_module.clean_block(planes, layout, WB, rows, columns, clamp=False)
+        assert rendering.shape == alone.shape == (3, 12 * layout.scale if rows != (56, 60) else 4 * layout.scale, 12 * layout.scale)
+        np.testing.assert_array_equal(rendering.numpy(), alone.numpy())
+
+
 def test_the_chroma_smoothing_scales_the_dark_levels_in_its_pass_as_scaling_after_it_would(monkeypatch):
     _, inputs, result, _ = _lifted_dark_scene()
     result *= 1.0 + 0.3 * np.random.default_rng(12).standard_normal(result.shape).astype(np.float32)  # colour noise

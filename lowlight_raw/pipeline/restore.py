@@ -404,15 +404,33 @@ def clean_block(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, w
     """The layout's clean rendering ``(3, s·h, s·w)`` of packed ``planes (C, H, W)`` in ``rows`` ×
     ``columns`` (``[start, end)``), rendered with :data:`CLEAN_HALO` packed pixels of context around
     so that it is the whole image's there; ``clamp``: of the planes clipped to ``[0, 1]`` first."""
-    (top, bottom), (left, right) = rows, columns
+    return clean_blocks(planes, layout, wb, [(rows, columns)], clamp)[0]
+
+
+def clean_blocks(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, wb: np.ndarray,
+                 blocks: list[tuple[tuple[int, int], tuple[int, int]]], clamp: bool) -> list[torch.Tensor]:
+    """:func:`clean_block` of each of ``blocks`` (``(rows, columns)``), those whose context has the
+    same size and holds them at the same place rendered together: the demosaic's many small steps
+    run once for all of them (the dark-level measurement of a 24 MP Bayer photo, 32 blocks: 0.30 →
+    0.23 s; X-Trans 0.40 → 0.35 s)."""
     (height, width), scale = planes.shape[1:], layout.scale
-    low, high = max(top - CLEAN_HALO, 0), min(bottom + CLEAN_HALO, height)
-    first, last = max(left - CLEAN_HALO, 0), min(right + CLEAN_HALO, width)
-    block = planes[None, :, low:high, first:last].astype(np.float32)  # a copy (the planes may be half floats)
-    if clamp:
-        np.clip(block, 0.0, 1.0, out=block)
-    rendering = layout.clean_rgb(torch.from_numpy(block), wb)[0]
-    return rendering[:, (top - low) * scale : (bottom - low) * scale, (left - first) * scale : (right - first) * scale]
+    contexts = []  # (rows, columns) of each block's context, and where the block lies in it
+    for (top, bottom), (left, right) in blocks:
+        low, high = max(top - CLEAN_HALO, 0), min(bottom + CLEAN_HALO, height)
+        first, last = max(left - CLEAN_HALO, 0), min(right + CLEAN_HALO, width)
+        contexts.append(((low, high), (first, last), (top - low, bottom - low, left - first, right - first)))
+    alike: dict[tuple[int, ...], list[int]] = {}
+    for index, ((low, high), (first, last), inner) in enumerate(contexts):
+        alike.setdefault((high - low, last - first) + inner, []).append(index)
+    renderings: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
+    for (_, _, top, bottom, left, right), members in alike.items():
+        batch = np.stack([planes[:, slice(*contexts[i][0]), slice(*contexts[i][1])] for i in members]).astype(np.float32, copy=False)
+        if clamp:  # the stack is a copy (the planes may be half floats: then astype's)
+            np.clip(batch, 0.0, 1.0, out=batch)
+        rendered = layout.clean_rgb(torch.from_numpy(batch), wb)[:, :, top * scale : bottom * scale, left * scale : right * scale]
+        for index, rendering in zip(members, rendered):
+            renderings[index] = rendering
+    return renderings
 
 
 class _PiecewiseLinear:
@@ -466,15 +484,13 @@ def dark_level_curve(full: np.ndarray, inputs: np.ndarray, layout: type[SensorLa
     block = DARK_LEVEL_BLOCK
     rows, columns = -(-height // block), -(-width // block)
     every = max(1, (height * width * scale * scale) // DARK_LEVEL_SAMPLE)  # one block in ``every`` along each row
+    blocks = [((row * block, min((row + 1) * block, height)), (column * block, min((column + 1) * block, width)))
+              for row in range(rows) for column in range(row % every, columns, every)]  # diagonals: every part of the photo
     result_levels, reference_levels = [], []
-    for row in range(rows):
-        top, bottom = row * block, min((row + 1) * block, height)
-        for column in range(row % every, columns, every):  # diagonals: every part of the photo is measured
-            left, right = column * block, min((column + 1) * block, width)
-            rendering = clean_block(planes, layout, wb, (top, bottom), (left, right), clamp=False)
-            reference_levels.append(torch.einsum("chw,c->hw", rendering, torch.from_numpy(gains)).reshape(-1).numpy())
-            result = full[top * scale : bottom * scale, left * scale : right * scale].astype(np.float32, copy=False)
-            result_levels.append((result @ gains).reshape(-1))
+    for ((top, bottom), (left, right)), rendering in zip(blocks, clean_blocks(planes, layout, wb, blocks, clamp=False)):
+        reference_levels.append(torch.einsum("chw,c->hw", rendering, torch.from_numpy(gains)).reshape(-1).numpy())
+        result = full[top * scale : bottom * scale, left * scale : right * scale].astype(np.float32, copy=False)
+        result_levels.append((result @ gains).reshape(-1))
     result, reference = np.concatenate(result_levels), np.concatenate(reference_levels)
     # the same quantiles of the sorted values: numpy's SIMD sort then takes them at once, where a
     # selection per quantile took 4× as long (24 MP Bayer: 0.03 against 0.11 s)
