@@ -16,7 +16,9 @@ the network ran in, with the same threads; the parent prints it for all cores fi
 afterwards), run for run interleaved with this tree's, so both meet the same load on a shared
 machine. Both get the environment the bench was started with: each code sets its own threads
 (this tree: OpenMP's brief spinning, ``GOMP_SPINCOUNT``, and as many threads as there are idle
-cores); export ``GOMP_SPINCOUNT=1000`` first to give a baseline from before it that too. Then a line per target of issue 29.
+cores); export ``GOMP_SPINCOUNT=1000`` first to give a baseline from before it that too. Then each step's seconds,
+the least of the runs (the engine's decode and write, and restore's steps: :data:`RESTORE_STEPS`), which
+compare where whole runs do not on a busy machine, and a line per target of issue 29.
 
 **The per-model rows** (``--per-model``; always on CUDA), each model in fresh subprocesses so that
 a row's peak RSS is its own:
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import resource
@@ -308,6 +311,34 @@ def conv_throughput(repeats: int = 20) -> dict[str, float]:
     return rates
 
 
+# restore's steps the CPU table times (those the code under test has), by the functions restore calls for them
+RESTORE_STEPS = {"network": ("run_tiled",), "classical blend": ("blend_clean_rendering",),
+                 "chroma + dark levels": ("smooth_chroma", "dark_level_curve", "calibrate_dark_levels", "scale_dark_levels")}
+
+
+def time_restore_steps() -> dict[str, float]:
+    """Run in the child: timers around the functions ``lowlight_raw``'s restore calls for each of
+    :data:`RESTORE_STEPS`, their seconds summed per step into the returned dict as the engine runs."""
+    restore = importlib.import_module("lowlight_raw.pipeline.restore" if importlib.util.find_spec("lowlight_raw.pipeline")
+                                      else "lowlight_raw.restore")
+    totals: dict[str, float] = {}
+    for step, names in RESTORE_STEPS.items():
+        for name in names:
+            function = getattr(restore, name, None)
+            if function is None:
+                continue
+
+            def timed(*args, _function=function, _step=step, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return _function(*args, **kwargs)
+                finally:
+                    totals[_step] = totals.get(_step, 0.0) + time.perf_counter() - start
+
+            setattr(restore, name, timed)
+    return totals
+
+
 def cpu_measure(root: Path, weights: Path, source: Path, warm_up: Path) -> dict:
     """Run in the child, with the code of ``root`` (this tree or a baseline's worktree): one
     :class:`Enhancer` of ``weights``; ``warm_up`` enhanced first (loads and JIT-compiles), then
@@ -343,15 +374,17 @@ def cpu_measure(root: Path, weights: Path, source: Path, warm_up: Path) -> dict:
 
     network.register_forward_pre_hook(before)
     network.register_forward_hook(after)
+    steps = time_restore_steps()
     with tempfile.TemporaryDirectory() as out:
         options = EnhanceOptions(output_dir=Path(out), overwrite=True)
         enhancer.enhance(warm_up, options)
         timing.update(seconds=0.0, pixels=0)
+        steps.clear()
         start = time.perf_counter()
         result = enhancer.enhance(source, options)
         seconds = time.perf_counter() - start
     use_bf16 = getattr(device, "use_bf16", None)  # older code: bf16 on CUDA only
-    return {"conv_gflops": conv_throughput(), "seconds": seconds, "stages": result.seconds, "network_s": timing["seconds"],
+    return {"conv_gflops": conv_throughput(), "seconds": seconds, "stages": result.seconds, "steps": steps, "network_s": timing["seconds"],
             "network_gflop": flops_per_pixel * timing["pixels"] / 1e9,
             "precision": "bf16" if use_bf16 is not None and use_bf16(torch.device("cpu")) else "fp32",
             "threads": torch.get_num_threads(), "peak_rss_gb": peak_rss_gb()}
@@ -410,8 +443,10 @@ def cpu_table(args: argparse.Namespace) -> int:
                         runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 for name, _ in here:
                     best = min(runs[name], key=lambda r: r["seconds"])
+                    timed = [{**r["stages"], **r["steps"]} for r in runs[name]]
                     rows.append({**best, "layout": layout, "megapixels": megapixels, "code": name,
                                  "all_seconds": [r["seconds"] for r in runs[name]],
+                                 "least_steps": {step: min(t.get(step, 0.0) for t in timed) for step in timed[0]},
                                  "peak_rss_gb": max(r["peak_rss_gb"] for r in runs[name])})
                     print(json.dumps(rows[-1]), flush=True)
     print_cpu_table(rows, args.exposure)
@@ -438,6 +473,7 @@ def print_cpu_table(rows: list[dict], exposure: str = "dark") -> None:
                  f"{row['peak_rss_gb']:.2f}", speedup]
         print("| " + " | ".join(cells) + " |")
     print("(speedup: the baseline's seconds over this tree's, on the same machine in the same run)")
+    print_steps_table(rows)
     mine = {(r["layout"], r["megapixels"]): r for r in rows if r["code"] == "this tree"}
     theirs = baselines
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
@@ -461,6 +497,19 @@ def print_cpu_table(rows: list[dict], exposure: str = "dark") -> None:
         share = row["network_gflop"] / row["network_s"] / row["conv_gflops"][row["precision"]]
         print(f"{layout} {megapixels:g} MP network at {share:.0%} of the {row['precision']} conv throughput "
               f"(target ≥ {CPU_TARGETS['conv_share']:.0%}: {verdict(share >= CPU_TARGETS['conv_share'])})")
+
+
+def print_steps_table(rows: list[dict]) -> None:
+    """Each step's seconds, the least of a row's runs (a step's least is the surest on a busy machine,
+    whose load comes and goes within a run): the engine's stages and :data:`RESTORE_STEPS`."""
+    columns = ["decode", *RESTORE_STEPS, "write", "total"]
+    print("\nSteps, each the least of the runs (s)")
+    print("| layout | MP | code | " + " | ".join(columns) + " |")
+    print("|---" * (3 + len(columns)) + "|")
+    for row in rows:
+        least = row.get("least_steps", {})
+        cells = [f"{least[c]:.2f}" if c in least else "" for c in columns]
+        print(f"| {row['layout']} | {row['megapixels']:g} | {row['code']} | " + " | ".join(cells) + " |")
 
 
 def main() -> int:
