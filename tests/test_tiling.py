@@ -150,39 +150,44 @@ from lowlight_raw.pipeline.device import freed_memory_reused
 pixels, daemon = sys.argv[1], sys.argv[2] == "daemon"
 if daemon:
     return_large_blocks()
-def faults():
+def faults(megabytes=64):  # 64 MB: as large as a 1024² tile's activations, freed at once
     for _ in range(20):  # the heap settles around the block over the first few (up to 9 seen)
-        torch.ones(64 << 18)  # 64 MB, as large as a 1024² tile's activations, freed at once
+        torch.ones(megabytes << 18)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(10):
-        torch.ones(64 << 18)
+        torch.ones(megabytes << 18)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 if pixels == "default":
     reused, during = False, faults()
 else:
     with freed_memory_reused(int(pixels)) as reused:
         during = faults()
-print(reused, during, faults())  # while the photo is restored, then after it
+print(reused, during, faults(), faults(128))  # while the photo is restored, then after it (and 128 MB blocks)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_freed_blocks_are_reused_while_a_photo_is_restored_except_a_large_one_and_returned_after_it_in_the_daemon():
-    def faults(pixels: str, process: str = "cli") -> tuple[str, int, int]:
+    def faults(pixels: str, process: str = "cli") -> tuple[str, int, int, int]:
         out = subprocess.run([sys.executable, "-c", REFAULTS, pixels, process], capture_output=True, text=True, check=True)
-        reused, during, after = out.stdout.split()
-        return reused, int(during), int(after)
+        reused, during, after, after_larger = out.stdout.split()
+        return reused, int(during), int(after), int(after_larger)
 
     pages = 10 * (64 << 20) // 4096
-    default_reused, default_faults, _ = faults("default")
-    reused, reuse_faults, cli_after = faults(str(24_000_000))
-    large_reused, large_faults, _ = faults(str(HALF_FLOATS_FROM_PIXELS))
-    daemon_reused, daemon_faults, daemon_after = faults(str(24_000_000), "daemon")
+    default_reused, default_faults, _, _ = faults("default")
+    reused, reuse_faults, cli_after, _ = faults(str(24_000_000))
+    large_reused, large_faults, _, _ = faults(str(HALF_FLOATS_FROM_PIXELS))
+    daemon_reused, daemon_faults, _, daemon_after = faults(str(24_000_000), "daemon")
     assert default_reused == "False" and reused == large_reused == daemon_reused == "True"
     assert default_faults >= 0.9 * pages, "by default each 64 MB block is mapped anew and its pages faulted in"
     assert reuse_faults <= 0.2 * pages and daemon_faults <= 0.2 * pages, "kept in the heap: the pages stay"
     assert large_faults >= 0.9 * pages, "a large photo's memory goes back as before: its 768² tiles' blocks are smaller"
-    assert daemon_after >= 0.9 * pages, "after the photo the daemon returns large blocks again (its file bytes)"
+    # After the photo the daemon maps large blocks anew (its file bytes), unless glibc's bins hold a free
+    # chunk that fits: glibc serves from its bins before it asks its thresholds, and the photo's 64 MB chunk
+    # stays there when a small block lies above it (so a 64 MB block is reused in 2 runs of 5; the daemon's
+    # trim after each large message, machine.release_memory, returns its pages). Blocks larger than any
+    # chunk the photo left (128 MB) show the policy: with the photo's (256 MB kept) they would stay too.
+    assert daemon_after >= 0.9 * 2 * pages, "after the photo the daemon returns large blocks again"
     assert cli_after <= 0.2 * pages, "a command line run keeps them for its next photo"
 
 
