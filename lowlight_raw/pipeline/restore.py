@@ -137,6 +137,12 @@ def network_from_sigma(layout: type[SensorLayout] | SensorLayout) -> float:
     return NETWORK_FROM_SIGMA if layout.network_from_sigma is None else layout.network_from_sigma
 
 
+def luminance_weights(wb: np.ndarray) -> np.ndarray:
+    """``(3,)`` float32: camera RGB's weights in the luminance the shares, the dark levels and the
+    chroma smoothing judge by, the mean of the white-balanced channels."""
+    return np.asarray(wb, dtype=np.float32) / np.float32(3.0)
+
+
 def pixel_shares(full: np.ndarray, profile: NoiseProfile, gain: float, layout: type[SensorLayout] | SensorLayout,
                  wb: np.ndarray) -> torch.Tensor | None:
     """The network's share of each :data:`SHARE_STEP`² block of the network's result ``full (H, W, 3)``
@@ -148,7 +154,7 @@ def pixel_shares(full: np.ndarray, profile: NoiseProfile, gain: float, layout: t
     channel of the photo."""
     if float(shares_at(torch.tensor([SHARE_BRIGHTEST]), profile, gain, layout)[0]) >= 1.0:
         return None
-    gains = torch.tensor(np.asarray(wb, dtype=np.float32) / 3.0).view(3, 1, 1)  # luminance: the white-balanced mean
+    gains = torch.from_numpy(luminance_weights(wb)).view(3, 1, 1)
     levels = (_block_means(full, SHARE_STEP, SHARE_BAND) * gains).sum(0)
     radius = math.ceil(3 * SHARE_BLUR)
     taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / SHARE_BLUR) ** 2)
@@ -424,8 +430,10 @@ def clean_blocks(planes: np.ndarray, layout: type[SensorLayout] | SensorLayout, 
         alike.setdefault((high - low, last - first) + inner, []).append(index)
     renderings: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
     for (_, _, top, bottom, left, right), members in alike.items():
-        batch = np.stack([planes[:, slice(*contexts[i][0]), slice(*contexts[i][1])] for i in members]).astype(np.float32, copy=False)
-        if clamp:  # the stack is a copy (the planes may be half floats: then astype's)
+        batch = np.empty((len(members), planes.shape[0], *(end - start for start, end in contexts[members[0]][:2])), np.float32)
+        for place, index in enumerate(members):  # one copy, to float32 (the planes may be half floats)
+            batch[place] = planes[:, slice(*contexts[index][0]), slice(*contexts[index][1])]
+        if clamp:
             np.clip(batch, 0.0, 1.0, out=batch)
         rendered = layout.clean_rgb(torch.from_numpy(batch), wb)[:, :, top * scale : bottom * scale, left * scale : right * scale]
         for index, rendering in zip(members, rendered):
@@ -480,7 +488,7 @@ def dark_level_curve(full: np.ndarray, inputs: np.ndarray, layout: type[SensorLa
     (24 MP Bayer on two cores: 0.17–0.19 s, of which the renderings, in batches, 0.08–0.09)."""
     planes = inputs[: layout.channels]
     (height, width), scale = planes.shape[1:], layout.scale
-    gains = np.asarray(wb, dtype=np.float32) / 3.0  # luminance: the mean of the white-balanced channels
+    gains = luminance_weights(wb)
     block = DARK_LEVEL_BLOCK
     rows, columns = -(-height // block), -(-width // block)
     every = max(1, (height * width * scale * scale) // DARK_LEVEL_SAMPLE)  # one block in ``every`` along each row
@@ -529,7 +537,7 @@ class DarkLevels(NamedTuple):
 def scale_dark_levels(full: np.ndarray, wb: np.ndarray, levels: DarkLevels) -> np.ndarray:
     """In place: camera RGB ``full (H, W, 3)`` scaled by :func:`dark_level_curve`'s ``levels``, in
     blocks of :data:`CHROMA_BAND` rows × :data:`CHROMA_COLUMNS` (their planes stay in the CPU's cache)."""
-    weights = torch.from_numpy(np.asarray(wb, dtype=np.float32) / 3.0)  # luminance: the mean of the white-balanced channels
+    weights = torch.from_numpy(luminance_weights(wb))
     for top in range(0, full.shape[0], CHROMA_BAND):
         for left in range(0, full.shape[1], CHROMA_COLUMNS):
             pixels = torch.from_numpy(full[top : top + CHROMA_BAND, left : left + CHROMA_COLUMNS])  # a view
