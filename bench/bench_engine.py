@@ -313,7 +313,8 @@ def conv_throughput(repeats: int = 20) -> dict[str, float]:
 
 # restore's steps the CPU table times (those the code under test has), by the functions restore calls for them
 RESTORE_STEPS = {"tiled network": ("run_tiled",), "classical blend": ("blend_clean_rendering",),
-                 "chroma + dark levels": ("smooth_chroma", "dark_level_curve", "calibrate_dark_levels", "scale_dark_levels")}
+                 "chroma + dark levels + false colour": ("smooth_chroma", "dark_level_curve", "calibrate_dark_levels",
+                                                         "scale_dark_levels", "suppress_false_colour")}
 
 
 def time_restore_steps() -> dict[str, float]:

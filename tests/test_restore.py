@@ -7,6 +7,7 @@ import tifffile
 import torch
 from scipy.ndimage import gaussian_filter, uniform_filter
 
+import lowlight_raw.pipeline.false_colour as false_colour_module
 import lowlight_raw.pipeline.restore as restore_module
 from lowlight_raw.engine import EnhanceOptions, Enhancer
 from lowlight_raw.files.raw import read_raw
@@ -18,6 +19,7 @@ from lowlight_raw.networks.sid_unet import SIDUNet, UNetConfig
 from lowlight_raw.pipeline import device as device_module
 from lowlight_raw.pipeline.color import camera_to_linear, srgb_encode
 from lowlight_raw.pipeline.denoise import denoise_planes
+from lowlight_raw.pipeline.false_colour import false_colour_filter, suppress_false_colour
 from lowlight_raw.pipeline.noise import NoiseProfile, noise_sigma_map, read_variance_for
 from lowlight_raw.pipeline.restore import (
     CLIPPED_DARK_LEVEL_FULL_SIGMA,
@@ -26,20 +28,18 @@ from lowlight_raw.pipeline.restore import (
     DENOISE_FROM_SIGMA,
     DENOISE_FULL_SIGMA,
     NETWORK_FROM_SIGMA,
-    RESULT_CHROMA_SMOOTHING,
     SHARE_STEP,
     blend_clean_rendering,
     chroma_smoothing_strength,
     dark_level_curve,
     dark_level_strength,
     denoise_strength,
+    luminance_weights,
     mid_grey_sigma,
     network_from_sigma,
     network_share,
     pixel_shares,
     restore,
-    result_chroma_smoothing,
-    scale_dark_levels,
     smooth_chroma,
 )
 from lowlight_raw.pipeline.tiling import run_tiled
@@ -49,9 +49,26 @@ from lowlight_raw.training.unprocess import sample_params, unprocess
 WB = np.array([2.1, 1.0, 1.7])
 
 
+def scale_dark_levels(full: np.ndarray, wb: np.ndarray, levels) -> np.ndarray:
+    """In place: each pixel of ``full`` scaled by ``levels``' scale of its luminance (what restore's
+    false-colour pass does besides)."""
+    scales = levels.scales(torch.from_numpy(full.astype(np.float32) @ luminance_weights(wb)))
+    if scales is not None:
+        full *= scales.numpy()[..., None]
+    return full
+
+
 def calibrate_dark_levels(full: np.ndarray, inputs: np.ndarray, layout, wb: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """In place: ``full``'s dark levels measured (``dark_level_curve``) and scaled, as ``restore`` does."""
+    """In place: ``full``'s dark levels measured (``dark_level_curve``) and scaled."""
     levels = dark_level_curve(full, inputs, layout, wb, strength)
+    return full if levels is None else scale_dark_levels(full, wb, levels)
+
+
+def finish(full: np.ndarray, inputs: np.ndarray, layout, wb: np.ndarray, denoising: float = 0.0) -> np.ndarray:
+    """In place: what ``restore`` does last: ``full``'s dark levels measured, its fine false colour taken
+    out, then its levels scaled."""
+    levels = dark_level_curve(full, inputs, layout, wb)
+    suppress_false_colour(full, wb, false_colour_filter(denoising))
     return full if levels is None else scale_dark_levels(full, wb, levels)
 
 
@@ -59,18 +76,20 @@ def _profile(a: float) -> NoiseProfile:
     return NoiseProfile(a, read_variance_for(a), "test")
 
 
-def test_network_share_follows_the_noise_after_the_gain():
+def test_network_share_follows_the_noise_after_the_gain(monkeypatch):
     clean_share = BayerLayout.clean_network_share
     assert 0.0 < clean_share < 1.0 and network_share(_profile(4e-6), 1.0, BayerLayout) == clean_share  # clean, ISO 200
     assert network_share(_profile(4e-6), 1.0, LinearLayout) == 0.0  # a clean linear raw: its own pixels
     assert 0.5 < network_share(_profile(2e-4), 30.0, BayerLayout) < 1.0  # a blend at mid-grey
     assert network_share(_profile(2e-4), 100.0, BayerLayout) == 1.0
     shares = [network_share(_profile(1e-4), gain, BayerLayout) for gain in (1.0, 2.0, 4.0, 16.0, 64.0, 256.0, 1024.0)]
-    assert shares == sorted(shares) and clean_share < shares[2] < 1.0 and shares[-1] == 1.0
+    assert shares == sorted(shares) and shares[0] == clean_share < shares[3] < 1.0 and shares[-1] == 1.0
     at = lambda sigma: network_share(NoiseProfile(0.0, sigma**2, "b only"), 1.0, LinearLayout)  # noqa: E731
-    assert network_from_sigma(LinearLayout) < NETWORK_FROM_SIGMA == network_from_sigma(BayerLayout)
-    assert at(network_from_sigma(LinearLayout)) == pytest.approx(0.0, abs=1e-9)
+    assert network_from_sigma(LinearLayout) == NETWORK_FROM_SIGMA == network_from_sigma(BayerLayout)
+    assert at(NETWORK_FROM_SIGMA) == pytest.approx(0.0, abs=1e-9) and 0.0 < at(1.5 * NETWORK_FROM_SIGMA) < 1.0
     assert at(LinearLayout.full_network_sigma) == pytest.approx(1.0)
+    monkeypatch.setattr(LinearLayout, "network_from_sigma", 0.001)  # a layout may start its ramp elsewhere
+    assert network_from_sigma(LinearLayout) == 0.001 and at(0.001) == pytest.approx(0.0, abs=1e-9) and at(0.002) > 0.0
 
 
 def test_each_pixels_share_follows_the_noise_at_its_own_level():
@@ -81,7 +100,7 @@ def test_each_pixels_share_follows_the_noise_at_its_own_level():
     np.testing.assert_allclose(shares.numpy(), network_share(x10, 10.0, BayerLayout), rtol=1e-5)  # to the photo's edges
     halves = mid_grey * np.where(np.arange(96) < 48, 0.05, 3.0)[None, :, None].astype(np.float32)  # shadow | highlight
     shares = pixel_shares(halves, x10, 10.0, BayerLayout, WB).numpy()
-    assert shares[:, :8].min() > 0.6 > network_share(x10, 10.0, BayerLayout) > 0.25 > shares[:, -8:].max()  # measured 0.65, 0.31, 0.22
+    assert shares[:, :8].min() > 0.5 > network_share(x10, 10.0, BayerLayout) > 0.2 > shares[:, -8:].max()  # measured 0.60, 0.22, 0.15
     assert np.all(np.diff(shares, axis=1) <= 1e-6)  # falling across the edge, never rising
     assert shares.min() >= BayerLayout.clean_network_share
     assert pixel_shares(halves, _profile(2e-4), 3000.0, BayerLayout, WB) is None  # the network alone everywhere
@@ -121,15 +140,6 @@ def test_the_clean_rendering_is_denoised_as_the_noise_warrants():
     assert mid_grey_sigma(x10, 10.0) > DENOISE_FULL_SIGMA and denoise_strength(x10, 10.0) == 1.0
 
 
-def test_the_whole_result_has_its_chroma_smoothed_as_it_is_denoised_until_the_networks_own_smoothing_takes_over():
-    iso400, iso6400, iso25600 = (NoiseProfile(a, b, "A7 III") for a, b in ((3.9e-6, 6.1e-9), (5.747e-5, 1.727e-7), (2.3e-4, 2.8e-6)))
-    assert result_chroma_smoothing(iso400, 1.0) == 0.0, "a clean photo keeps its colour detail"
-    assert result_chroma_smoothing(iso6400, 10.0) == RESULT_CHROMA_SMOOTHING, "×10: denoised, the network's chroma as it is"
-    half = chroma_smoothing_strength(iso6400, 100.0)
-    assert 0.0 < half < 1.0 and result_chroma_smoothing(iso6400, 100.0) == pytest.approx(RESULT_CHROMA_SMOOTHING * (1.0 - half))
-    assert result_chroma_smoothing(iso25600, 300.0) == 0.0, "×300: the network's own smoothing, all of it"
-
-
 class NoNetwork(torch.nn.Module):
     """Fails if called: a share of 0 must not run the network."""
 
@@ -161,7 +171,8 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     linear = np.random.default_rng(1).random((12, 16, 16), dtype=np.float32) * 0.5
     full, share = restore(NoNetwork(), linear, LinearLayout, _profile(4e-6), 1.0, WB, cpu)
     assert share == LinearLayout.clean_network_share == 0.0  # a linear raw's own pixels; the network never runs
-    np.testing.assert_array_equal(full, torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy())
+    own = torch.nn.functional.pixel_shuffle(torch.from_numpy(linear)[None], 2)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(full, suppress_false_colour(own.copy(), WB, false_colour_filter(0.0)), atol=1e-6)
     planes = np.random.default_rng(0).random((4, 16, 16), dtype=np.float32) * 0.5
     tiny = SIDUNet(UNetConfig.for_layout("bayer", width=4, depth=2)).eval()
     full, share = restore(tiny, planes, BayerLayout, _profile(4e-6), 1.0, WB, cpu)
@@ -169,15 +180,14 @@ def test_a_clean_raw_gets_its_layouts_clean_share_and_a_dark_one_only_the_networ
     assert share == BayerLayout.clean_network_share and 0.0 < share < 1.0 and dark_share == 1.0
     # a dark one: the network (given the planes' noise), its chroma smoothed, its dark levels calibrated
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(2e-4), 1000.0)]), cpu)
-    np.testing.assert_allclose(dark, calibrate_dark_levels(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB),
-                               atol=1e-6)
+    np.testing.assert_allclose(dark, finish(smooth_chroma(network_alone.copy(), WB), planes, BayerLayout, WB, 1.0), atol=1e-6)
     clean = rcd_demosaic(torch.from_numpy(planes)[None], WB)[0].permute(1, 2, 0).numpy()
     network_alone = run_tiled(tiny, np.concatenate([planes, noise_sigma_map(planes, _profile(4e-6), 1.0)]), cpu)
     shares = pixel_shares(network_alone, _profile(4e-6), 1.0, BayerLayout, WB)  # a clean photo's: its layout's share
     assert shares is not None and float(shares.min()) == pytest.approx(share) and float(shares.max()) < 0.2
     shares = torch.nn.functional.interpolate(shares[None, None], scale_factor=SHARE_STEP, mode="bilinear")[0, 0, ..., None].numpy()
     blended = (shares * network_alone + (1.0 - shares) * clean).astype(np.float32)
-    np.testing.assert_allclose(full, calibrate_dark_levels(blended, planes, BayerLayout, WB), atol=1e-6)
+    np.testing.assert_allclose(full, finish(blended, planes, BayerLayout, WB), atol=1e-6)
     with pytest.raises(ValueError, match="4 amplified planes"):  # not the whole network input
         restore(tiny, np.concatenate([planes, planes]), BayerLayout, _profile(2e-4), 100.0, WB, cpu)
     xtrans = np.random.default_rng(2).random((9, 16, 16), dtype=np.float32) * 0.5
@@ -366,17 +376,19 @@ def test_blocks_rendered_together_are_each_blocks_own_rendering(layout):
         np.testing.assert_array_equal(rendering.numpy(), alone.numpy())
 
 
-def test_the_chroma_smoothing_scales_the_dark_levels_in_its_pass_as_scaling_after_it_would(monkeypatch):
+@pytest.mark.parametrize("denoising", [0.0, 1.0], ids=["clean", "noisy"])
+def test_the_false_colour_pass_scales_the_dark_levels_as_scaling_after_it_would(denoising, monkeypatch):
     _, inputs, result, _ = _lifted_dark_scene()
     result *= 1.0 + 0.3 * np.random.default_rng(12).standard_normal(result.shape).astype(np.float32)  # colour noise
     levels = dark_level_curve(result, inputs, BayerLayout, WB)
     assert levels is not None
-    monkeypatch.setattr(restore_module, "CHROMA_BAND", 32)  # several bands and blocks
-    monkeypatch.setattr(restore_module, "CHROMA_COLUMNS", 48)
-    separately = scale_dark_levels(smooth_chroma(result.copy(), WB, 0.2), WB, levels)
-    together = smooth_chroma(result.copy(), WB, 0.2, levels)
+    monkeypatch.setattr(false_colour_module, "BAND", 32)  # several bands and blocks
+    monkeypatch.setattr(false_colour_module, "COLUMNS", 48)
+    colour_filter = false_colour_filter(denoising)
+    separately = scale_dark_levels(suppress_false_colour(result.copy(), WB, colour_filter), WB, levels)
+    together = suppress_false_colour(result.copy(), WB, colour_filter, levels.scales)
     np.testing.assert_allclose(together, separately, rtol=1e-5, atol=1e-7)
-    assert np.abs(together - smooth_chroma(result.copy(), WB, 0.2)).max() > 1e-3  # it did scale
+    assert np.abs(together - suppress_false_colour(result.copy(), WB, colour_filter)).max() > 1e-3  # it did scale
 
 
 def test_dark_level_calibration_leaves_a_flat_noise_field_and_an_unbiased_result_as_they_are():

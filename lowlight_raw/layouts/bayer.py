@@ -28,7 +28,7 @@ class BayerLayout(SensorLayout):
 
     kind = "bayer"
     label = "Bayer"
-    clean_network_share = 0.15  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
+    clean_network_share = 0.08  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
     scale = 2
     channels = 4
     colour_planes = ((0,), (1, 2), (3,))

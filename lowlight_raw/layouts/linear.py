@@ -32,7 +32,8 @@ class LinearLayout(SensorLayout):
     label = "linear RGB"
     # None: a clean linear raw comes back as its own pixels, the converter's demosaic the photographer had
     clean_network_share = 0.0  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
-    network_from_sigma = 0.001  # bench/blend.py: below ×3 at ISO 1600 (0.0029), above ×1 at ISO 400 (0.0008)
+    # its network's share ramps up from restore.NETWORK_FROM_SIGMA, as the others' (from 0.001 until the fine false
+    # colour came, 2026-12-07: then the sweep's ×3 / ×10 / ×30 scored 37.94 / 34.60 / 32.25 dB, from 0.006 38.20 / 35.03 / 32.42)
     scale = BLOCK
     channels = 3 * BLOCK * BLOCK
     colour_planes = tuple(tuple(range(c * BLOCK * BLOCK, (c + 1) * BLOCK * BLOCK)) for c in range(3))

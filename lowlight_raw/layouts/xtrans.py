@@ -79,7 +79,7 @@ class XTransLayout(SensorLayout):
 
     kind = "xtrans"
     label = "X-Trans"
-    clean_network_share = 0.1  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
+    clean_network_share = 0.04  # bench/blend.py; its measurements: MODEL_CARD.md, "The clean-photo blend"
     scale = CELL
     channels = CELL * CELL
     colour_planes = (RED_PLANES, GREEN_PLANES, BLUE_PLANES)

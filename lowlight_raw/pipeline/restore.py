@@ -32,6 +32,9 @@ luminance, the mean of an unbiased rendering (the layout's clean demosaic of the
 is where they should be on average; where it is darker, the result is scaled down to it. Every
 pixel of a level gets the same gain, so it adds no noise.
 
+Last, the demosaic's pixel-scale false colour, in the clean rendering and the network's result
+alike, is taken out of the whole result (:mod:`.false_colour`).
+
 The engine and the evaluation both call :func:`restore`, so what is scored is what users get.
 """
 
@@ -53,12 +56,13 @@ from .denoise import ALIGN as DENOISE_ALIGN
 from .denoise import REACH as DENOISE_REACH
 from .denoise import denoise_planes
 from .device import image_dtype, release_freed_memory
+from .false_colour import false_colour_filter, suppress_false_colour
 from .network_input import NoiseConditioning
 from .noise import NoiseProfile
 from .tiling import automatic_tile, run_tiled
 
 MID_GREY = 0.18  # the signal level (linear, after the gain) the noise is judged at
-NETWORK_FROM_SIGMA = 0.004  # the network's share ramps up from this noise sigma at mid-grey
+NETWORK_FROM_SIGMA = 0.006  # the network's share ramps up from this noise sigma at mid-grey
 NETWORK_ALONE_WITHIN = 0.05  # a share this close to 1 is 1: the denoised clean rendering (24 MP: 1.5–4.5 s on two
 # cores) would move the result by less than this part of its difference from the network's (in the sweep 0.05 scored
 # as 0.01 did, within 0.01 dB; with 0.01 the engine bench's ×300 raw, 1 % of whose pixels had shares of 0.98–0.99, was
@@ -198,20 +202,10 @@ def chroma_smoothing_strength(profile: NoiseProfile, gain: float) -> float:
     return log_ramp(mid_grey_sigma(profile, gain), CHROMA_FROM_SIGMA, CHROMA_FULL_SIGMA)
 
 
-# The whole result (the blend, or the clean rendering alone) then gets this much of the smoothing too, as
-# strongly as its planes are denoised (denoise_strength: none for a clean photo) and less where the network's
-# own smoothing has taken over. Sweep, ×3 / ×10 / ×30, none → 0.2: Bayer 40.09 / 35.61 / 32.66 → 40.19 / 35.80
-# / 32.80 dB (SSIM ×10 0.927 → 0.930), X-Trans 38.71 / 34.91 / 32.33 → 38.86 / 35.06 / 32.44, linear 35.91 /
-# 33.99 / 31.90 → 36.36 / 34.10 / 32.01; 0.3 scored ×3 0.1–0.17 dB lower and ×10–×30 ≤ 0.03 higher; ×1, ×100
-# and ×300 unchanged. bench/no_harm.py: −0.02 … +0.95 dB (the textures most: their demosaic's false colour).
-RESULT_CHROMA_SMOOTHING = 0.2
-
-
-def result_chroma_smoothing(profile: NoiseProfile, gain: float) -> float:
-    """How much (0 … 1) of :func:`smooth_chroma`'s smoothing the whole result of a raw of noise
-    ``profile`` amplified by ``gain`` gets: :data:`RESULT_CHROMA_SMOOTHING` × its
-    :func:`denoise_strength` × what :func:`chroma_smoothing_strength` leaves."""
-    return RESULT_CHROMA_SMOOTHING * denoise_strength(profile, gain) * (1.0 - chroma_smoothing_strength(profile, gain))
+# Until the fifth session of 2026-12-07 the whole result (the blend, or the clean rendering alone) got a fifth of
+# that smoothing too, as strongly as its planes were denoised (it had lifted the sweep's ×3 / ×10 by 0.1–0.45 dB).
+# Once the result's fine false colour was taken out (:mod:`.false_colour`) it cost: none scored Bayer / X-Trans /
+# linear ×3 41.34 → 41.75, 40.27 → 40.64, 37.74 → 37.94 dB, ×10 +0.03 … +0.09, ×30 and ×100 within 0.03.
 
 
 # The dark-level calibration (dark_level_curve): its settings were chosen on `lowlight-raw evaluate
@@ -271,9 +265,11 @@ def restore(
     clean linear raw) skips the network altogether; otherwise its result's chroma is smoothed (at
     :func:`chroma_smoothing_strength`) and each pixel gets its share of it (:func:`pixel_shares`),
     the clean rendering made only where a share is below 1; its dark levels are calibrated
-    (:func:`dark_level_curve`, at :func:`dark_level_strength`) as the whole result's chroma is
-    smoothed (at :func:`result_chroma_smoothing`, one pass over the photo for both;
-    ``blacks_clipped``: the raw's blacks were clipped at zero, :func:`~lowlight_raw.pipeline.network_input.clipped_at_black`).
+    (:func:`dark_level_curve`, at :func:`dark_level_strength`; ``blacks_clipped``: the raw's blacks
+    were clipped at zero, :func:`~lowlight_raw.pipeline.network_input.clipped_at_black`) as its fine
+    false colour goes (:func:`~.false_colour.suppress_false_colour`, the filter of
+    :func:`denoise_strength`, one pass over the photo for both), which a clean linear raw's own
+    pixels get too.
     The tiling arguments go to :func:`run_tiled` (``tile`` ``None``: :func:`~.tiling.automatic_tile` of the photo)."""
     if len(planes) != layout.channels:
         raise ValueError(f"restore takes the {layout.channels} amplified planes of the layout, not {len(planes)}")
@@ -283,7 +279,8 @@ def restore(
     if share == 0.0:
         if on_progress is not None:
             on_progress(1.0)
-        return blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising), share
+        full = blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising)
+        return suppress_false_colour(full, wb, false_colour_filter(denoising)), share
     pixels = planes.shape[1] * planes.shape[2] * layout.scale**2
     full = run_tiled(network, planes, device, tile=automatic_tile(pixels) if tile is None else tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
                      conditioning=NoiseConditioning(profile, gain), dtype=image_dtype(pixels))
@@ -295,15 +292,11 @@ def restore(
     if shares is not None:
         full = blend_clean_rendering(full, shares, planes, layout, wb, noise, denoising)
         release_freed_memory(pixels)
-    # the dark levels are measured before the result's chroma is smoothed, which keeps every pixel's
-    # luminance, so that one pass over the photo smooths its chroma and scales its levels
+    # the dark levels are measured before the false colour goes, which keeps every pixel's luminance, so
+    # that one pass over the photo takes the false colour out and scales the levels
     strength = dark_level_strength(profile, gain, blacks_clipped)
     levels = dark_level_curve(full, planes, layout, wb, strength) if strength > 0.0 else None
-    result_smoothing = result_chroma_smoothing(profile, gain)
-    if result_smoothing > 0.0:
-        smooth_chroma(full, wb, result_smoothing, levels)
-    elif levels is not None:
-        scale_dark_levels(full, wb, levels)
+    suppress_false_colour(full, wb, false_colour_filter(denoising), None if levels is None else levels.scales)
     release_freed_memory(pixels)
     return full, share
 
@@ -467,8 +460,8 @@ def dark_level_curve(full: np.ndarray, inputs: np.ndarray, layout: type[SensorLa
                      wb: np.ndarray, strength: float = 1.0) -> DarkLevels | None:
     """The scale that brings the too-light dark levels of camera RGB ``full (s·h, s·w, 3)``, restored
     from the packed planes in ``inputs``, down to where an unbiased rendering of the same planes
-    has them on average (``None``: no level lifted). :func:`scale_dark_levels`, or
-    :func:`smooth_chroma` as it smooths, applies it.
+    has them on average (``None``: no level lifted). :func:`~.false_colour.suppress_false_colour`
+    applies it in its pass.
 
     Luminance is the mean of the white-balanced channels (as in :func:`smooth_chroma`). Pixels are
     put in :data:`DARK_LEVEL_BINS` bins of equal count by the result's luminance ``Y``; in each, the
@@ -534,20 +527,7 @@ class DarkLevels(NamedTuple):
         return self.curve(luminance) if float(luminance.min()) < self.unchanged_from else None
 
 
-def scale_dark_levels(full: np.ndarray, wb: np.ndarray, levels: DarkLevels) -> np.ndarray:
-    """In place: camera RGB ``full (H, W, 3)`` scaled by :func:`dark_level_curve`'s ``levels``, in
-    blocks of :data:`CHROMA_BAND` rows × :data:`CHROMA_COLUMNS` (their planes stay in the CPU's cache)."""
-    weights = torch.from_numpy(luminance_weights(wb))
-    for top in range(0, full.shape[0], CHROMA_BAND):
-        for left in range(0, full.shape[1], CHROMA_COLUMNS):
-            pixels = torch.from_numpy(full[top : top + CHROMA_BAND, left : left + CHROMA_COLUMNS])  # a view
-            scales = levels.scales(pixels.to(torch.float32) @ weights)
-            if scales is not None:
-                pixels.mul_(scales.unsqueeze_(-1))
-    return full
-
-
-def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0, levels: DarkLevels | None = None) -> np.ndarray:
+def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """In place: the chroma of camera RGB ``rgb (H, W, 3)`` smoothed (``strength`` of the way, 0 … 1) by a guided filter (He, Sun &
     Tang) that the photo's own colours guide: in each window, chroma is fitted as a linear function
     of the white-balanced RGB, whose regularisation (:data:`CHROMA_EPS`) is above the network's
@@ -559,10 +539,8 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0, levels
     time, the fit of the block rows that band reads (with the windows' reach above and below) is
     made and applied to it, :data:`CHROMA_COLUMNS` at a time (24 MP on one core: 0.8 s, against
     1.2 s across whole rows), so the result is the whole image's and memory holds one band's
-    intermediates; ``levels``: each pixel then scaled by :func:`dark_level_curve`'s scale of its
-    luminance too (:func:`scale_dark_levels` in the same pass).
-    For a noisy photo only (:func:`chroma_smoothing_strength`, :func:`result_chroma_smoothing`): on a
-    clean one it blurs real colour detail (``bench/chroma.py``)."""
+    intermediates. For a noisy photo only (:func:`chroma_smoothing_strength`): on a clean one it
+    blurs real colour detail (``bench/chroma.py``)."""
     gains = torch.tensor(np.asarray(wb, dtype=np.float32)).view(3, 1, 1)
     height, width, _ = rgb.shape
     step = CHROMA_SUBSAMPLE
@@ -578,7 +556,7 @@ def smooth_chroma(rgb: np.ndarray, wb: np.ndarray, strength: float = 1.0, levels
         for left in range(0, width, CHROMA_COLUMNS):  # blocks whose planes stay in the CPU's cache
             right = min(left + CHROMA_COLUMNS, width)
             upsampled = _upsampled_block(coefficients, first, (top, bottom), (left, right), step)
-            _apply_chroma(rgb[top:bottom, left:right], upsampled, gains, strength, levels)
+            _apply_chroma(rgb[top:bottom, left:right], upsampled, gains, strength)
     return rgb
 
 
@@ -621,11 +599,10 @@ def _upsampled_block(small: torch.Tensor, first_row: int, rows: tuple[int, int],
     return upsampled[:, top - step * start_row : bottom - step * start_row, left - step * start : right - step * start]
 
 
-def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.Tensor, strength: float = 1.0,
-                  levels: DarkLevels | None = None) -> None:
+def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.Tensor, strength: float = 1.0) -> None:
     """In place: camera RGB ``pixels (h, w, 3)`` given (``strength`` of the way) the chroma the guided
     filter fits there, ``coefficients (8, h, w)`` (each guide channel's slopes for red and blue, then
-    the shifts), its luminance kept, then scaled by ``levels``' scale of it."""
+    the shifts), its luminance kept."""
     rows = torch.from_numpy(pixels).permute(2, 0, 1)  # (3, h, w), a view
     balanced = torch.mul(rows, gains, out=torch.empty(rows.shape))
     red_blue = coefficients[6:8]  # chroma of red and of blue: the fitted linear function of the guide
@@ -638,9 +615,6 @@ def _apply_chroma(pixels: np.ndarray, coefficients: torch.Tensor, gains: torch.T
     balanced.div_(gains)
     if strength < 1.0:  # part of the way: from the smoothed chroma back towards the pixels' own
         balanced.lerp_(rows.float(), 1.0 - strength)
-    scales = levels.scales(luminance) if levels is not None else None
-    if scales is not None:
-        balanced.mul_(scales)
     rows.copy_(balanced)
 
 
