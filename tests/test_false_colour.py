@@ -33,7 +33,7 @@ def colour(rgb: np.ndarray) -> np.ndarray:
 def test_a_clean_photo_gets_the_narrow_filter_that_keeps_colour_detail_and_a_noisy_one_the_wide_one():
     assert CLEAN == FalseColourFilter(CLEAN_ORDER, CLEAN_DETAIL_KEEP) and (CLEAN.order, CLEAN.reach) == (2, 1)
     assert false_colour_filter(0.99) == CLEAN  # an estimate that reads texture as noise does not widen it
-    assert NOISY == FalseColourFilter(NOISY_ORDER, None) and NOISY.reach == 2
+    assert NOISY == FalseColourFilter(NOISY_ORDER, None) and NOISY.reach == 3
     assert CLEAN.taps().tolist() == [1.0, 2.0, 1.0]
     taps = NOISY.taps()
     offsets = torch.arange(-NOISY.reach, NOISY.reach + 1, dtype=torch.float32)
@@ -48,7 +48,8 @@ def test_luminance_and_a_flat_colour_stay_and_an_isolated_false_colour_goes(colo
     out = suppress_false_colour(rgb.copy(), WB, colour_filter)
     np.testing.assert_allclose(luminance(out), luminance(rgb), rtol=1e-5)
     flat = np.ones(rgb.shape[:2], bool)
-    flat[18:23, 26:31] = False
+    reach = colour_filter.reach
+    flat[20 - reach : 21 + reach, 28 - reach : 29 + reach] = False  # what the off pixel's neighbourhood holds
     np.testing.assert_allclose(out[flat], rgb[flat], rtol=1e-5)  # up to the photo's borders
     before, after = np.abs(colour(rgb)[20, 28] - colour(rgb)[0, 0]).max(), np.abs(colour(out)[20, 28] - colour(rgb)[0, 0]).max()
     assert after < 0.75 * before  # the off pixel is brought most of the way to its neighbours' colour

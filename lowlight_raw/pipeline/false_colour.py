@@ -35,9 +35,11 @@ CLEAN_ORDER = 2  # the neighbourhood of a clean photo's colour: a binomial filte
 # astronaut, a photo of sharp saturated colours, 0.6 … 1.2 dB lower)
 CLEAN_DETAIL_KEEP = 0.2  # τ: a clean photo's colour detail (white-balanced channel over luminance, grey = 1, 1, 1)
 # this far from the neighbourhood's is half kept, far beyond it kept whole (without: the astronaut −1.2 dB at σ 1)
-NOISY_ORDER = 4  # … of a noisy one (its planes denoised at full strength: ×3 and darker): σ 1 px, keeping none of
-# the pixel's own colour, which there is mostly noise (the sweep's ×3 / ×10 Bayer 41.32 / 36.46 dB, where the clean
-# filter scored 41.03 / 36.26, τ 1 41.27 / 36.45, order 6 and τ 1 41.18 / 36.48, order 8 and τ 0.4 40.99 / 36.43).
+NOISY_ORDER = 6  # … of a noisy one (its planes denoised at full strength: ×3 and darker): σ 1.22 px, keeping none
+# of the pixel's own colour, which there is mostly noise. On the sweep (model rows, shipped settings, Bayer / X-Trans
+# ×3 / ×10 / ×30): order 4 42.12 / 36.75 / 33.22 and 40.82 / 36.11 / 32.90 dB, 6 42.10 / 36.86 / 33.29 and 40.94 /
+# 36.21 / 32.96, 8 41.97 / 36.89 / 33.32 and 40.94 / 36.25 / 32.99; with the whole result's guided chroma smoothing
+# still on, order 4 and τ 1 (nearly none kept) had scored Bayer ×3 41.27, τ 0.2 41.10, the clean filter 41.03.
 # Only at full strength: no_harm's clean X-Trans photos, whose noise the estimate overreads (their planes denoised
 # at 0.3 … 0.84), lost up to 0.7 dB (the astronaut) with a filter that widened with the denoising
 DARKEST = 1e-4  # where the neighbourhood's luminance (linear, after the gain) is below this, pixels are left as they are
