@@ -143,7 +143,9 @@ def network_from_sigma(layout: type[SensorLayout] | SensorLayout) -> float:
 
 def luminance_weights(wb: np.ndarray) -> np.ndarray:
     """``(3,)`` float32: camera RGB's weights in the luminance the shares, the dark levels and the
-    chroma smoothing judge by, the mean of the white-balanced channels."""
+    chroma smoothing judge by, the mean of the white-balanced channels (which
+    :mod:`.false_colour` keeps, and takes from its white-balanced planes where it scales the dark
+    levels)."""
     return np.asarray(wb, dtype=np.float32) / np.float32(3.0)
 
 
