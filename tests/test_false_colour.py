@@ -10,6 +10,7 @@ from lowlight_raw.pipeline import false_colour
 from lowlight_raw.pipeline.false_colour import (
     CLEAN_DETAIL_KEEP,
     CLEAN_ORDER,
+    NOISY_DETAIL_KEEP,
     NOISY_ORDER,
     FalseColourFilter,
     false_colour_filter,
@@ -33,7 +34,7 @@ def colour(rgb: np.ndarray) -> np.ndarray:
 def test_a_clean_photo_gets_the_narrow_filter_that_keeps_colour_detail_and_a_noisy_one_the_wide_one():
     assert CLEAN == FalseColourFilter(CLEAN_ORDER, CLEAN_DETAIL_KEEP) and (CLEAN.order, CLEAN.reach) == (2, 1)
     assert false_colour_filter(0.99) == CLEAN  # an estimate that reads texture as noise does not widen it
-    assert NOISY == FalseColourFilter(NOISY_ORDER, None) and NOISY.reach == 3
+    assert NOISY == FalseColourFilter(NOISY_ORDER, NOISY_DETAIL_KEEP) and NOISY.reach == 3 and NOISY_DETAIL_KEEP > CLEAN_DETAIL_KEEP
     assert CLEAN.taps().tolist() == [1.0, 2.0, 1.0]
     taps = NOISY.taps()
     offsets = torch.arange(-NOISY.reach, NOISY.reach + 1, dtype=torch.float32)

@@ -11,8 +11,8 @@ and would bleed a bright side's colour into a dark one), each neighbour weighted
 (so a dark, noisy neighbour counts little), its luminance kept exactly. Real colour detail is
 kept where it stands out: a clean photo's pixel keeps the part of its own colour that differs
 from its neighbourhood's by more than :data:`CLEAN_DETAIL_KEEP` (shrunk smoothly,
-``d · |d|² / (|d|² + τ²)``); a noisy photo's neighbourhood is wider and keeps none of the
-pixel's own (:func:`false_colour_filter`), which there is mostly noise.
+``d · |d|² / (|d|² + τ²)``); a noisy photo's neighbourhood is wider, and less of the pixel's own
+colour, which there is mostly noise, stands out (:func:`false_colour_filter`).
 
 Measured with ``lowlight-raw evaluate --sweep --methods model`` (five scenes, every layout) and
 ``bench/no_harm.py`` (seven sharp photos and textures, clean, Bayer and X-Trans): the numbers are in
@@ -35,13 +35,17 @@ CLEAN_ORDER = 2  # the neighbourhood of a clean photo's colour: a binomial filte
 # astronaut, a photo of sharp saturated colours, 0.6 … 1.2 dB lower)
 CLEAN_DETAIL_KEEP = 0.2  # τ: a clean photo's colour detail (white-balanced channel over luminance, grey = 1, 1, 1)
 # this far from the neighbourhood's is half kept, far beyond it kept whole (without: the astronaut −1.2 dB at σ 1)
-NOISY_ORDER = 6  # … of a noisy one (its planes denoised at full strength: ×3 and darker): σ 1.22 px, keeping none
-# of the pixel's own colour, which there is mostly noise. On the sweep (model rows, shipped settings, Bayer / X-Trans
-# ×3 / ×10 / ×30): order 4 42.12 / 36.75 / 33.22 and 40.82 / 36.11 / 32.90 dB, 6 42.10 / 36.86 / 33.29 and 40.94 /
+NOISY_ORDER = 6  # … of a noisy one (its planes denoised at full strength: ×3 and darker): σ 1.22 px. On the sweep
+# (model rows, keeping none of the pixel's own colour, Bayer / X-Trans ×3 / ×10 / ×30): order 4 42.12 / 36.75 / 33.22 and 40.82 / 36.11 / 32.90 dB, 6 42.10 / 36.86 / 33.29 and 40.94 /
 # 36.21 / 32.96, 8 41.97 / 36.89 / 33.32 and 40.94 / 36.25 / 32.99; with the whole result's guided chroma smoothing
 # still on, order 4 and τ 1 (nearly none kept) had scored Bayer ×3 41.27, τ 0.2 41.10, the clean filter 41.03.
 # Only at full strength: no_harm's clean X-Trans photos, whose noise the estimate overreads (their planes denoised
 # at 0.3 … 0.84), lost up to 0.7 dB (the astronaut) with a filter that widened with the denoising
+NOISY_DETAIL_KEEP = 0.3  # τ of a noisy photo: bench/no_harm.py --iso 6400 (sharp photos, 0 EV), astronaut (sharp
+# saturated colours) 37.67 dB before the false-colour step, 37.05 keeping none of the pixel's own colour, τ 0.3 / 0.4 /
+# 0.55 / 0.8 37.73 / 37.59 / 37.44 / 37.29 (the other six photos +0.0 … +2.1 over before with any of them); the sweep,
+# whose photographs' colour is smoother (JPEGs), Bayer ×3 / ×10 / ×30 42.10 / 36.86 / 33.29 keeping none, τ 0.3
+# 41.85 / 36.72 / 33.23, τ 0.8 41.96 / 36.81 / 33.27
 DARKEST = 1e-4  # where the neighbourhood's luminance (linear, after the gain) is below this, pixels are left as they are
 BAND = 128  # rows of the result filtered at a time …
 COLUMNS = 1024  # … and columns: a block's planes stay in the CPU's cache
@@ -51,7 +55,7 @@ class FalseColourFilter(NamedTuple):
     """The neighbourhood and the kept detail of :func:`suppress_false_colour`."""
 
     order: int  # the neighbourhood: a binomial filter of this even order (a Gaussian of σ √order / 2)
-    detail_keep: float | None  # τ: colour detail this far from the neighbourhood's is half kept; None: none kept
+    detail_keep: float  # τ: colour detail this far from the neighbourhood's is half kept
 
     @property
     def reach(self) -> int:
@@ -67,14 +71,14 @@ def false_colour_filter(denoising: float) -> FalseColourFilter:
     """The filter for a photo whose planes are denoised at ``denoising`` (0 … 1,
     :func:`~.restore.denoise_strength`): a noisy photo's at full strength, else a clean one's."""
     if denoising >= 1.0:
-        return FalseColourFilter(NOISY_ORDER, None)
+        return FalseColourFilter(NOISY_ORDER, NOISY_DETAIL_KEEP)
     return FalseColourFilter(CLEAN_ORDER, CLEAN_DETAIL_KEEP)
 
 
 def suppress_false_colour(rgb: np.ndarray, wb: np.ndarray, colour_filter: FalseColourFilter,
                           scales: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> np.ndarray:
     """In place: camera RGB ``rgb (H, W, 3)`` (float32 or half floats) with each pixel's colour that of
-    its neighbourhood, plus its own colour detail beyond ``colour_filter.detail_keep`` (if any); luminance
+    its neighbourhood, plus its own colour detail beyond ``colour_filter.detail_keep``; luminance
     (the mean of the white-balanced channels) kept. Colour is each white-balanced channel over
     luminance; the neighbourhood's is ``G * b / G * y``, ``G`` the binomial filter of ``colour_filter.order``,
     ``b`` and ``y`` the white-balanced channels and luminance with negatives taken as 0 (zero outside
@@ -108,7 +112,7 @@ def suppress_false_colour(rgb: np.ndarray, wb: np.ndarray, colour_filter: FalseC
     return rgb
 
 
-def _filtered(balanced: torch.Tensor, taps: torch.Tensor, detail_keep: float | None) -> torch.Tensor:
+def _filtered(balanced: torch.Tensor, taps: torch.Tensor, detail_keep: float) -> torch.Tensor:
     """:func:`suppress_false_colour` of white-balanced camera RGB ``balanced (3, h, w)`` (float32), whole
     (its borders read zeros beyond): ``(3, h, w)`` float32, white-balanced. Colours are taken here as
     shares of the channels' sum (a third of the ratios to their mean), so ``detail_keep`` is too."""
@@ -118,11 +122,10 @@ def _filtered(balanced: torch.Tensor, taps: torch.Tensor, detail_keep: float | N
     darkest = 3.0 * DARKEST * float(taps.sum()) ** 2  # the taps are unnormalised: so is the neighbourhood
     dark = neighbourhood < darkest if float(neighbourhood.min()) < darkest else None
     colour.mul_(neighbourhood.clamp_(min=darkest).reciprocal_())
-    if detail_keep is not None:
-        detail = positive.mul_(_channel_sum(positive).clamp_(min=3.0 * DARKEST).reciprocal_()).sub_(colour)  # own colour minus it
-        energy = detail[0].square()
-        energy.addcmul_(detail[1], detail[1]).addcmul_(detail[2], detail[2])
-        colour.addcmul_(detail, energy.div_(energy + (detail_keep / 3.0) ** 2))
+    detail = positive.mul_(_channel_sum(positive).clamp_(min=3.0 * DARKEST).reciprocal_()).sub_(colour)  # own colour minus it
+    energy = detail[0].square()
+    energy.addcmul_(detail[1], detail[1]).addcmul_(detail[2], detail[2])
+    colour.addcmul_(detail, energy.div_(energy + (detail_keep / 3.0) ** 2))
     colour.mul_(_channel_sum(balanced))
     return colour if dark is None else torch.where(dark, balanced, colour)
 
