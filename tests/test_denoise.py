@@ -33,7 +33,7 @@ def test_a_flat_patch_keeps_its_mean_and_loses_most_of_its_noise(layout, level):
         noise_of_mean = np.sqrt(X10.a * level + X10.b) / np.sqrt(noisy[list(planes)].size)
         # measured within 1.2 standard errors of the noisy samples' mean (Bayer 0.5)
         assert abs(out[list(planes)].mean() - grey[list(planes)].mean()) < 3.0 * noise_of_mean
-    assert (out - grey).std() < 0.2 * (noisy - grey).std()  # measured 6.1–6.4× less noise
+    assert (out - grey).std() < 0.25 * (noisy - grey).std()  # measured 4.3–5.0× less noise (6.1–6.4× with FACTOR 1.5)
 
 
 def test_a_clean_raw_is_kept_and_a_step_edge_stays_sharp():
