@@ -105,3 +105,12 @@ def test_the_filter_made_in_blocks_is_the_whole_images(colour_filter, dtype, mon
     in_blocks = suppress_false_colour(rgb.copy(), WB, colour_filter)
     assert in_blocks.dtype == dtype
     np.testing.assert_allclose(in_blocks.astype(np.float32), whole.astype(np.float32), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("colour_filter", [CLEAN, NOISY], ids=["clean", "noisy"])
+def test_a_black_speck_in_a_lit_neighbourhood_keeps_its_luminance(colour_filter):
+    rgb = np.full((12, 12, 3), 0.2, np.float32)
+    rgb[6, 6] = [2e-5, 1e-5, 3e-5]  # far below DARKEST, its neighbourhood bright
+    out = suppress_false_colour(rgb.copy(), WB, colour_filter)
+    np.testing.assert_allclose(luminance(out)[6, 6], luminance(rgb)[6, 6], rtol=1e-5)
+    assert (out[6, 6] > 0).all()

@@ -36,8 +36,9 @@ CLEAN_ORDER = 2  # the neighbourhood of a clean photo's colour: a binomial filte
 CLEAN_DETAIL_KEEP = 0.2  # τ: a clean photo's colour detail (white-balanced channel over luminance, grey = 1, 1, 1)
 # this far from the neighbourhood's is half kept, far beyond it kept whole (without: the astronaut −1.2 dB at σ 1)
 NOISY_ORDER = 6  # … of a noisy one (its planes denoised at full strength: ×3 and darker): σ 1.22 px. On the sweep
-# (model rows, keeping none of the pixel's own colour, Bayer / X-Trans ×3 / ×10 / ×30): order 4 42.12 / 36.75 / 33.22 and 40.82 / 36.11 / 32.90 dB, 6 42.10 / 36.86 / 33.29 and 40.94 /
-# 36.21 / 32.96, 8 41.97 / 36.89 / 33.32 and 40.94 / 36.25 / 32.99; with the whole result's guided chroma smoothing
+# (model rows, keeping none of the pixel's own colour, Bayer / X-Trans ×3 / ×10 / ×30): order 4 42.12 / 36.75 /
+# 33.22 and 40.82 / 36.11 / 32.90 dB, 6 42.10 / 36.86 / 33.29 and 40.94 / 36.21 / 32.96, 8 41.97 / 36.89 / 33.32
+# and 40.94 / 36.25 / 32.99; with the whole result's guided chroma smoothing
 # still on, order 4 and τ 1 (nearly none kept) had scored Bayer ×3 41.27, τ 0.2 41.10, the clean filter 41.03.
 # Only at full strength: no_harm's clean X-Trans photos, whose noise the estimate overreads (their planes denoised
 # at 0.3 … 0.84), lost up to 0.7 dB (the astronaut) with a filter that widened with the denoising
@@ -47,6 +48,7 @@ NOISY_DETAIL_KEEP = 0.3  # τ of a noisy photo: bench/no_harm.py --iso 6400 (sha
 # whose photographs' colour is smoother (JPEGs), Bayer ×3 / ×10 / ×30 42.10 / 36.86 / 33.29 keeping none, τ 0.3
 # 41.85 / 36.72 / 33.23, τ 0.8 41.96 / 36.81 / 33.27
 DARKEST = 1e-4  # where the neighbourhood's luminance (linear, after the gain) is below this, pixels are left as they are
+TINY = 1e-30  # a pixel's own colour is taken over its luminance, or this where that is 0 (black: all channels ≤ 0)
 BAND = 128  # rows of the result filtered at a time …
 COLUMNS = 1024  # … and columns: a block's planes stay in the CPU's cache
 
@@ -122,7 +124,7 @@ def _filtered(balanced: torch.Tensor, taps: torch.Tensor, detail_keep: float) ->
     darkest = 3.0 * DARKEST * float(taps.sum()) ** 2  # the taps are unnormalised: so is the neighbourhood
     dark = neighbourhood < darkest if float(neighbourhood.min()) < darkest else None
     colour.mul_(neighbourhood.clamp_(min=darkest).reciprocal_())
-    detail = positive.mul_(_channel_sum(positive).clamp_(min=3.0 * DARKEST).reciprocal_()).sub_(colour)  # own colour minus it
+    detail = positive.mul_(_channel_sum(positive).clamp_(min=TINY).reciprocal_()).sub_(colour)  # own colour minus it
     energy = detail[0].square()
     energy.addcmul_(detail[1], detail[1]).addcmul_(detail[2], detail[2])
     colour.addcmul_(detail, energy.div_(energy + (detail_keep / 3.0) ** 2))
