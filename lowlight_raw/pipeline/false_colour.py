@@ -104,20 +104,18 @@ def suppress_false_colour(rgb: np.ndarray, wb: np.ndarray, colour_filter: FalseC
         for left in range(0, width, COLUMNS):
             right = min(left + COLUMNS, width)
             low, high = max(left - reach, 0), min(right + reach, width)
-            filtered = _filtered(band[:, :, low:high], taps, colour_filter.detail_keep)
-            inner = filtered[:, top - first : bottom - first, left - low : right - low]
-            scale = None if scales is None else scales(_channel_sum(band[:, top - first : bottom - first, left:right]).div_(3.0))
-            inner.div_(gains)
-            if scale is not None:
-                inner.mul_(scale)
+            filtered = _filtered(band[:, :, low:high], taps, colour_filter.detail_keep, scales)
+            inner = filtered[:, top - first : bottom - first, left - low : right - low].div_(gains)
             torch.from_numpy(rgb[top:bottom, left:right]).copy_(inner.permute(1, 2, 0))
     return rgb
 
 
-def _filtered(balanced: torch.Tensor, taps: torch.Tensor, detail_keep: float) -> torch.Tensor:
+def _filtered(balanced: torch.Tensor, taps: torch.Tensor, detail_keep: float,
+              scales: Callable[[torch.Tensor], torch.Tensor | None] | None) -> torch.Tensor:
     """:func:`suppress_false_colour` of white-balanced camera RGB ``balanced (3, h, w)`` (float32), whole
-    (its borders read zeros beyond): ``(3, h, w)`` float32, white-balanced. Colours are taken here as
-    shares of the channels' sum (a third of the ratios to their mean), so ``detail_keep`` is too."""
+    (its borders read zeros beyond), scaled by ``scales`` of its luminance: ``(3, h, w)`` float32,
+    white-balanced. Colours are taken here as shares of the channels' sum (a third of the ratios to
+    their mean), so ``detail_keep`` is too."""
     positive = balanced.clamp(min=0.0)
     colour = separable_filter(positive, taps)
     neighbourhood = _channel_sum(colour)
@@ -128,8 +126,11 @@ def _filtered(balanced: torch.Tensor, taps: torch.Tensor, detail_keep: float) ->
     energy = detail[0].square()
     energy.addcmul_(detail[1], detail[1]).addcmul_(detail[2], detail[2])
     colour.addcmul_(detail, energy.div_(energy + (detail_keep / 3.0) ** 2))
-    colour.mul_(_channel_sum(balanced))
-    return colour if dark is None else torch.where(dark, balanced, colour)
+    luminance_sum = _channel_sum(balanced)
+    colour.mul_(luminance_sum)
+    result = colour if dark is None else torch.where(dark, balanced, colour)
+    scale = None if scales is None else scales(luminance_sum.div_(3.0))
+    return result if scale is None else result.mul_(scale)
 
 
 def _channel_sum(planes: torch.Tensor) -> torch.Tensor:

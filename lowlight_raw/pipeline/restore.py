@@ -278,26 +278,26 @@ def restore(
     share = network_share(profile, gain, layout)
     denoising = denoise_strength(profile, gain)
     noise = profile.amplified(gain) if denoising > 0.0 else None
+    pixels = planes.shape[1] * planes.shape[2] * layout.scale**2
     if share == 0.0:
         if on_progress is not None:
             on_progress(1.0)
-        full = blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising)
-        return suppress_false_colour(full, wb, false_colour_filter(denoising)), share
-    pixels = planes.shape[1] * planes.shape[2] * layout.scale**2
-    full = run_tiled(network, planes, device, tile=automatic_tile(pixels) if tile is None else tile, should_cancel=should_cancel, on_progress=on_progress, bf16=bf16,
-                     conditioning=NoiseConditioning(profile, gain), dtype=image_dtype(pixels))
-    release_freed_memory(pixels)  # the tiles' activations: the blend's areas would otherwise come on top of them
-    smoothing = chroma_smoothing_strength(profile, gain)
-    if smoothing > 0.0:
-        smooth_chroma(full, wb, smoothing)
-    shares = pixel_shares(full, profile, gain, layout, wb)
-    if shares is not None:
-        full = blend_clean_rendering(full, shares, planes, layout, wb, noise, denoising)
-        release_freed_memory(pixels)
-    # the dark levels are measured before the false colour goes, which keeps every pixel's luminance, so
-    # that one pass over the photo takes the false colour out and scales the levels
-    strength = dark_level_strength(profile, gain, blacks_clipped)
-    levels = dark_level_curve(full, planes, layout, wb, strength) if strength > 0.0 else None
+        full, levels = blend_clean_rendering(None, 0.0, planes, layout, wb, noise, denoising), None
+    else:
+        full = run_tiled(network, planes, device, tile=automatic_tile(pixels) if tile is None else tile, should_cancel=should_cancel,
+                         on_progress=on_progress, bf16=bf16, conditioning=NoiseConditioning(profile, gain), dtype=image_dtype(pixels))
+        release_freed_memory(pixels)  # the tiles' activations: the blend's areas would otherwise come on top of them
+        smoothing = chroma_smoothing_strength(profile, gain)
+        if smoothing > 0.0:
+            smooth_chroma(full, wb, smoothing)
+        shares = pixel_shares(full, profile, gain, layout, wb)
+        if shares is not None:
+            full = blend_clean_rendering(full, shares, planes, layout, wb, noise, denoising)
+            release_freed_memory(pixels)
+        # the dark levels are measured before the false colour goes, which keeps every pixel's luminance, so
+        # that one pass over the photo takes the false colour out and scales the levels
+        strength = dark_level_strength(profile, gain, blacks_clipped)
+        levels = dark_level_curve(full, planes, layout, wb, strength) if strength > 0.0 else None
     suppress_false_colour(full, wb, false_colour_filter(denoising), None if levels is None else levels.scales)
     release_freed_memory(pixels)
     return full, share
